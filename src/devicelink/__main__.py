@@ -1,0 +1,3 @@
+from devicelink.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""User codes, device codes and keyed hashes (RFC 8628 sections 3.2, 5.1, 5.2 and 6.1).
+
+The user code is typed by a person, so it follows section 6.1: eight letters from a
+base-20 alphabet without vowels (no words can be spelled, no case to get wrong),
+shown as ``XXXX-XXXX`` and normalised on input. The device code is never typed, so
+it carries 256 random bits (section 5.2). Neither is stored in clear: storage keeps
+an HMAC-SHA256 keyed with the server secret, so a database dump gives nothing away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+USER_CODE_LENGTH = 8
+DEVICE_CODE_BYTES = 32  # 256 bits of entropy (RFC 8628 section 5.2)
+
+# Characters a person may type around the code: section 6.1 says the server should
+# ignore what is outside the alphabet, such as the dash.
+_SEPARATORS = str.maketrans("", "", " -\t\u2010\u2011\u2012\u2013\u2014\u2212_.")
+
+
+def new_user_code() -> str:
+    """A fresh user code, already formatted as ``XXXX-XXXX`` (RFC 8628 section 6.1)."""
+    letters = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+    return format_user_code(letters)
+
+
+def format_user_code(normalised: str) -> str:
+    """Display form of a normalised code: a dash in the middle for readability."""
+    half = len(normalised) // 2
+    return f"{normalised[:half]}-{normalised[half:]}"
+
+
+def normalise_user_code(typed: str) -> str | None:
+    """The canonical form of what a user typed, or ``None`` when it cannot be a code.
+
+    RFC 8628 section 6.1: case-insensitive, dashes and spaces ignored. A letter outside
+    the alphabet (a vowel, a digit) is a typo, not decoration, so it makes the input
+    invalid rather than being silently dropped.
+    """
+    if len(typed) > 64:
+        return None
+    candidate = typed.translate(_SEPARATORS).upper()
+    if len(candidate) != USER_CODE_LENGTH:
+        return None
+    if any(ch not in USER_CODE_ALPHABET for ch in candidate):
+        return None
+    return candidate
+
+
+def new_device_code() -> str:
+    """A device code with 256 random bits, URL-safe (RFC 8628 section 5.2)."""
+    return secrets.token_urlsafe(DEVICE_CODE_BYTES)
+
+
+class CodeHasher:
+    """Keyed hashes of secrets for storage and lookup (HMAC-SHA256 with the server secret).
+
+    Each kind of secret gets its own derived key, so a hash of a device code can never
+    be matched against a hash of a user code or of an API key.
+    """
+
+    __slots__ = ("_api_key", "_client_secret", "_device_code", "_user_code")
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 32:
+            raise ValueError("the server secret must be at least 32 bytes")
+
+        def derive(purpose: bytes) -> bytes:
+            return hmac.new(secret, b"devicelink/" + purpose, hashlib.sha256).digest()
+
+        self._device_code = derive(b"device_code")
+        self._user_code = derive(b"user_code")
+        self._api_key = derive(b"api_key")
+        self._client_secret = derive(b"client_secret")
+
+    @staticmethod
+    def _mac(key: bytes, value: str) -> bytes:
+        return hmac.new(key, value.encode("utf-8"), hashlib.sha256).digest()
+
+    def device_code(self, device_code: str) -> bytes:
+        return self._mac(self._device_code, device_code)
+
+    def user_code(self, normalised_user_code: str) -> bytes:
+        return self._mac(self._user_code, normalised_user_code)
+
+    def api_key(self, api_key: str) -> bytes:
+        return self._mac(self._api_key, api_key)
+
+    def client_secret(self, client_secret: str) -> bytes:
+        return self._mac(self._client_secret, client_secret)

@@ -1,0 +1,170 @@
+"""Protocol errors: RFC 6749 section 5.2, RFC 8628 section 3.5, RFC 6750 section 3.1.
+
+Each error is a small class carrying its ``error`` code and HTTP status. The web layer
+has one handler that turns any of them into a section 5.2 JSON body; nothing else
+(no stack trace, no internal detail) reaches the wire.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class OAuthError(Exception):
+    """Base of every error answered in the RFC 6749 section 5.2 format."""
+
+    error: ClassVar[str] = "invalid_request"
+    status_code: ClassVar[int] = 400
+    default_description: ClassVar[str] = ""
+
+    def __init__(self, description: str | None = None, *, headers: dict[str, str] | None = None):
+        self.description = description if description is not None else self.default_description
+        self.headers = dict(headers or {})
+        super().__init__(f"{self.error}: {self.description}")
+
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.error}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+
+# RFC 6749 section 5.2
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+    default_description = "the request is missing a parameter or is malformed"
+
+
+class RequestTooLarge(InvalidRequest):
+    status_code = 413
+    default_description = "the request body is too large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status_code = 415
+    default_description = "send the parameters as application/x-www-form-urlencoded"
+
+
+class InvalidClient(OAuthError):
+    """Unknown client or failed client authentication: 401 with ``WWW-Authenticate``."""
+
+    error = "invalid_client"
+    status_code = 401
+    default_description = "client authentication failed"
+
+    def __init__(self, description: str | None = None, *, headers: dict[str, str] | None = None):
+        merged = {"WWW-Authenticate": 'Basic realm="devicelink"'}
+        merged.update(headers or {})
+        super().__init__(description, headers=merged)
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+    default_description = (
+        "the device code is invalid, was already used, or belongs to another client"
+    )
+
+
+class UnauthorizedClient(OAuthError):
+    error = "unauthorized_client"
+    default_description = "this client may not use this grant type"
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+    default_description = "grant_type must be urn:ietf:params:oauth:grant-type:device_code"
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+    default_description = "the requested scope is invalid or not allowed for this client"
+
+
+# RFC 8628 section 3.5
+
+
+class AuthorizationPending(OAuthError):
+    error = "authorization_pending"
+    default_description = "the user has not yet approved this request"
+
+
+class SlowDown(OAuthError):
+    """Still pending, and polled too fast: the body carries the new ``interval``."""
+
+    error = "slow_down"
+    default_description = "polling too fast; wait the new interval between requests"
+
+    def __init__(self, interval: int, description: str | None = None):
+        super().__init__(description)
+        self.interval = interval
+
+    def body(self) -> dict[str, object]:
+        body = super().body()
+        body["interval"] = self.interval
+        return body
+
+
+class AccessDenied(OAuthError):
+    error = "access_denied"
+    default_description = "the user denied the request"
+
+
+class ExpiredToken(OAuthError):
+    error = "expired_token"
+    default_description = "the device code has expired; start a new login"
+
+
+# Service conditions, answered in the same format
+
+
+class TemporarilyUnavailable(OAuthError):
+    error = "temporarily_unavailable"
+    status_code = 503
+    default_description = "the service is temporarily unavailable; try again shortly"
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 5):
+        super().__init__(description, headers={"Retry-After": str(retry_after)})
+
+
+class RateLimited(TemporarilyUnavailable):
+    status_code = 429
+    default_description = "too many requests; try again later"
+
+
+class ServerError(OAuthError):
+    error = "server_error"
+    status_code = 500
+    default_description = "the server could not complete the request"
+
+
+class NotFound(OAuthError):
+    error = "not_found"
+    status_code = 404
+    default_description = "no such endpoint"
+
+
+class MethodNotAllowed(OAuthError):
+    error = "invalid_request"
+    status_code = 405
+    default_description = "method not allowed on this endpoint"
+
+
+# RFC 6750 section 3.1: bearer tokens at resource endpoints
+
+
+class InvalidToken(OAuthError):
+    error = "invalid_token"
+    status_code = 401
+    default_description = "the API key is missing, unknown, revoked or expired"
+
+    def __init__(self, description: str | None = None):
+        desc = description if description is not None else self.default_description
+        super().__init__(
+            desc,
+            headers={
+                "WWW-Authenticate": f'Bearer realm="devicelink", error="invalid_token", '
+                f'error_description="{desc}"'
+            },
+        )

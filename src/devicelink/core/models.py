@@ -1,0 +1,119 @@
+"""The domain records the service reads and writes, independent of any storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Stored state of a device authorization. "Expired" is never stored: it is read
+    off ``expires_at`` against the clock, so checking expiry never writes."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CONSUMED = "consumed"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A registered OAuth client (RFC 6749 section 2)."""
+
+    client_id: str
+    name: str
+    scopes: tuple[str, ...]
+    """Scopes this client may ask for; a request without ``scope`` gets all of them."""
+    key_lifetime: int | None
+    """Seconds an issued key lives; ``None`` means keys of this client never expire."""
+    confidential: bool = False
+    secret_hash: bytes | None = field(default=None, repr=False)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    disabled: bool = False
+    password_hash: str | None = field(default=None, repr=False)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewDeviceAuthorization:
+    device_code_hash: bytes
+    user_code_hash: bytes
+    client_id: str
+    scope: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    interval: int
+    request_ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAuthorization:
+    """One run of the device flow (RFC 8628 section 3), as stored (hashes only)."""
+
+    id: int
+    client_id: str
+    scope: tuple[str, ...]
+    status: Status
+    created_at: datetime
+    expires_at: datetime
+    interval: int
+    user_id: int | None = None
+    approved_at: datetime | None = None
+    denied_at: datetime | None = None
+    consumed_at: datetime | None = None
+    last_polled_at: datetime | None = None
+    request_ip: str | None = None
+    user_agent: str | None = None
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    key_hash: bytes
+    name: str
+    user_id: int
+    client_id: str
+    device_authorization_id: int | None
+    scope: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    name: str
+    user_id: int
+    client_id: str
+    device_authorization_id: int | None
+    scope: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = None
+    last_used_ip: str | None = None
+    revoked_at: datetime | None = None
+
+    def is_active(self, now: datetime) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """What the device receives once: the key in clear, and when it stops working."""
+
+    access_token: str
+    expires_at: datetime | None
+    scope: tuple[str, ...]
+    key_id: str | None = None

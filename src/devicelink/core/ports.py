@@ -1,0 +1,133 @@
+"""The Protocols through which the service reaches storage (and, later, upstream login).
+
+Contracts, in the manner of Dex's ``storage.Storage``: times are timezone-aware UTC;
+"not found" is ``None`` or ``False``, never an exception; every state change is a
+compare-and-set that reports whether it happened, never read-then-write.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from devicelink.core.models import (
+    ApiKey,
+    Client,
+    DeviceAuthorization,
+    IssuedKey,
+    NewApiKey,
+    NewDeviceAuthorization,
+    Status,
+    User,
+)
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached or timed out; nothing was changed."""
+
+
+class DuplicateCode(Exception):
+    """A freshly generated code collided with a stored one; generate another."""
+
+
+class ClientRepository(Protocol):
+    async def get(self, client_id: str) -> Client | None: ...
+
+    async def add(self, client: Client) -> None:
+        """Insert a client; raises ``ValueError`` if the id is taken."""
+        ...
+
+    async def list(self) -> list[Client]: ...
+
+
+class UserRepository(Protocol):
+    async def get(self, user_id: int) -> User | None: ...
+
+    async def get_by_username(self, username: str) -> User | None: ...
+
+    async def add(self, username: str, password_hash: str | None, now: datetime) -> User:
+        """Insert a user; raises ``ValueError`` if the name is taken."""
+        ...
+
+    async def count(self) -> int: ...
+
+
+class DeviceAuthorizationRepository(Protocol):
+    async def add(self, new: NewDeviceAuthorization) -> DeviceAuthorization:
+        """Insert; raises :class:`DuplicateCode` when either code hash is already stored."""
+        ...
+
+    async def get_by_device_code(self, device_code_hash: bytes) -> DeviceAuthorization | None: ...
+
+    async def get_by_user_code(self, user_code_hash: bytes) -> DeviceAuthorization | None: ...
+
+    async def record_poll(
+        self,
+        authorization_id: int,
+        *,
+        previous_poll: datetime | None,
+        now: datetime,
+        interval: int,
+    ) -> bool:
+        """Set the last poll time and interval if the record is still pending and
+        nobody polled since ``previous_poll``. False when another request got there first."""
+        ...
+
+    async def transition(
+        self,
+        authorization_id: int,
+        *,
+        from_status: Status,
+        to_status: Status,
+        now: datetime,
+        user_id: int | None = None,
+    ) -> bool:
+        """Move ``from_status`` to ``to_status`` atomically, stamping the matching time
+        (and the approving or denying user). False when the status was not ``from_status``
+        or, for approval and denial, when the authorization expired."""
+        ...
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, new: NewApiKey) -> ApiKey:
+        """Insert; raises ``ValueError`` when the device authorization already has a key."""
+        ...
+
+    async def get_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None: ...
+
+    async def list_for_user(self, user_id: int) -> list[ApiKey]: ...
+
+    async def count_for_authorization(self, device_authorization_id: int) -> int: ...
+
+
+class Transaction(Protocol):
+    """One database transaction: committed when the block ends, rolled back on error."""
+
+    clients: ClientRepository
+    users: UserRepository
+    device_authorizations: DeviceAuthorizationRepository
+    api_keys: ApiKeyRepository
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        ...
+
+
+class KeyIssuer(Protocol):
+    """Mints the API key a device receives. The default stores it in devicelink's own
+    table; an embedding application can mint it in its own key system instead."""
+
+    async def issue(
+        self,
+        tx: Transaction,
+        *,
+        user: User,
+        client: Client,
+        authorization: DeviceAuthorization,
+        now: datetime,
+    ) -> IssuedKey: ...

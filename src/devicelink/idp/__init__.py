@@ -1,0 +1,1 @@
+"""Upstream login: local accounts and OpenID Connect providers (the sign-in issue)."""

@@ -1,0 +1,10 @@
+"""Use cases: start a device flow, poll it, approve or deny it, check a key.
+
+The service sees storage only through :mod:`devicelink.core.ports`; it owns the order
+of operations inside a transaction, not the SQL and not the HTTP.
+"""
+
+from devicelink.service.device_flow import DeviceFlowService, StartedFlow, TokenGrant
+from devicelink.service.keys import KeyService, StoredKeyIssuer
+
+__all__ = ["DeviceFlowService", "KeyService", "StartedFlow", "StoredKeyIssuer", "TokenGrant"]

@@ -1,0 +1,283 @@
+"""The device flow as use cases (RFC 8628 sections 3.1 to 3.5)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from devicelink.core import lifecycle
+from devicelink.core.codes import CodeHasher, new_device_code, new_user_code, normalise_user_code
+from devicelink.core.errors import (
+    AuthorizationPending,
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    OAuthError,
+    ServerError,
+    SlowDown,
+)
+from devicelink.core.lifecycle import FlowPolicy, Verdict
+from devicelink.core.models import (
+    Client,
+    DeviceAuthorization,
+    IssuedKey,
+    NewDeviceAuthorization,
+    Status,
+)
+from devicelink.core.ports import DuplicateCode, KeyIssuer, Store, Transaction
+from devicelink.service.clock import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+_CODE_ATTEMPTS = 5
+_POLL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """What a request said about its client (RFC 6749 section 2.3)."""
+
+    client_id: str | None
+    client_secret: str | None = None
+    used_basic_auth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartedFlow:
+    """The device authorization response (RFC 8628 section 3.2), before URLs are added."""
+
+    device_code: str
+    user_code: str
+    expires_in: int
+    interval: int
+    scope: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """A successful token response (RFC 6749 section 5.1)."""
+
+    access_token: str
+    expires_in: int | None
+    scope: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What the confirm page shows, or why it cannot be shown."""
+
+    verdict: Verdict
+    authorization: DeviceAuthorization | None = None
+    client: Client | None = None
+
+
+class DeviceFlowService:
+    def __init__(
+        self,
+        store: Store,
+        hasher: CodeHasher,
+        key_issuer: KeyIssuer,
+        *,
+        policy: FlowPolicy | None = None,
+        default_client_id: str | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._key_issuer = key_issuer
+        self.policy = policy or FlowPolicy()
+        self._default_client_id = default_client_id
+        self._clock = clock
+
+    # --- clients (RFC 6749 section 2.3, RFC 8628 sections 3.1 and 3.4) ----------------
+
+    async def _authenticate_client(self, tx: Transaction, creds: ClientCredentials) -> Client:
+        client_id = creds.client_id or self._default_client_id
+        if not client_id:
+            raise InvalidRequest("client_id is required")
+        client = await tx.clients.get(client_id)
+        if client is None:
+            raise InvalidClient("unknown client")
+        if client.confidential:
+            # RFC 8628 section 3.4: confidential clients MUST authenticate.
+            if creds.client_secret is None or client.secret_hash is None:
+                raise InvalidClient("this client must authenticate")
+            if not hmac.compare_digest(
+                self._hasher.client_secret(creds.client_secret), client.secret_hash
+            ):
+                raise InvalidClient()
+        return client
+
+    # --- RFC 8628 sections 3.1 and 3.2 -----------------------------------------------
+
+    async def start(
+        self,
+        creds: ClientCredentials,
+        *,
+        scope: str | None,
+        request_ip: str | None,
+        user_agent: str | None,
+    ) -> StartedFlow:
+        try:
+            requested = lifecycle.parse_scope(scope)
+        except ValueError:
+            raise InvalidScope("scope is malformed") from None
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            client = await self._authenticate_client(tx, creds)
+            try:
+                granted = lifecycle.granted_scope(requested, client.scopes)
+            except ValueError:
+                raise InvalidScope(
+                    f"this client may ask for: {' '.join(client.scopes) or 'no scope'}"
+                ) from None
+            for _ in range(_CODE_ATTEMPTS):
+                device_code = new_device_code()
+                user_code = new_user_code()
+                normalised = normalise_user_code(user_code)
+                assert normalised is not None
+                try:
+                    await tx.device_authorizations.add(
+                        NewDeviceAuthorization(
+                            device_code_hash=self._hasher.device_code(device_code),
+                            user_code_hash=self._hasher.user_code(normalised),
+                            client_id=client.client_id,
+                            scope=granted,
+                            created_at=now,
+                            expires_at=self.policy.expires_at(now),
+                            interval=self.policy.interval,
+                            request_ip=request_ip,
+                            user_agent=(user_agent or None) and user_agent[:512],
+                        )
+                    )
+                except DuplicateCode:
+                    continue
+                return StartedFlow(
+                    device_code=device_code,
+                    user_code=user_code,
+                    expires_in=self.policy.code_lifetime,
+                    interval=self.policy.interval,
+                    scope=granted,
+                )
+        raise ServerError("could not allocate a unique code")
+
+    # --- RFC 8628 sections 3.4 and 3.5 -----------------------------------------------
+
+    async def poll(self, creds: ClientCredentials, device_code: str) -> TokenGrant:
+        """Answer one poll of the token endpoint; raises the section 3.5 errors."""
+        code_hash = self._hasher.device_code(device_code)
+        for _ in range(_POLL_ATTEMPTS):
+            now = self._clock()
+            answer: OAuthError | None = None
+            async with self._store.transaction() as tx:
+                client = await self._authenticate_client(tx, creds)
+                authorization = await tx.device_authorizations.get_by_device_code(code_hash)
+                decision = lifecycle.decide_poll(
+                    authorization, client_id=client.client_id, now=now, policy=self.policy
+                )
+                if isinstance(decision, lifecycle.Refuse):
+                    raise decision.error
+                assert authorization is not None
+                if isinstance(decision, lifecycle.Issue):
+                    issued = await self._consume_and_issue(tx, client, authorization, now)
+                    return TokenGrant(
+                        access_token=issued.access_token,
+                        expires_in=_seconds_until(issued.expires_at, now),
+                        scope=issued.scope,
+                    )
+                # Pending: record this poll (and the slower interval) so every process
+                # judges the next poll against it; the answer goes out after the commit.
+                if await tx.device_authorizations.record_poll(
+                    authorization.id,
+                    previous_poll=authorization.last_polled_at,
+                    now=now,
+                    interval=decision.interval,
+                ):
+                    if isinstance(decision, lifecycle.SlowDownTo):
+                        answer = SlowDown(decision.interval)
+                    else:
+                        answer = AuthorizationPending()
+            if answer is not None:
+                raise answer
+            # Another request changed the record between our read and our write:
+            # read it again and decide afresh.
+        raise SlowDown(
+            min(self.policy.interval + self.policy.slow_down_step, self.policy.max_interval)
+        )
+
+    async def _consume_and_issue(
+        self, tx: Transaction, client: Client, authorization: DeviceAuthorization, now: datetime
+    ) -> IssuedKey:
+        # The compare-and-set decides which poll gets the key; every other poll,
+        # concurrent or later, finds the authorization consumed (DESIGN.md defects 1, 9).
+        consumed = await tx.device_authorizations.transition(
+            authorization.id, from_status=Status.APPROVED, to_status=Status.CONSUMED, now=now
+        )
+        if not consumed:
+            raise InvalidGrant()
+        user = await tx.users.get(authorization.user_id) if authorization.user_id else None
+        if user is None or user.disabled:
+            raise InvalidGrant("the approving account can no longer sign in")
+        # Issued in the same transaction: if minting fails, the consumption rolls back
+        # and the authorization stays approved for the next poll (DESIGN.md defect 3).
+        return await self._key_issuer.issue(
+            tx, user=user, client=client, authorization=authorization, now=now
+        )
+
+    # --- RFC 8628 section 3.3: the user's side ---------------------------------------
+
+    async def review(self, typed_user_code: str) -> Review:
+        normalised = normalise_user_code(typed_user_code)
+        if normalised is None:
+            return Review(Verdict.UNKNOWN)
+        async with self._store.transaction() as tx:
+            authorization = await tx.device_authorizations.get_by_user_code(
+                self._hasher.user_code(normalised)
+            )
+            verdict = lifecycle.decide_review(authorization, now=self._clock())
+            client = await tx.clients.get(authorization.client_id) if authorization else None
+        return Review(verdict, authorization, client)
+
+    async def approve(self, typed_user_code: str, *, user_id: int) -> Verdict:
+        return await self._decide(typed_user_code, user_id=user_id, to_status=Status.APPROVED)
+
+    async def deny(self, typed_user_code: str, *, user_id: int) -> Verdict:
+        return await self._decide(typed_user_code, user_id=user_id, to_status=Status.DENIED)
+
+    async def _decide(self, typed_user_code: str, *, user_id: int, to_status: Status) -> Verdict:
+        normalised = normalise_user_code(typed_user_code)
+        if normalised is None:
+            return Verdict.UNKNOWN
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            authorization = await tx.device_authorizations.get_by_user_code(
+                self._hasher.user_code(normalised)
+            )
+            verdict = lifecycle.decide_review(authorization, now=now)
+            if verdict is not Verdict.OK:
+                return verdict
+            assert authorization is not None
+            changed = await tx.device_authorizations.transition(
+                authorization.id,
+                from_status=Status.PENDING,
+                to_status=to_status,
+                now=now,
+                user_id=user_id,
+            )
+            if changed:
+                return Verdict.OK
+            # Someone else decided first (a double submit, another tab): report what
+            # the record says now; nothing was changed by this request.
+            current = await tx.device_authorizations.get_by_user_code(
+                self._hasher.user_code(normalised)
+            )
+            return lifecycle.decide_review(current, now=now)
+
+
+def _seconds_until(moment: datetime | None, now: datetime) -> int | None:
+    if moment is None:
+        return None
+    return max(0, int((moment - now).total_seconds()))

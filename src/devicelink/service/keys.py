@@ -1,0 +1,101 @@
+"""API keys: minting them at the end of a flow and checking them on every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from devicelink.core.apikeys import is_well_formed_api_key, new_api_key
+from devicelink.core.codes import CodeHasher
+from devicelink.core.errors import InvalidToken
+from devicelink.core.models import (
+    ApiKey,
+    Client,
+    DeviceAuthorization,
+    IssuedKey,
+    NewApiKey,
+    User,
+)
+from devicelink.core.ports import Store, Transaction
+from devicelink.service.clock import Clock, utc_now
+
+_NAME_LIMIT = 300
+
+
+def key_name(client: Client, authorization: DeviceAuthorization) -> str:
+    """A key is named after the client and the device that asked for it, so a user who
+    signed in several devices can tell their keys apart."""
+    device = (authorization.user_agent or "unknown device").strip() or "unknown device"
+    where = f" from {authorization.request_ip}" if authorization.request_ip else ""
+    return f"{client.name} on {device}{where}"[:_NAME_LIMIT]
+
+
+class StoredKeyIssuer:
+    """The default :class:`devicelink.core.ports.KeyIssuer`: keys live in devicelink's own
+    table, as a keyed hash only; the clear key exists once, in the token response."""
+
+    def __init__(self, hasher: CodeHasher) -> None:
+        self._hasher = hasher
+
+    async def issue(
+        self,
+        tx: Transaction,
+        *,
+        user: User,
+        client: Client,
+        authorization: DeviceAuthorization,
+        now: datetime,
+    ) -> IssuedKey:
+        secret = new_api_key()
+        expires_at = (
+            now + timedelta(seconds=client.key_lifetime)
+            if client.key_lifetime is not None
+            else None
+        )
+        stored = await tx.api_keys.add(
+            NewApiKey(
+                key_hash=self._hasher.api_key(secret),
+                name=key_name(client, authorization),
+                user_id=user.id,
+                client_id=client.client_id,
+                device_authorization_id=authorization.id,
+                scope=authorization.scope,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        return IssuedKey(
+            access_token=secret,
+            expires_at=expires_at,
+            scope=authorization.scope,
+            key_id=str(stored.id),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    key: ApiKey
+    user: User
+
+
+class KeyService:
+    def __init__(self, store: Store, hasher: CodeHasher, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._clock = clock
+
+    async def authenticate(self, presented: str | None) -> KeyOwner:
+        """The owner of a presented key, or :class:`InvalidToken` (RFC 6750 section 3.1).
+
+        The checksum is verified first, so malformed keys cost no database lookup.
+        """
+        if not presented or not is_well_formed_api_key(presented):
+            raise InvalidToken()
+        async with self._store.transaction() as tx:
+            found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
+        if found is None:
+            raise InvalidToken()
+        key, user = found
+        if user.disabled or not key.is_active(self._clock()):
+            raise InvalidToken()
+        return KeyOwner(key=key, user=user)

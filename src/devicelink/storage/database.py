@@ -1,0 +1,122 @@
+"""Engines and the :class:`SqlStore`, which hands out one transaction at a time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from devicelink.core.ports import StorageUnavailable
+from devicelink.storage.repositories import (
+    SqlApiKeyRepository,
+    SqlClientRepository,
+    SqlDeviceAuthorizationRepository,
+    SqlUserRepository,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs operators write and pick the async driver.
+
+    ``postgresql://`` and ``postgres://`` mean asyncpg; ``sqlite:///`` means aiosqlite.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        raise ValueError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine_for_url(url: str, **kwargs: Any) -> AsyncEngine:
+    url = normalise_database_url(url)
+    # Statement parameters hold hashes, user agents and IPs: keep them out of error
+    # messages, which end up in logs.
+    kwargs.setdefault("hide_parameters", True)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_timeout", 10)
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("timeout", 10)
+    connect_args.setdefault("command_timeout", 15)
+    return create_async_engine(url, connect_args=connect_args, **kwargs)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """SQLite as a real embedded database: WAL, a busy timeout, foreign keys, and
+    ``BEGIN IMMEDIATE`` so that a transaction that reads then writes takes the write
+    lock up front instead of failing when it upgrades (pysqlite's own transaction
+    handling is turned off for that, as SQLAlchemy's documentation recommends)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqlTransaction:
+    """The repositories of one transaction, sharing its connection."""
+
+    __slots__ = ("api_keys", "clients", "connection", "device_authorizations", "users")
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.clients = SqlClientRepository(connection)
+        self.users = SqlUserRepository(connection)
+        self.device_authorizations = SqlDeviceAuthorizationRepository(connection)
+        self.api_keys = SqlApiKeyRepository(connection)
+
+
+_UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+
+class SqlStore:
+    """The :class:`devicelink.core.ports.Store` on a SQLAlchemy async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTransaction]:
+        try:
+            async with self.engine.begin() as connection:
+                yield SqlTransaction(connection)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StorageUnavailable(type(exc).__name__) from exc
+            raise
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (*_UNAVAILABLE, DBAPIError) as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,366 @@
+"""Repositories: the contracts of :mod:`devicelink.core.ports` in SQL.
+
+Every state change is one ``UPDATE ... WHERE <expected state>`` whose row count says
+whether it happened; nothing reads a row, decides, and writes it back unguarded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from devicelink.core.models import (
+    ApiKey,
+    Client,
+    DeviceAuthorization,
+    NewApiKey,
+    NewDeviceAuthorization,
+    Status,
+    User,
+)
+from devicelink.core.ports import DuplicateCode
+from devicelink.storage.tables import ApiKeyRow, ClientRow, DeviceAuthorizationRow, UserRow
+
+clients_t = ClientRow.__table__
+users_t = UserRow.__table__
+devauth_t = DeviceAuthorizationRow.__table__
+keys_t = ApiKeyRow.__table__
+
+
+def _scope_tuple(stored: str) -> tuple[str, ...]:
+    return tuple(stored.split()) if stored else ()
+
+
+def _scope_text(scope: tuple[str, ...]) -> str:
+    return " ".join(scope)
+
+
+def _client(row: Any) -> Client:
+    return Client(
+        client_id=row.client_id,
+        name=row.name,
+        scopes=_scope_tuple(row.scopes),
+        key_lifetime=row.key_lifetime,
+        confidential=row.confidential,
+        secret_hash=row.secret_hash,
+        created_at=row.created_at,
+    )
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        disabled=row.disabled_at is not None,
+        password_hash=row.password_hash,
+        created_at=row.created_at,
+    )
+
+
+_DEVAUTH_COLUMNS = (
+    devauth_t.c.id,
+    devauth_t.c.client_id,
+    devauth_t.c.scope,
+    devauth_t.c.status,
+    devauth_t.c.created_at,
+    devauth_t.c.expires_at,
+    devauth_t.c.interval,
+    devauth_t.c.user_id,
+    devauth_t.c.approved_at,
+    devauth_t.c.denied_at,
+    devauth_t.c.consumed_at,
+    devauth_t.c.last_polled_at,
+    devauth_t.c.request_ip,
+    devauth_t.c.user_agent,
+)
+
+
+def _authorization(row: Any) -> DeviceAuthorization:
+    return DeviceAuthorization(
+        id=row.id,
+        client_id=row.client_id,
+        scope=_scope_tuple(row.scope),
+        status=Status(row.status),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        interval=row.interval,
+        user_id=row.user_id,
+        approved_at=row.approved_at,
+        denied_at=row.denied_at,
+        consumed_at=row.consumed_at,
+        last_polled_at=row.last_polled_at,
+        request_ip=row.request_ip,
+        user_agent=row.user_agent,
+    )
+
+
+_KEY_COLUMNS = (
+    keys_t.c.id,
+    keys_t.c.name,
+    keys_t.c.user_id,
+    keys_t.c.client_id,
+    keys_t.c.device_authorization_id,
+    keys_t.c.scope,
+    keys_t.c.created_at,
+    keys_t.c.expires_at,
+    keys_t.c.last_used_at,
+    keys_t.c.last_used_ip,
+    keys_t.c.revoked_at,
+)
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        user_id=row.user_id,
+        client_id=row.client_id,
+        device_authorization_id=row.device_authorization_id,
+        scope=_scope_tuple(row.scope),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        last_used_ip=row.last_used_ip,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlClientRepository:
+    __slots__ = ("_conn",)
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def get(self, client_id: str) -> Client | None:
+        row = (
+            await self._conn.execute(select(clients_t).where(clients_t.c.client_id == client_id))
+        ).first()
+        return _client(row) if row else None
+
+    async def add(self, client: Client) -> None:
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    insert(clients_t).values(
+                        client_id=client.client_id,
+                        name=client.name,
+                        scopes=_scope_text(client.scopes),
+                        key_lifetime=client.key_lifetime,
+                        confidential=client.confidential,
+                        secret_hash=client.secret_hash,
+                        created_at=client.created_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise ValueError(f"client {client.client_id!r} already exists") from exc
+
+    async def list(self) -> list[Client]:
+        rows = await self._conn.execute(select(clients_t).order_by(clients_t.c.client_id))
+        return [_client(row) for row in rows]
+
+
+class SqlUserRepository:
+    __slots__ = ("_conn",)
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def get(self, user_id: int) -> User | None:
+        row = (await self._conn.execute(select(users_t).where(users_t.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    async def get_by_username(self, username: str) -> User | None:
+        row = (
+            await self._conn.execute(select(users_t).where(users_t.c.username == username))
+        ).first()
+        return _user(row) if row else None
+
+    async def add(self, username: str, password_hash: str | None, now: datetime) -> User:
+        try:
+            async with self._conn.begin_nested():
+                row = (
+                    await self._conn.execute(
+                        insert(users_t)
+                        .values(username=username, password_hash=password_hash, created_at=now)
+                        .returning(users_t)
+                    )
+                ).one()
+        except IntegrityError as exc:
+            raise ValueError(f"user {username!r} already exists") from exc
+        return _user(row)
+
+    async def count(self) -> int:
+        return int(
+            (await self._conn.execute(select(func.count()).select_from(users_t))).scalar_one()
+        )
+
+
+class SqlDeviceAuthorizationRepository:
+    __slots__ = ("_conn",)
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add(self, new: NewDeviceAuthorization) -> DeviceAuthorization:
+        # INSERT ... ON CONFLICT DO NOTHING RETURNING: a collision of either code hash
+        # returns no row and leaves the transaction usable, without a savepoint.
+        dialect_insert = pg_insert if self._conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = (
+            dialect_insert(devauth_t)
+            .values(
+                device_code_hash=new.device_code_hash,
+                user_code_hash=new.user_code_hash,
+                client_id=new.client_id,
+                scope=_scope_text(new.scope),
+                status=Status.PENDING.value,
+                created_at=new.created_at,
+                expires_at=new.expires_at,
+                interval=new.interval,
+                request_ip=new.request_ip,
+                user_agent=new.user_agent,
+            )
+            .on_conflict_do_nothing()
+            .returning(*_DEVAUTH_COLUMNS)
+        )
+        row = (await self._conn.execute(stmt)).first()
+        if row is None:
+            raise DuplicateCode
+        return _authorization(row)
+
+    async def get_by_device_code(self, device_code_hash: bytes) -> DeviceAuthorization | None:
+        row = (
+            await self._conn.execute(
+                select(*_DEVAUTH_COLUMNS).where(devauth_t.c.device_code_hash == device_code_hash)
+            )
+        ).first()
+        return _authorization(row) if row else None
+
+    async def get_by_user_code(self, user_code_hash: bytes) -> DeviceAuthorization | None:
+        row = (
+            await self._conn.execute(
+                select(*_DEVAUTH_COLUMNS).where(devauth_t.c.user_code_hash == user_code_hash)
+            )
+        ).first()
+        return _authorization(row) if row else None
+
+    async def record_poll(
+        self,
+        authorization_id: int,
+        *,
+        previous_poll: datetime | None,
+        now: datetime,
+        interval: int,
+    ) -> bool:
+        last = devauth_t.c.last_polled_at
+        stmt = (
+            update(devauth_t)
+            .where(devauth_t.c.id == authorization_id)
+            .where(devauth_t.c.status == Status.PENDING.value)
+            .where(last.is_(None) if previous_poll is None else last == previous_poll)
+            .values(last_polled_at=now, interval=interval)
+        )
+        return (await self._conn.execute(stmt)).rowcount == 1
+
+    async def transition(
+        self,
+        authorization_id: int,
+        *,
+        from_status: Status,
+        to_status: Status,
+        now: datetime,
+        user_id: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": to_status.value}
+        stamp = {
+            Status.APPROVED: "approved_at",
+            Status.DENIED: "denied_at",
+            Status.CONSUMED: "consumed_at",
+        }.get(to_status)
+        if stamp is not None:
+            values[stamp] = now
+        if to_status in (Status.APPROVED, Status.DENIED):
+            values["user_id"] = user_id
+        stmt = (
+            update(devauth_t)
+            .where(devauth_t.c.id == authorization_id)
+            .where(devauth_t.c.status == from_status.value)
+            .where(devauth_t.c.expires_at > now)
+            .values(**values)
+        )
+        return (await self._conn.execute(stmt)).rowcount == 1
+
+
+class SqlApiKeyRepository:
+    __slots__ = ("_conn",)
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add(self, new: NewApiKey) -> ApiKey:
+        try:
+            async with self._conn.begin_nested():
+                row = (
+                    await self._conn.execute(
+                        insert(keys_t)
+                        .values(
+                            key_hash=new.key_hash,
+                            name=new.name,
+                            user_id=new.user_id,
+                            client_id=new.client_id,
+                            device_authorization_id=new.device_authorization_id,
+                            scope=_scope_text(new.scope),
+                            created_at=new.created_at,
+                            expires_at=new.expires_at,
+                        )
+                        .returning(*_KEY_COLUMNS)
+                    )
+                ).one()
+        except IntegrityError as exc:
+            raise ValueError("this device authorization already has a key") from exc
+        return _api_key(row)
+
+    async def get_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
+        row = (
+            await self._conn.execute(
+                select(
+                    *_KEY_COLUMNS,
+                    users_t.c.username,
+                    users_t.c.disabled_at,
+                    users_t.c.created_at.label("user_created_at"),
+                )
+                .join(users_t, users_t.c.id == keys_t.c.user_id)
+                .where(keys_t.c.key_hash == key_hash)
+            )
+        ).first()
+        if row is None:
+            return None
+        owner = User(
+            id=row.user_id,
+            username=row.username,
+            disabled=row.disabled_at is not None,
+            created_at=row.user_created_at,
+        )
+        return _api_key(row), owner
+
+    async def list_for_user(self, user_id: int) -> list[ApiKey]:
+        rows = await self._conn.execute(
+            select(*_KEY_COLUMNS).where(keys_t.c.user_id == user_id).order_by(keys_t.c.id)
+        )
+        return [_api_key(row) for row in rows]
+
+    async def count_for_authorization(self, device_authorization_id: int) -> int:
+        return int(
+            (
+                await self._conn.execute(
+                    select(func.count())
+                    .select_from(keys_t)
+                    .where(keys_t.c.device_authorization_id == device_authorization_id)
+                )
+            ).scalar_one()
+        )

@@ -1,0 +1,9 @@
+"""HTTP: FastAPI routers, templates, dependencies, and the wiring of everything below.
+
+This package owns no protocol decision (``core``) and no SQL (``storage``).
+"""
+
+from devicelink.web.app import create_app
+from devicelink.web.settings import Settings
+
+__all__ = ["Settings", "create_app"]

@@ -1,0 +1,53 @@
+"""``create_app(settings)``: the standalone server as an ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import devicelink
+from devicelink.core.ports import KeyIssuer, Store
+from devicelink.service.clock import Clock, utc_now
+from devicelink.web import api, oauth
+from devicelink.web.errors import install_error_handlers
+from devicelink.web.middleware import RequestIdMiddleware
+from devicelink.web.runtime import build_runtime
+from devicelink.web.settings import Settings
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    key_issuer: KeyIssuer | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
+    """Build the application. Nothing global: the settings, the engine and the services
+    live on this app only, created when it starts and disposed when it stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await build_runtime(settings, store=store, key_issuer=key_issuer, clock=clock)
+        app.state.devicelink = runtime
+        try:
+            yield
+        finally:
+            for dispose in runtime.dispose:
+                await dispose()
+
+    app = FastAPI(
+        title="devicelink",
+        version=devicelink.__version__,
+        description="OAuth 2.0 Device Authorization Grant (RFC 8628) server",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.openapi else None,
+        docs_url="/docs" if settings.openapi else None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(oauth.router)
+    app.include_router(api.router)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,121 @@
+"""The one place that wires settings, storage and services together for an app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from devicelink.core.codes import CodeHasher
+from devicelink.core.lifecycle import FlowPolicy
+from devicelink.core.models import Client
+from devicelink.core.ports import KeyIssuer, Store
+from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
+from devicelink.service.clock import Clock, utc_now
+from devicelink.storage import SqlStore, create_engine_for_url
+from devicelink.storage.migrate import upgrade_engine
+from devicelink.web.settings import Settings
+
+log = logging.getLogger("devicelink")
+
+DEFAULT_CLIENT_NAME = "devicelink CLI"
+DEFAULT_SCOPES = ("api",)
+
+
+class RateLimiter:
+    """Counters for starting flows (and, later, code entry): in memory for one process,
+    in Redis when several share the load (``DEVICELINK_REDIS_URL``)."""
+
+    def __init__(self, redis_url: str | None) -> None:
+        uri = redis_url.replace("redis://", "async+redis://", 1) if redis_url else "async+memory://"
+        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+
+    async def hit(self, limit: RateLimitItem, *identifiers: str) -> bool:
+        return await self._limiter.hit(limit, *identifiers)
+
+    async def retry_after(self, limit: RateLimitItem, *identifiers: str) -> int:
+        stats = await self._limiter.get_window_stats(limit, *identifiers)
+        return max(1, int(stats.reset_time - datetime.now(UTC).timestamp()) + 1)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    hasher: CodeHasher
+    flows: DeviceFlowService
+    keys: KeyService
+    limiter: RateLimiter
+    start_limit: RateLimitItem
+    dispose: list = field(default_factory=list)
+
+
+async def build_runtime(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    key_issuer: KeyIssuer | None = None,
+    clock: Clock = utc_now,
+) -> Runtime:
+    settings.check()
+    hasher = CodeHasher(settings.secret_bytes())
+    disposers = []
+    if store is None:
+        engine = create_engine_for_url(settings.effective_database_url())
+        if settings.should_migrate():
+            await upgrade_engine(engine)
+        sql_store = SqlStore(engine)
+        disposers.append(sql_store.dispose)
+        store = sql_store
+    await ensure_default_client(store, settings, now=clock())
+    policy = FlowPolicy(
+        code_lifetime=settings.code_lifetime,
+        interval=settings.interval,
+        slow_down_step=settings.slow_down_step,
+        max_interval=settings.max_interval,
+    )
+    flows = DeviceFlowService(
+        store,
+        hasher,
+        key_issuer or StoredKeyIssuer(hasher),
+        policy=policy,
+        default_client_id=settings.default_client_id,
+        clock=clock,
+    )
+    return Runtime(
+        settings=settings,
+        store=store,
+        hasher=hasher,
+        flows=flows,
+        keys=KeyService(store, hasher, clock),
+        limiter=RateLimiter(settings.redis_url),
+        start_limit=parse(settings.start_rate_limit),
+        dispose=disposers,
+    )
+
+
+async def ensure_default_client(store: Store, settings: Settings, *, now: datetime) -> None:
+    """Create the default public client on first start, so ``devicelink login`` works
+    against a fresh server without registering anything."""
+    if not settings.default_client_id:
+        return
+    async with store.transaction() as tx:
+        if await tx.clients.get(settings.default_client_id) is not None:
+            return
+        try:
+            await tx.clients.add(
+                Client(
+                    client_id=settings.default_client_id,
+                    name=DEFAULT_CLIENT_NAME,
+                    scopes=DEFAULT_SCOPES,
+                    key_lifetime=settings.key_lifetime or None,
+                    created_at=now,
+                )
+            )
+        except ValueError:
+            return  # another process created it at the same moment
+    log.info("created the default public client %r", settings.default_client_id)

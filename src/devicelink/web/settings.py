@@ -1,0 +1,206 @@
+"""Settings, from the environment (``DEVICELINK_`` prefix) through pydantic-settings.
+
+Every setting has its default beside it. Development means a loopback ``PUBLIC_URL``:
+there a missing secret is generated and kept in the data directory. Anywhere else an
+insecure configuration is refused at start-up with a message that says what to set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE = "secret.key"
+DATABASE_FILE = "devicelink.db"
+_WEAK_SECRETS = {  # noqa: S105 - a deny list, not a credential
+    "changeme",
+    "change-me",
+    "secret",
+    "password",
+    "devicelink",
+    "development",
+}
+
+
+class ConfigurationError(Exception):
+    """The configuration is unsafe or inconsistent; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEVICELINK_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (postgresql://user:pass@host/db); default: a SQLite "
+        "file in the data directory",
+    )
+    data_dir: Path = Field(
+        default=Path("devicelink-data"),
+        description="Where the embedded default keeps its SQLite file and generated secret",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL users reach; the issuer and verification_uri are built from it. "
+        "Default (embedded only): the address the server listens on",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Server secret for the keyed hashes (at least 32 characters); "
+        "generated and kept in the data directory on a loopback PUBLIC_URL",
+    )
+    default_client_id: str | None = Field(
+        default="devicelink-cli",
+        description="Client used when a request has no client_id; empty to require one",
+    )
+    code_lifetime: int = Field(default=600, description="Seconds a user code stays valid")
+    interval: int = Field(default=5, description="Seconds between polls")
+    slow_down_step: int = Field(default=5, description="Seconds added by each slow_down")
+    max_interval: int = Field(default=60, description="Cap of the polling interval")
+    key_lifetime: int = Field(
+        default=30 * 86_400,
+        description="Seconds an API key lives, for clients created without their own "
+        "lifetime; 0 means keys never expire",
+    )
+    start_rate_limit: str = Field(
+        default="30/minute", description="Flows one IP address may start (limits syntax)"
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for shared rate-limit counters across processes"
+    )
+    max_body_bytes: int = Field(default=65_536, description="Largest request body accepted")
+    openapi: bool = Field(default=True, description="Serve /openapi.json and /docs")
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Apply migrations at start-up; default: only on the embedded SQLite",
+    )
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @field_validator("default_client_id", "database_url", "redis_url", "oidc_issuer")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    # --- derived -------------------------------------------------------------------
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on the embedded SQLite default."""
+        return self.database_url is None
+
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / DATABASE_FILE).resolve()}"
+
+    def should_migrate(self) -> bool:
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return self.effective_database_url().startswith("sqlite")
+
+    @property
+    def issuer(self) -> str:
+        if not self.public_url:
+            raise ConfigurationError("set DEVICELINK_PUBLIC_URL")
+        return self.public_url
+
+    def is_development(self) -> bool:
+        return is_loopback_url(self.public_url or "http://127.0.0.1")
+
+    def check(self) -> None:
+        """Refuse an unsafe configuration outside development (DESIGN.md, Settings)."""
+        problems: list[str] = []
+        if not self.public_url:
+            problems.append("DEVICELINK_PUBLIC_URL is not set (the URL users open)")
+        else:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append("DEVICELINK_PUBLIC_URL must be an absolute http(s) URL")
+            elif parts.query or parts.fragment:
+                problems.append("DEVICELINK_PUBLIC_URL must not carry a query or fragment")
+            elif not self.is_development():
+                if parts.scheme != "https":
+                    problems.append(
+                        "DEVICELINK_PUBLIC_URL must be https:// outside development "
+                        "(codes and keys cross it)"
+                    )
+                secret = self.secret_key.get_secret_value() if self.secret_key else ""
+                if not secret:
+                    problems.append(
+                        "DEVICELINK_SECRET_KEY is not set; generate one with "
+                        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                    )
+                elif len(secret) < 32 or secret.lower() in _WEAK_SECRETS:
+                    problems.append(
+                        "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters"
+                    )
+        if self.secret_key is not None and 0 < len(self.secret_key.get_secret_value()) < 32:
+            if "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
+                problems.append(
+                    "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters"
+                )
+        if not 1 <= self.interval <= self.max_interval:
+            problems.append("DEVICELINK_INTERVAL must be between 1 and DEVICELINK_MAX_INTERVAL")
+        if not 60 <= self.code_lifetime <= 86_400:
+            problems.append("DEVICELINK_CODE_LIFETIME must be between 60 and 86400 seconds")
+        if self.key_lifetime < 0:
+            problems.append("DEVICELINK_KEY_LIFETIME must be 0 (never expire) or positive")
+        if problems:
+            raise ConfigurationError("refusing to start:\n  - " + "\n  - ".join(problems))
+
+    def secret_bytes(self) -> bytes:
+        """The server secret; on a loopback URL, generated once and kept with mode 0600."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value().encode("utf-8")
+        if not self.is_development():
+            raise ConfigurationError("DEVICELINK_SECRET_KEY is required outside development")
+        return load_or_create_secret(self.data_dir / SECRET_FILE)
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Read the secret at ``path`` or create it, mode 0600 from the first byte.
+
+    Written to a private temporary file and then hard-linked into place, so a second
+    process starting at the same moment reads either nothing or the whole secret.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_urlsafe(48).encode("ascii") + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process won the race; use its secret
+        finally:
+            temporary.unlink(missing_ok=True)
+    secret = path.read_bytes().strip()
+    if len(secret) < 32:
+        raise ConfigurationError(f"{path} holds a secret shorter than 32 bytes")
+    return secret
