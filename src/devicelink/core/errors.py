@@ -43,7 +43,8 @@ class RequestTooLarge(InvalidRequest):
 
 
 class UnsupportedMediaType(InvalidRequest):
-    status_code = 415
+    # 400 rather than 415: RFC 6749 section 5.2 answers malformed requests with 400,
+    # and OAuth clients read the error body, not the status line.
     default_description = "send the parameters as application/x-www-form-urlencoded"
 
 

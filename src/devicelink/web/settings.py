@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SECRET_FILE = "secret.key"
+SECRET_FILE = "secret.key"  # noqa: S105 - a file name
 DATABASE_FILE = "devicelink.db"
 _WEAK_SECRETS = {  # noqa: S105 - a deny list, not a credential
     "changeme",
