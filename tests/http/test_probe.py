@@ -1,0 +1,2 @@
+def test_probe(probe, server):
+    assert probe == 1
