@@ -63,7 +63,7 @@ class CodeHasher:
     be matched against a hash of a user code or of an API key.
     """
 
-    __slots__ = ("_api_key", "_client_secret", "_device_code", "_user_code")
+    __slots__ = ("_api_key", "_client_secret", "_csrf", "_device_code", "_session", "_user_code")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 32:
@@ -76,6 +76,8 @@ class CodeHasher:
         self._user_code = derive(b"user_code")
         self._api_key = derive(b"api_key")
         self._client_secret = derive(b"client_secret")
+        self._session = derive(b"session")
+        self._csrf = derive(b"csrf")
 
     @staticmethod
     def _mac(key: bytes, value: str) -> bytes:
@@ -92,3 +94,11 @@ class CodeHasher:
 
     def client_secret(self, client_secret: str) -> bytes:
         return self._mac(self._client_secret, client_secret)
+
+    def session_token(self, token: str) -> bytes:
+        return self._mac(self._session, token)
+
+    def csrf_token(self, session_token: str) -> str:
+        """The CSRF token of a browser session: derived from the session's own secret
+        token, so it needs no storage and is worthless without the cookie."""
+        return self._mac(self._csrf, session_token).hex()

@@ -39,6 +39,33 @@ class User:
     disabled: bool = False
     password_hash: str | None = field(default=None, repr=False)
     created_at: datetime | None = None
+    provider: str = "local"
+    """Where the user signs in: ``local`` (a password here) or ``oidc`` (upstream)."""
+    subject: str | None = None
+    """The upstream subject (``iss`` and ``sub``) for users who sign in upstream."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a sign-in proved the browser to be, before it is mapped to a :class:`User`."""
+
+    provider: str
+    subject: str
+    username: str
+    user_id: int | None = None
+    """Set by sign-in methods that already know the local user (local accounts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserSession:
+    """A browser's session on the sign-in pages; the cookie holds a random token whose
+    keyed hash identifies this record, so signing out ends it on the server."""
+
+    id: int
+    user_id: int | None
+    data: dict[str, str]
+    created_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,18 @@ compare-and-set that reports whether it happened, never read-then-write.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from devicelink.core.models import (
     ApiKey,
+    BrowserSession,
     Client,
     DeviceAuthorization,
+    Identity,
     IssuedKey,
     NewApiKey,
     NewDeviceAuthorization,
@@ -46,11 +50,43 @@ class UserRepository(Protocol):
 
     async def get_by_username(self, username: str) -> User | None: ...
 
-    async def add(self, username: str, password_hash: str | None, now: datetime) -> User:
-        """Insert a user; raises ``ValueError`` if the name is taken."""
+    async def get_by_subject(self, provider: str, subject: str) -> User | None: ...
+
+    async def add(
+        self,
+        username: str,
+        password_hash: str | None,
+        now: datetime,
+        *,
+        provider: str = "local",
+        subject: str | None = None,
+    ) -> User:
+        """Insert a user; raises ``ValueError`` if the name (or upstream subject) is taken."""
         ...
 
+    async def set_password(self, user_id: int, password_hash: str) -> bool: ...
+
     async def count(self) -> int: ...
+
+
+class BrowserSessionRepository(Protocol):
+    async def add(
+        self,
+        token_hash: bytes,
+        *,
+        user_id: int | None,
+        data: Mapping[str, str],
+        now: datetime,
+        expires_at: datetime,
+    ) -> BrowserSession: ...
+
+    async def get(self, token_hash: bytes, *, now: datetime) -> BrowserSession | None:
+        """The unexpired session with this token hash, or None."""
+        ...
+
+    async def set_data(self, session_id: int, data: Mapping[str, str]) -> None: ...
+
+    async def delete(self, session_id: int) -> None: ...
 
 
 class DeviceAuthorizationRepository(Protocol):
@@ -108,6 +144,7 @@ class Transaction(Protocol):
     users: UserRepository
     device_authorizations: DeviceAuthorizationRepository
     api_keys: ApiKeyRepository
+    browser_sessions: BrowserSessionRepository
 
 
 class Store(Protocol):
@@ -131,3 +168,34 @@ class KeyIssuer(Protocol):
         authorization: DeviceAuthorization,
         now: datetime,
     ) -> IssuedKey: ...
+
+
+# --- upstream sign-in (Dex's connector shape: two methods) ------------------------------
+
+
+class LoginFailed(Exception):
+    """Sign-in did not prove an identity; the message is safe to show the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRedirect:
+    """Where to send the browser to sign in, and what to keep until it comes back
+    (state, nonce, PKCE verifier): the caller stores ``transient`` in the session."""
+
+    url: str
+    transient: dict[str, str] = field(default_factory=dict)
+
+
+class Authenticator(Protocol):
+    """One way to sign in: build the login redirect; turn the callback into an identity."""
+
+    name: str
+    label: str
+
+    async def login_redirect(self, *, callback_url: str) -> LoginRedirect: ...
+
+    async def identity_from_callback(
+        self, params: Mapping[str, str], *, transient: Mapping[str, str], callback_url: str
+    ) -> Identity:
+        """Raise :class:`LoginFailed` when the callback proves nothing."""
+        ...

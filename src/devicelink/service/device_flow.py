@@ -92,6 +92,9 @@ class DeviceFlowService:
         self._default_client_id = default_client_id
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock()
+
     # --- clients (RFC 6749 section 2.3, RFC 8628 sections 3.1 and 3.4) ----------------
 
     async def _authenticate_client(self, tx: Transaction, creds: ClientCredentials) -> Client:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from devicelink.core.ports import StorageUnavailable
 from devicelink.storage.repositories import (
     SqlApiKeyRepository,
+    SqlBrowserSessionRepository,
     SqlClientRepository,
     SqlDeviceAuthorizationRepository,
     SqlUserRepository,
@@ -81,7 +82,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class SqlTransaction:
     """The repositories of one transaction, sharing its connection."""
 
-    __slots__ = ("api_keys", "clients", "connection", "device_authorizations", "users")
+    __slots__ = (
+        "api_keys",
+        "browser_sessions",
+        "clients",
+        "connection",
+        "device_authorizations",
+        "users",
+    )
 
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
@@ -89,6 +97,7 @@ class SqlTransaction:
         self.users = SqlUserRepository(connection)
         self.device_authorizations = SqlDeviceAuthorizationRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection)
+        self.browser_sessions = SqlBrowserSessionRepository(connection)
 
 
 _UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)

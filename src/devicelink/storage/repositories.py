@@ -6,10 +6,12 @@ whether it happened; nothing reads a row, decides, and writes it back unguarded.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from devicelink.core.models import (
     ApiKey,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     NewApiKey,
@@ -25,12 +28,19 @@ from devicelink.core.models import (
     User,
 )
 from devicelink.core.ports import DuplicateCode
-from devicelink.storage.tables import ApiKeyRow, ClientRow, DeviceAuthorizationRow, UserRow
+from devicelink.storage.tables import (
+    ApiKeyRow,
+    BrowserSessionRow,
+    ClientRow,
+    DeviceAuthorizationRow,
+    UserRow,
+)
 
 clients_t = ClientRow.__table__
 users_t = UserRow.__table__
 devauth_t = DeviceAuthorizationRow.__table__
 keys_t = ApiKeyRow.__table__
+sessions_t = BrowserSessionRow.__table__
 
 
 def _scope_tuple(stored: str) -> tuple[str, ...]:
@@ -60,6 +70,8 @@ def _user(row: Any) -> User:
         disabled=row.disabled_at is not None,
         password_hash=row.password_hash,
         created_at=row.created_at,
+        provider=row.provider,
+        subject=row.subject,
     )
 
 
@@ -181,19 +193,47 @@ class SqlUserRepository:
         ).first()
         return _user(row) if row else None
 
-    async def add(self, username: str, password_hash: str | None, now: datetime) -> User:
+    async def get_by_subject(self, provider: str, subject: str) -> User | None:
+        row = (
+            await self._conn.execute(
+                select(users_t).where(users_t.c.provider == provider, users_t.c.subject == subject)
+            )
+        ).first()
+        return _user(row) if row else None
+
+    async def add(
+        self,
+        username: str,
+        password_hash: str | None,
+        now: datetime,
+        *,
+        provider: str = "local",
+        subject: str | None = None,
+    ) -> User:
         try:
             async with self._conn.begin_nested():
                 row = (
                     await self._conn.execute(
                         insert(users_t)
-                        .values(username=username, password_hash=password_hash, created_at=now)
+                        .values(
+                            username=username,
+                            password_hash=password_hash,
+                            created_at=now,
+                            provider=provider,
+                            subject=subject,
+                        )
                         .returning(users_t)
                     )
                 ).one()
         except IntegrityError as exc:
             raise ValueError(f"user {username!r} already exists") from exc
         return _user(row)
+
+    async def set_password(self, user_id: int, password_hash: str) -> bool:
+        result = await self._conn.execute(
+            update(users_t).where(users_t.c.id == user_id).values(password_hash=password_hash)
+        )
+        return result.rowcount == 1
 
     async def count(self) -> int:
         return int(
@@ -364,3 +404,64 @@ class SqlApiKeyRepository:
                 )
             ).scalar_one()
         )
+
+
+def _session(row: Any) -> BrowserSession:
+    return BrowserSession(
+        id=row.id,
+        user_id=row.user_id,
+        data=json.loads(row.data),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
+class SqlBrowserSessionRepository:
+    __slots__ = ("_conn",)
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add(
+        self,
+        token_hash: bytes,
+        *,
+        user_id: int | None,
+        data: Mapping[str, str],
+        now: datetime,
+        expires_at: datetime,
+    ) -> BrowserSession:
+        row = (
+            await self._conn.execute(
+                insert(sessions_t)
+                .values(
+                    token_hash=token_hash,
+                    user_id=user_id,
+                    data=json.dumps(dict(data)),
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+                .returning(sessions_t)
+            )
+        ).one()
+        return _session(row)
+
+    async def get(self, token_hash: bytes, *, now: datetime) -> BrowserSession | None:
+        row = (
+            await self._conn.execute(
+                select(sessions_t).where(
+                    sessions_t.c.token_hash == token_hash, sessions_t.c.expires_at > now
+                )
+            )
+        ).first()
+        return _session(row) if row else None
+
+    async def set_data(self, session_id: int, data: Mapping[str, str]) -> None:
+        await self._conn.execute(
+            update(sessions_t)
+            .where(sessions_t.c.id == session_id)
+            .values(data=json.dumps(dict(data)))
+        )
+
+    async def delete(self, session_id: int) -> None:
+        await self._conn.execute(delete(sessions_t).where(sessions_t.c.id == session_id))

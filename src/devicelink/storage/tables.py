@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,12 +86,15 @@ class ClientRow(Base):
 
 class UserRow(Base):
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("provider", "subject", name="uq_users_provider_subject"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(200), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     disabled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    provider: Mapped[str] = mapped_column(String(32), server_default="local")
+    subject: Mapped[str | None] = mapped_column(String(512))
 
 
 class DeviceAuthorizationRow(Base):
@@ -139,6 +143,17 @@ class ApiKeyRow(Base):
     last_used_at: Mapped[datetime | None]
     last_used_ip: Mapped[str | None] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None]
+
+
+class BrowserSessionRow(Base):
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 metadata = Base.metadata

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 import devicelink
 from devicelink.core.ports import KeyIssuer, Store
 from devicelink.service.clock import Clock, utc_now
-from devicelink.web import api, oauth
+from devicelink.web import api, oauth, pages
 from devicelink.web.errors import install_error_handlers
-from devicelink.web.middleware import RequestIdMiddleware
+from devicelink.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from devicelink.web.runtime import build_runtime
 from devicelink.web.settings import Settings
 
@@ -49,5 +51,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(oauth.router)
     app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_middleware(SecurityHeadersMiddleware, exempt_prefixes=("/docs",))
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -15,6 +15,7 @@ import click
 from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import parse_scope
 from devicelink.core.models import Client
+from devicelink.idp.local import hash_password
 from devicelink.service.clock import utc_now
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.web.settings import ConfigurationError, Settings
@@ -32,6 +33,12 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings
 
 
 def run_with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
+    """Run an administrative action; the embedded database is created and migrated first."""
+    if settings.embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.should_migrate():
+        upgrade_database(settings.effective_database_url())
+
     async def run() -> T:
         engine = create_engine_for_url(settings.effective_database_url())
         try:
@@ -81,6 +88,8 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str) -> None:
         fail(str(exc))
     if settings.should_migrate():
         upgrade_database(settings.effective_database_url())
+    if settings.embedded and settings.local_accounts:
+        _create_first_account(settings)
     click.echo(f"devicelink {settings.public_url} (database: {_describe_db(settings)})", err=True)
     uvicorn.run(
         create_app(settings),
@@ -182,7 +191,94 @@ def clients_add(
         click.echo("(the secret is shown once; store it now)", err=True)
 
 
+FIRST_ACCOUNT = "admin"
+
+
+def _create_first_account(settings: Settings) -> None:
+    """On the embedded default, the first start with no account creates one and prints
+    its one-time password, once; nothing else ever shows it."""
+    password = secrets.token_urlsafe(12)
+
+    async def create(store: SqlStore) -> bool:
+        async with store.transaction() as tx:
+            if await tx.users.count() > 0:
+                return False
+            await tx.users.add(FIRST_ACCOUNT, hash_password(password), utc_now())
+            return True
+
+    if run_with_store(settings, create):
+        click.echo(
+            "\n  Created the first account. Sign in to approve devices with:\n"
+            f"    username: {FIRST_ACCOUNT}\n"
+            f"    password: {password}\n"
+            "  This password is shown only now; change it with "
+            f"`devicelink users passwd {FIRST_ACCOUNT}`.\n",
+            err=True,
+        )
+
+
+@click.group()
+def users() -> None:
+    """Local accounts (for sign-in without an upstream provider)."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        fail("a password needs at least 8 characters")
+    if len(password) > 1024:
+        fail("a password may have at most 1024 characters")
+    return password
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@data_dir_option
+def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Create the local account NAME."""
+    if not 1 <= len(name) <= 200 or name != name.strip() or any(ch.isspace() for ch in name):
+        fail("a username is 1 to 200 characters without spaces")
+    settings = load_settings(data_dir)
+    password_hash = hash_password(_read_password(password_stdin))
+
+    async def add(store: SqlStore) -> None:
+        async with store.transaction() as tx:
+            await tx.users.add(name, password_hash, utc_now())
+
+    try:
+        run_with_store(settings, add)
+    except ValueError as exc:
+        fail(str(exc))
+    click.echo(f"created user {name}")
+
+
+@users.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@data_dir_option
+def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Set a new password for the local account NAME."""
+    settings = load_settings(data_dir)
+    password_hash = hash_password(_read_password(password_stdin))
+
+    async def change(store: SqlStore) -> bool:
+        async with store.transaction() as tx:
+            user = await tx.users.get_by_username(name)
+            if user is None or user.provider != "local":
+                return False
+            return await tx.users.set_password(user.id, password_hash)
+
+    if not run_with_store(settings, change):
+        fail(f"no local account named {name!r}")
+    click.echo(f"password of {name} changed")
+
+
 def register(group: click.Group) -> None:
     group.add_command(serve)
     group.add_command(db)
     group.add_command(clients)
+    group.add_command(users)

@@ -39,9 +39,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def read_form(request: Request, limit: int) -> dict[str, str]:
     """The form's fields; an empty value counts as absent (RFC 8628 section 3.1)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != FORM_MEDIA_TYPE:
-        raise UnsupportedMediaType()
     body = await read_body(request, limit)
+    if media_type != FORM_MEDIA_TYPE:
+        if not body and not media_type:
+            return {}  # an empty post: every parameter absent
+        raise UnsupportedMediaType()
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)

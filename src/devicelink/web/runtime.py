@@ -13,9 +13,11 @@ from limits.storage import storage_from_string
 from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import FlowPolicy
 from devicelink.core.models import Client
-from devicelink.core.ports import KeyIssuer, Store
+from devicelink.core.ports import Authenticator, KeyIssuer, Store
+from devicelink.idp.local import LocalAccounts
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
 from devicelink.service.clock import Clock, utc_now
+from devicelink.service.sessions import BrowserSessions
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.migrate import upgrade_engine
 from devicelink.web.settings import Settings
@@ -37,6 +39,10 @@ class RateLimiter:
     async def hit(self, limit: RateLimitItem, *identifiers: str) -> bool:
         return await self._limiter.hit(limit, *identifiers)
 
+    async def allows(self, limit: RateLimitItem, *identifiers: str) -> bool:
+        """True when ``limit`` has room left, without spending any of it."""
+        return await self._limiter.test(limit, *identifiers)
+
     async def retry_after(self, limit: RateLimitItem, *identifiers: str) -> int:
         stats = await self._limiter.get_window_stats(limit, *identifiers)
         return max(1, int(stats.reset_time - datetime.now(UTC).timestamp()) + 1)
@@ -51,6 +57,11 @@ class Runtime:
     keys: KeyService
     limiter: RateLimiter
     start_limit: RateLimitItem
+    sessions: BrowserSessions
+    local_accounts: Authenticator | None
+    oidc: Authenticator | None
+    code_entry_limits: dict[str, RateLimitItem]
+    login_limit: RateLimitItem
     dispose: list = field(default_factory=list)
 
 
@@ -86,6 +97,7 @@ async def build_runtime(
         default_client_id=settings.default_client_id,
         clock=clock,
     )
+    oidc = oidc_authenticator(settings)
     return Runtime(
         settings=settings,
         store=store,
@@ -94,7 +106,31 @@ async def build_runtime(
         keys=KeyService(store, hasher, clock),
         limiter=RateLimiter(settings.redis_url),
         start_limit=parse(settings.start_rate_limit),
+        sessions=BrowserSessions(store, hasher, lifetime=settings.session_lifetime, clock=clock),
+        local_accounts=LocalAccounts(store) if settings.local_accounts else None,
+        oidc=oidc,
+        code_entry_limits={
+            "session": parse(settings.code_entry_limit_session),
+            "ip": parse(settings.code_entry_limit_ip),
+            "account": parse(settings.code_entry_limit_account),
+        },
+        login_limit=parse(settings.login_limit),
         dispose=disposers,
+    )
+
+
+def oidc_authenticator(settings: Settings) -> Authenticator | None:
+    if not settings.oidc_issuer or not settings.oidc_client_id:
+        return None
+    from devicelink.idp.oidc import OidcAuthenticator
+
+    secret = settings.oidc_client_secret
+    return OidcAuthenticator(
+        settings.oidc_issuer,
+        settings.oidc_client_id,
+        secret.get_secret_value() if secret else None,
+        username_claims=tuple(settings.oidc_username_claims.split()),
+        label=settings.oidc_label,
     )
 
 

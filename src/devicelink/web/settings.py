@@ -79,9 +79,39 @@ class Settings(BaseSettings):
         default=None,
         description="Apply migrations at start-up; default: only on the embedded SQLite",
     )
-    oidc_issuer: str | None = None
-    oidc_client_id: str | None = None
-    oidc_client_secret: SecretStr | None = None
+    session_lifetime: int = Field(
+        default=43_200, description="Seconds a browser stays signed in to the pages"
+    )
+    code_entry_limit_session: str = Field(
+        default="5/15 minutes", description="Failed code entries allowed per browser session"
+    )
+    code_entry_limit_ip: str = Field(
+        default="20/hour", description="Failed code entries allowed per IP address"
+    )
+    code_entry_limit_account: str = Field(
+        default="20/hour", description="Failed code entries allowed per signed-in account"
+    )
+    login_limit: str = Field(
+        default="10/15 minutes",
+        description="Failed password sign-ins allowed per IP address and per username",
+    )
+    local_accounts: bool = Field(default=True, description="Offer sign-in with local accounts")
+    oidc_issuer: str | None = Field(
+        default=None, description="Upstream OpenID Connect issuer URL (enables upstream sign-in)"
+    )
+    oidc_client_id: str | None = Field(default=None, description="Client id at the upstream")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret at the upstream (omit for a public client)"
+    )
+    oidc_username_claims: str = Field(
+        default="preferred_username email sub",
+        description="Claims that name the user, first present wins (space-separated)",
+    )
+    oidc_label: str | None = Field(default=None, description="Text of the upstream sign-in button")
+    scope_descriptions: dict[str, str] = Field(
+        default={"api": "Use the API as you, with your permissions"},
+        description="Plain words for each scope on the confirm page (JSON object)",
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -115,6 +145,10 @@ class Settings(BaseSettings):
         if not self.public_url:
             raise ConfigurationError("set DEVICELINK_PUBLIC_URL")
         return self.public_url
+
+    @property
+    def secure_cookies(self) -> bool:
+        return (self.public_url or "").startswith("https://")
 
     def is_development(self) -> bool:
         return is_loopback_url(self.public_url or "http://127.0.0.1")
@@ -151,6 +185,12 @@ class Settings(BaseSettings):
                 problems.append(
                     "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters"
                 )
+        if self.oidc_issuer and not self.oidc_client_id:
+            problems.append("DEVICELINK_OIDC_CLIENT_ID is required with DEVICELINK_OIDC_ISSUER")
+        if not self.oidc_issuer and not self.local_accounts:
+            problems.append(
+                "no way to sign in: set DEVICELINK_OIDC_ISSUER or DEVICELINK_LOCAL_ACCOUNTS=true"
+            )
         if not 1 <= self.interval <= self.max_interval:
             problems.append("DEVICELINK_INTERVAL must be between 1 and DEVICELINK_MAX_INTERVAL")
         if not 60 <= self.code_lifetime <= 86_400:

@@ -1,0 +1,57 @@
+-- Token poll (RFC 8628 section 3.4) over a pool of distinct pending device codes.
+--   wrk ... -s poll.lua http://host:port/oauth/device/token -- CODES_FILE THREADS OFFSETS [CLIENT_ID]
+-- CODES_FILE: one device code a line. THREADS: wrk's -t. OFFSETS: "o0,o1,...", where
+-- each thread starts in its slice (so consecutive runs continue where the last stopped).
+--
+-- Thread i owns the i-th slice of the pool and walks it round-robin, so a code is polled
+-- again only after the thread has polled every other code of its slice: with N codes
+-- and R requests a second, every N/R seconds. As long as that is longer than the
+-- code's interval (5 s), the server's answer is "authorization_pending"; otherwise it
+-- is "slow_down", which run.py reports. Responses are classified (see common.lua).
+
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+package.path = here .. "?.lua;" .. package.path
+local common = require("common")
+
+setup = common.setup
+done = common.done
+response = common.response
+
+local GRANT = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code"
+
+local prepared = {}
+local size = 0
+cursor = 0   -- next position in this thread's slice (0-based), read by done()
+issued = 0
+
+function init(args)
+   local path, nthreads, offsets = args[1], tonumber(args[2]), args[3] or ""
+   local client_id = args[4] or "devicelink-cli"
+   local codes = {}
+   for line in io.lines(path) do
+      if #line > 0 then codes[#codes + 1] = line end
+   end
+   local lo = math.floor(id * #codes / nthreads) + 1
+   local hi = math.floor((id + 1) * #codes / nthreads)
+   if hi < lo then error("fewer device codes than threads") end
+   local host = wrk.host .. ":" .. wrk.port
+   for i = lo, hi do
+      local body = "grant_type=" .. GRANT .. "&device_code=" .. codes[i] .. "&client_id=" .. client_id
+      local headers = common.form_headers()
+      headers["Host"] = host
+      prepared[#prepared + 1] = wrk.format("POST", wrk.path, headers, body)
+   end
+   size = #prepared
+   local k = 0
+   for offset in string.gmatch(offsets, "[^,]+") do
+      if k == id then cursor = tonumber(offset) % size end
+      k = k + 1
+   end
+end
+
+function request()
+   local r = prepared[cursor + 1]
+   cursor = (cursor + 1) % size
+   issued = issued + 1
+   return r
+end

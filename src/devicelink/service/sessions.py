@@ -1,0 +1,123 @@
+"""Browser sessions of the sign-in pages: created anonymous (for CSRF and the upstream
+login's state), rotated on sign-in, ended on sign-out. Kept in the database, so any
+server process can serve any request."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from devicelink.core.codes import CodeHasher
+from devicelink.core.models import BrowserSession, Identity, User
+from devicelink.core.ports import LoginFailed, Store
+from devicelink.service.clock import Clock, utc_now
+
+ANONYMOUS_LIFETIME = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A session and the secret token its cookie carries."""
+
+    token: str
+    record: BrowserSession
+    user: User | None = None
+
+
+class BrowserSessions:
+    def __init__(
+        self, store: Store, hasher: CodeHasher, *, lifetime: int, clock: Clock = utc_now
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._lifetime = lifetime
+        self._clock = clock
+
+    def csrf_token(self, session: OpenSession) -> str:
+        return self._hasher.csrf_token(session.token)
+
+    def check_csrf(self, session: OpenSession | None, presented: str | None) -> bool:
+        if session is None or not presented:
+            return False
+        return secrets.compare_digest(self.csrf_token(session), presented)
+
+    async def load(self, token: str | None) -> OpenSession | None:
+        """The live session for a cookie token, with its user if signed in and enabled."""
+        if not token or len(token) > 128:
+            return None
+        async with self._store.transaction() as tx:
+            record = await tx.browser_sessions.get(
+                self._hasher.session_token(token), now=self._clock()
+            )
+            if record is None:
+                return None
+            user = await tx.users.get(record.user_id) if record.user_id is not None else None
+        if user is not None and user.disabled:
+            user = None
+        return OpenSession(token=token, record=record, user=user)
+
+    async def start(self, data: Mapping[str, str] | None = None) -> OpenSession:
+        """A new anonymous session (it carries the CSRF token of the sign-in form)."""
+        return await self._create(None, data or {}, ANONYMOUS_LIFETIME)
+
+    async def _create(
+        self, user: User | None, data: Mapping[str, str], lifetime: int
+    ) -> OpenSession:
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            record = await tx.browser_sessions.add(
+                self._hasher.session_token(token),
+                user_id=user.id if user else None,
+                data=data,
+                now=now,
+                expires_at=now + timedelta(seconds=lifetime),
+            )
+        return OpenSession(token=token, record=record, user=user)
+
+    async def save_data(self, session: OpenSession, data: Mapping[str, str]) -> OpenSession:
+        async with self._store.transaction() as tx:
+            await tx.browser_sessions.set_data(session.record.id, data)
+        record = BrowserSession(
+            id=session.record.id,
+            user_id=session.record.user_id,
+            data=dict(data),
+            created_at=session.record.created_at,
+            expires_at=session.record.expires_at,
+        )
+        return OpenSession(token=session.token, record=record, user=session.user)
+
+    async def sign_in(self, previous: OpenSession | None, identity: Identity) -> OpenSession:
+        """Map the identity to a user and open a signed-in session under a NEW token
+        (the anonymous one is deleted), so a planted session id is worthless."""
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            if identity.user_id is not None:
+                user = await tx.users.get(identity.user_id)
+            else:
+                user = await tx.users.get_by_subject(identity.provider, identity.subject)
+                if user is None:
+                    existing = await tx.users.get_by_username(identity.username)
+                    if existing is not None:
+                        raise LoginFailed(
+                            f"the name {identity.username!r} belongs to another account here; "
+                            "ask an administrator"
+                        )
+                    user = await tx.users.add(
+                        identity.username,
+                        None,
+                        now,
+                        provider=identity.provider,
+                        subject=identity.subject,
+                    )
+            if user is None or user.disabled:
+                raise LoginFailed("this account cannot sign in")
+            if previous is not None:
+                await tx.browser_sessions.delete(previous.record.id)
+        return await self._create(user, {}, self._lifetime)
+
+    async def sign_out(self, session: OpenSession) -> None:
+        async with self._store.transaction() as tx:
+            await tx.browser_sessions.delete(session.record.id)

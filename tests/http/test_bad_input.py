@@ -1,0 +1,365 @@
+"""Bad input never yields 500 or 422, nor a ``{"detail": ...}`` body, nor a stack trace:
+every refusal is RFC 6749 section 5.2 JSON (DESIGN.md, "Protocol contract")."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.anyio
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+AUTHORIZE = "/oauth/device/authorize"
+TOKEN = "/oauth/device/token"
+ENDPOINTS = [AUTHORIZE, TOKEN]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+LIMIT = 64 * 1024
+
+
+def assert_error_json(response: httpx.Response, status: int, error: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers.get("cache-control") == "no-store"
+    assert "Traceback" not in response.text
+    body = response.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert "detail" not in body
+    if error is not None:
+        assert body["error"] == error, body
+    if "error_description" in body:
+        assert isinstance(body["error_description"], str)
+    return body
+
+
+async def raw_request(app, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes):
+    """Call the ASGI app directly, with headers exactly as given (no client fixes them)."""
+    sent: list[dict] = []
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        if chunks:
+            return chunks.pop(0)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("203.0.113.7", 51000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), payload
+
+
+# --- media type ------------------------------------------------------------------------------
+
+
+@pytest.mark.rfc("8628", "3.1")
+@pytest.mark.rfc("8628", "3.4")
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_a_json_body_is_invalid_request(server, path):
+    flow = await server.start_flow()
+    response = await server.http.post(
+        path,
+        json={
+            "client_id": "devicelink-cli",
+            "grant_type": DEVICE_GRANT,
+            "device_code": flow["device_code"],
+        },
+    )
+    assert_error_json(response, 400, "invalid_request")
+
+
+@pytest.mark.rfc("8628", "3.1")
+@pytest.mark.parametrize("path", ENDPOINTS)
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "multipart/form-data; boundary=x", "application/xml", "*/*"]
+)
+async def test_other_media_types_are_invalid_request(server, path, content_type):
+    response = await server.http.post(
+        path, content=b"client_id=devicelink-cli", headers={"Content-Type": content_type}
+    )
+    assert_error_json(response, 400, "invalid_request")
+
+
+@pytest.mark.rfc("8628", "3.1")
+async def test_form_media_type_with_a_charset_parameter_is_accepted(server):
+    response = await server.http.post(
+        AUTHORIZE,
+        content=b"client_id=devicelink-cli",
+        headers={"Content-Type": "Application/X-WWW-Form-URLEncoded; charset=UTF-8"},
+    )
+    assert response.status_code == 200, response.text
+
+
+# --- size --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_a_body_over_64_kib_is_413_with_error_json(server, path):
+    body = b"client_id=devicelink-cli&pad=" + b"a" * LIMIT
+    response = await server.http.post(path, content=body, headers=FORM)
+    assert_error_json(response, 413)
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_a_streamed_body_over_64_kib_without_length_is_413(server, path):
+    async def chunks():
+        yield b"client_id=devicelink-cli&pad="
+        for _ in range(20):
+            yield b"b" * 8192
+
+    response = await server.http.post(path, content=chunks(), headers=FORM)
+    assert "content-length" not in response.request.headers
+    assert_error_json(response, 413)
+
+
+async def test_a_body_of_exactly_64_kib_is_read(server):
+    head = b"client_id=devicelink-cli&pad="
+    body = head + b"c" * (LIMIT - len(head))
+    assert len(body) == LIMIT
+    response = await server.http.post(AUTHORIZE, content=body, headers=FORM)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-1x", b"1e3"])
+async def test_a_malformed_content_length_is_invalid_request(server, length):
+    status, headers, payload = await raw_request(
+        server.app,
+        "POST",
+        TOKEN,
+        [(b"content-type", FORM["Content-Type"].encode()), (b"content-length", length)],
+        b"device_code=x",
+    )
+    assert status == 400
+    assert json.loads(payload)["error"] == "invalid_request"
+    assert headers[b"cache-control"] == b"no-store"
+
+
+async def test_a_lying_content_length_over_the_limit_is_413_before_reading(server):
+    status, _headers, payload = await raw_request(
+        server.app,
+        "POST",
+        AUTHORIZE,
+        [(b"content-type", FORM["Content-Type"].encode()), (b"content-length", b"999999999")],
+        b"client_id=devicelink-cli",
+    )
+    assert status == 413
+    assert isinstance(json.loads(payload)["error"], str)
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+@pytest.mark.rfc("8628", "3.1")
+@pytest.mark.parametrize("path", ENDPOINTS)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"client_id=\xff\xfe",
+        b"device_code=\xc3\x28&client_id=devicelink-cli",
+        b"\x80=1",
+        b"client_id=devicelink-cli&scope=%ff",
+        b"device_code=%c3%28&client_id=devicelink-cli",
+        b"%ff=1&client_id=devicelink-cli",
+        b"device_code=%ed%a0%80",  # an encoded UTF-16 surrogate
+    ],
+)
+async def test_invalid_utf8_raw_or_percent_encoded_is_invalid_request(server, path, body):
+    response = await server.http.post(path, content=body, headers=FORM)
+    assert_error_json(response, 400, "invalid_request")
+
+
+@pytest.mark.rfc("8628", "3.4")
+async def test_valid_non_ascii_text_is_read_not_refused(server):
+    response = await server.http.post(
+        TOKEN,
+        content="grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code"
+        "&client_id=devicelink-cli&device_code=%C3%A9t%C3%A9",
+        headers=FORM,
+    )
+    assert_error_json(response, 400, "invalid_grant")
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+@pytest.mark.parametrize("body", [b"&&&", b"=", b"==&=x", b"a=b=c", b"%", b"%zz=%", b";;"])
+async def test_odd_but_decodable_forms_never_fail_the_server(server, path, body):
+    response = await server.http.post(path, content=body, headers=FORM)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert_error_json(response, 400)
+
+
+@pytest.mark.rfc("6749", "3.2")
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_too_many_fields_is_invalid_request(server, path):
+    body = "&".join(f"f{i}=v" for i in range(200)) + "&client_id=devicelink-cli"
+    response = await server.http.post(path, content=body, headers=FORM)
+    assert_error_json(response, 400, "invalid_request")
+
+
+# --- absurd values -----------------------------------------------------------------------
+
+
+@pytest.mark.rfc("8628", "3.4")
+async def test_a_60_kb_device_code_is_invalid_grant(server):
+    response = await server.poll("d" * 60_000)
+    assert_error_json(response, 400, "invalid_grant")
+
+
+@pytest.mark.rfc("8628", "3.1")
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_a_60_kb_client_id_is_invalid_client(server, path):
+    response = await server.http.post(
+        path, data={"client_id": "c" * 60_000, "grant_type": DEVICE_GRANT, "device_code": "x"}
+    )
+    assert_error_json(response, 401, "invalid_client")
+
+
+@pytest.mark.rfc("8628", "3.1")
+@pytest.mark.parametrize("scope", ["s" * 60_000, " ".join(["api"] * 15_000), "api " * 15_000])
+async def test_a_60_kb_scope_is_answered_without_failing(server, scope):
+    response = await server.http.post(
+        AUTHORIZE, data={"client_id": "devicelink-cli", "scope": scope}
+    )
+    if response.status_code == 200:
+        # Only the one allowed scope, repeated: it is what is granted.
+        assert set(scope.split()) == {"api"}
+    else:
+        assert_error_json(response, 400, "invalid_scope")
+
+
+async def test_a_60_kb_secret_and_user_agent_are_harmless(server, register_client):
+    await register_client(server, "build-bot", secret="s3cret")
+    response = await server.http.post(
+        AUTHORIZE,
+        data={"client_id": "build-bot", "client_secret": "s" * 60_000},
+        headers={"User-Agent": "u" * 8000},
+    )
+    assert_error_json(response, 401, "invalid_client")
+    ok = await server.http.post(AUTHORIZE, data={}, headers={"User-Agent": "u" * 8000, **FORM})
+    assert ok.status_code == 200, ok.text
+
+
+# --- paths and methods -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/nope", "/oauth/device", "/oauth", "/api/me/x", "/%ff", "/.env", "/api"]
+)
+async def test_unknown_paths_are_404_json(server, path):
+    for method in ("GET", "POST"):
+        response = await server.http.request(method, path)
+        assert_error_json(response, 404)
+
+
+@pytest.mark.rfc("8628", "3.4")
+@pytest.mark.parametrize("path", [TOKEN + "/", AUTHORIZE + "/", "/api/me/"])
+async def test_a_trailing_slash_is_answered_not_redirected_to_the_host_header(server, path):
+    """A 307 keeps the method and the body: a client that follows it re-sends its
+    device_code (or client_secret) to wherever Location points. Location must never be
+    built from the request's Host header or scheme (behind a TLS proxy: plain http)."""
+    response = await server.http.post(
+        path,
+        data={"client_id": "devicelink-cli", "grant_type": DEVICE_GRANT, "device_code": "x"},
+        headers={"Host": "evil.example"},
+    )
+    assert "evil.example" not in response.headers.get("location", "")
+    assert not response.is_redirect, response.headers.get("location")
+    assert_error_json(response, response.status_code)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", TOKEN),
+        ("GET", AUTHORIZE),
+        ("PUT", TOKEN),
+        ("DELETE", AUTHORIZE),
+        ("PATCH", TOKEN),
+        ("POST", "/api/me"),
+        ("POST", "/healthz"),
+        ("POST", "/.well-known/oauth-authorization-server"),
+    ],
+)
+async def test_wrong_methods_are_405_json_with_allow(server, method, path):
+    response = await server.http.request(method, path)
+    assert_error_json(response, 405)
+    assert response.headers.get("allow")
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_missing_fields_never_give_422(server, path):
+    for data in ({}, {"x": "y"}, {"client_id": "devicelink-cli"}):
+        response = await server.http.post(
+            path, content=str(httpx.QueryParams(data)), headers=FORM
+        )
+        assert response.status_code not in (422, 500), response.text
+        if response.status_code != 200:
+            assert_error_json(response, response.status_code)
+
+
+# --- property: any bytes at all ------------------------------------------------------------
+
+
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/x-www-form-urlencoded",
+        "application/x-www-form-urlencoded; charset=utf-8",
+        "application/json",
+        "text/plain",
+        None,
+    ]
+)
+FORMISH = st.lists(
+    st.tuples(
+        st.sampled_from(["client_id", "device_code", "grant_type", "scope", "client_secret", "x"]),
+        st.one_of(
+            st.text(max_size=40),
+            st.sampled_from(["devicelink-cli", DEVICE_GRANT, "api", "", "%ff", "%00"]),
+        ),
+    ),
+    max_size=6,
+).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8", "surrogatepass"))
+BODIES = st.one_of(st.binary(max_size=2048), FORMISH)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(path=st.sampled_from(ENDPOINTS), body=BODIES, content_type=CONTENT_TYPES)
+async def test_arbitrary_bytes_never_fail_the_server(sqlite_server, path, body, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await sqlite_server.http.post(path, content=body, headers=headers)
+    assert response.status_code < 500, response.text
+    assert response.status_code != 422, response.text
+    assert "Traceback" not in response.text
+    payload = response.json()
+    if path == AUTHORIZE and response.status_code == 200:
+        # A body that happens to be a valid form (say, empty or only unknown fields)
+        # starts a flow for the default client.
+        assert set(payload) >= {"device_code", "user_code", "verification_uri"}
+        return
+    assert isinstance(payload.get("error"), str) and payload["error"], payload
+    assert "detail" not in payload
+    assert response.headers.get("cache-control") == "no-store"

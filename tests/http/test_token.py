@@ -1,0 +1,427 @@
+"""The token endpoint: RFC 8628 sections 3.4 and 3.5 (and RFC 6749 section 5 around them).
+
+The order of the answers is part of the contract: unknown or consumed -> invalid_grant,
+expired -> expired_token, denied -> access_denied, approved -> the key, and only for a
+pending code the polling pace: slow_down (stored per code) or authorization_pending.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+pytestmark = pytest.mark.anyio
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+TOKEN = "/oauth/device/token"
+THIRTY_DAYS = 30 * 86_400
+
+
+def assert_oauth_error(response: httpx.Response, status: int, error: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers.get("cache-control") == "no-store"
+    body = response.json()
+    assert body["error"] == error, body
+    assert "access_token" not in body
+    assert "detail" not in body
+    return body
+
+
+async def approve(srv, flow, user) -> None:
+    assert await srv.runtime.flows.approve(flow["user_code"], user_id=user.id) == "ok"
+
+
+async def deny(srv, flow, user) -> None:
+    assert await srv.runtime.flows.deny(flow["user_code"], user_id=user.id) == "ok"
+
+
+async def count_keys(srv) -> int:
+    async with srv.runtime.store.engine.connect() as conn:
+        return (await conn.execute(text("SELECT count(*) FROM api_keys"))).scalar_one()
+
+
+async def me(srv, key: str) -> httpx.Response:
+    return await srv.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
+
+
+# --- section 3.4: the request --------------------------------------------------------------
+
+
+@pytest.mark.rfc("8628", "3.4")
+@pytest.mark.rfc("6749", "5.2")
+@pytest.mark.parametrize(
+    "grant_type",
+    ["authorization_code", "client_credentials", "device_code", DEVICE_GRANT.upper(), "urn:x"],
+)
+async def test_a_wrong_grant_type_is_unsupported_grant_type(server, alice, grant_type):
+    flow = await server.start_flow()
+    await approve(server, flow, alice)
+    response = await server.poll(flow["device_code"], grant_type=grant_type)
+    assert_oauth_error(response, 400, "unsupported_grant_type")
+    # The refused request did not use up the approval.
+    granted = await server.poll(flow["device_code"])
+    assert granted.status_code == 200, granted.text
+
+
+@pytest.mark.rfc("8628", "3.4")
+async def test_an_absent_or_empty_grant_type_is_tolerated(server):
+    flow = await server.start_flow()
+    absent = await server.http.post(
+        TOKEN, data={"device_code": flow["device_code"], "client_id": "devicelink-cli"}
+    )
+    assert_oauth_error(absent, 400, "authorization_pending")
+    server.clock.advance(5)
+    empty = await server.poll(flow["device_code"], grant_type="")
+    assert_oauth_error(empty, 400, "authorization_pending")
+
+
+@pytest.mark.rfc("8628", "3.4")
+@pytest.mark.rfc("6749", "5.2")
+@pytest.mark.parametrize("form", [{}, {"device_code": ""}, {"device_code_": "x"}])
+async def test_a_missing_device_code_is_invalid_request(server, form):
+    response = await server.http.post(
+        TOKEN, data={"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli", **form}
+    )
+    assert_oauth_error(response, 400, "invalid_request")
+
+
+@pytest.mark.rfc("8628", "3.4")
+async def test_a_device_code_in_the_query_string_is_not_read(server):
+    flow = await server.start_flow()
+    response = await server.http.post(
+        TOKEN,
+        params={"device_code": flow["device_code"]},
+        data={"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli"},
+    )
+    assert_oauth_error(response, 400, "invalid_request")
+
+
+@pytest.mark.rfc("6749", "3.2")
+@pytest.mark.rfc("8628", "3.4")
+@pytest.mark.parametrize("repeated", ["device_code", "grant_type", "client_id"])
+async def test_a_repeated_parameter_is_invalid_request(server, alice, repeated):
+    flow = await server.start_flow()
+    await approve(server, flow, alice)
+    fields = {
+        "grant_type": DEVICE_GRANT,
+        "device_code": flow["device_code"],
+        "client_id": "devicelink-cli",
+    }
+    pairs = [*fields.items(), (repeated, fields[repeated])]
+    response = await server.http.post(
+        TOKEN,
+        content=str(httpx.QueryParams(pairs)),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_oauth_error(response, 400, "invalid_request")
+    granted = await server.poll(flow["device_code"])
+    assert granted.status_code == 200, granted.text
+
+
+@pytest.mark.rfc("8628", "3.4")
+@pytest.mark.rfc("6749", "5.2")
+async def test_an_unknown_client_is_invalid_client(server):
+    flow = await server.start_flow()
+    response = await server.poll(flow["device_code"], client_id="who-is-this")
+    assert_oauth_error(response, 401, "invalid_client")
+    assert response.headers.get("www-authenticate")
+
+
+@pytest.mark.rfc("8628", "3.4")
+async def test_a_poll_without_client_id_means_the_default_client(server, alice):
+    flow = await server.start_flow()
+    await approve(server, flow, alice)
+    response = await server.http.post(
+        TOKEN, data={"grant_type": DEVICE_GRANT, "device_code": flow["device_code"]}
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.rfc("6749", "5.2")
+@pytest.mark.rfc("8628", "3.5")
+async def test_a_device_code_presented_by_another_client_is_invalid_grant(
+    server, register_client, alice
+):
+    await register_client(server, "other-cli")
+    flow = await server.start_flow()
+    pending = await server.poll(flow["device_code"], client_id="other-cli")
+    assert_oauth_error(pending, 400, "invalid_grant")
+    await approve(server, flow, alice)
+    approved = await server.poll(flow["device_code"], client_id="other-cli")
+    assert_oauth_error(approved, 400, "invalid_grant")
+    # The rightful client still receives its key: the foreign polls changed nothing.
+    granted = await server.poll(flow["device_code"])
+    assert granted.status_code == 200, granted.text
+
+
+# --- section 3.5: the answers, in order ---------------------------------------------------
+
+
+@pytest.mark.rfc("8628", "3.5")
+@pytest.mark.rfc("6749", "5.2")
+@pytest.mark.parametrize(
+    "device_code", ["x", "A" * 43, "not-a-code-at-all", "0" * 200, "ŧéşŧ", "+/ =&"]
+)
+async def test_an_unknown_device_code_is_invalid_grant(server, device_code):
+    response = await server.poll(device_code)
+    assert_oauth_error(response, 400, "invalid_grant")
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_pending_at_the_stated_interval_is_authorization_pending(server):
+    flow = await server.start_flow()
+    for _ in range(4):
+        response = await server.poll(flow["device_code"])
+        assert_oauth_error(response, 400, "authorization_pending")
+        server.clock.advance(flow["interval"])
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_polling_too_early_is_slow_down_with_the_new_interval(server):
+    flow = await server.start_flow()
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
+    server.clock.advance(1)
+    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
+    assert body["interval"] == 10
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_slow_down_holds_for_all_subsequent_requests(server):
+    flow = await server.start_flow()
+    await server.poll(flow["device_code"])
+    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
+    assert body["interval"] == 10
+    # The old interval (5 s) is now too early: the client must wait the new one.
+    server.clock.advance(5)
+    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
+    assert body["interval"] == 15
+    server.clock.advance(15)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
+    server.clock.advance(14)
+    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
+    assert body["interval"] == 20
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_slow_down_grows_by_five_seconds_up_to_sixty(server):
+    flow = await server.start_flow()
+    await server.poll(flow["device_code"])
+    intervals = []
+    for _ in range(14):
+        response = await server.poll(flow["device_code"])
+        intervals.append(assert_oauth_error(response, 400, "slow_down")["interval"])
+    assert intervals == [10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 60, 60, 60]
+    server.clock.advance(59)
+    assert assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")[
+        "interval"
+    ] == 60
+    server.clock.advance(60)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_slow_down_is_stored_per_device_code(server):
+    fast = await server.start_flow()
+    calm = await server.start_flow()
+    await server.poll(fast["device_code"])
+    await server.poll(calm["device_code"])
+    await server.poll(fast["device_code"])
+    await server.poll(fast["device_code"])
+    server.clock.advance(5)
+    assert_oauth_error(await server.poll(calm["device_code"]), 400, "authorization_pending")
+    assert assert_oauth_error(await server.poll(fast["device_code"]), 400, "slow_down")[
+        "interval"
+    ] == 20
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_slow_down_survives_a_restart_of_the_server(make_server, server):
+    """The interval lives in the database, not in the process that answered."""
+    flow = await server.start_flow()
+    await server.poll(flow["device_code"])
+    await server.poll(flow["device_code"])
+    async with make_server() as other_process:
+        server.clock.advance(5)
+        body = assert_oauth_error(await other_process.poll(flow["device_code"]), 400, "slow_down")
+    assert body["interval"] == 15
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_an_expired_code_is_expired_token(server):
+    flow = await server.start_flow()
+    server.clock.advance(599)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
+    server.clock.advance(1)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
+    server.clock.advance(3600)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_an_approved_but_expired_code_is_expired_token_not_a_key(server, alice):
+    flow = await server.start_flow()
+    await approve(server, flow, alice)
+    server.clock.advance(600)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
+    assert await count_keys(server) == 0
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_a_denied_code_is_access_denied_every_time(server, alice):
+    flow = await server.start_flow()
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
+    await deny(server, flow, alice)
+    for _ in range(3):
+        server.clock.advance(5)
+        assert_oauth_error(await server.poll(flow["device_code"]), 400, "access_denied")
+    # Expiry comes before denial in the order of answers.
+    server.clock.advance(600)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
+
+
+@pytest.mark.rfc("8628", "3.5")
+@pytest.mark.rfc("6749", "5.1")
+async def test_an_approved_code_gets_a_bearer_key_with_expiry_and_scope(server, alice):
+    flow = await server.start_flow()
+    await approve(server, flow, alice)
+    response = await server.poll(flow["device_code"])
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["access_token"].startswith("dlk_")
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == THIRTY_DAYS
+    assert body["scope"] == "api"
+    assert "refresh_token" not in body
+    owner = await me(server, body["access_token"])
+    assert owner.status_code == 200
+    assert owner.json()["username"] == "alice"
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_a_consumed_code_is_invalid_grant(server, alice):
+    flow = await server.start_flow()
+    await approve(server, flow, alice)
+    assert (await server.poll(flow["device_code"])).status_code == 200
+    server.clock.advance(5)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "invalid_grant")
+    # Consumed comes before expired in the order of answers.
+    server.clock.advance(3600)
+    assert_oauth_error(await server.poll(flow["device_code"]), 400, "invalid_grant")
+
+
+@pytest.mark.rfc("6749", "5.1")
+async def test_a_client_whose_keys_never_expire_gets_no_expires_in(server, register_client, alice):
+    await register_client(server, "forever-cli", key_lifetime=None)
+    flow = await server.start_flow(client_id="forever-cli")
+    await approve(server, flow, alice)
+    response = await server.poll(flow["device_code"], client_id="forever-cli")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "expires_in" not in body
+    assert body["token_type"] == "Bearer"
+    server.clock.advance(10 * 365 * 86_400)
+    assert (await me(server, body["access_token"])).status_code == 200
+
+
+@pytest.mark.rfc("6749", "5.1")
+async def test_a_client_key_lifetime_sets_expires_in(server, register_client, alice):
+    await register_client(server, "hourly-cli", key_lifetime=3600)
+    flow = await server.start_flow(client_id="hourly-cli")
+    await approve(server, flow, alice)
+    body = (await server.poll(flow["device_code"], client_id="hourly-cli")).json()
+    assert body["expires_in"] == 3600
+    server.clock.advance(3599)
+    assert (await me(server, body["access_token"])).status_code == 200
+    server.clock.advance(1)
+    assert (await me(server, body["access_token"])).status_code == 401
+
+
+@pytest.mark.rfc("6749", "5.1")
+async def test_the_server_key_lifetime_setting_applies_to_the_default_client(make_server):
+    async with make_server(key_lifetime=7 * 86_400) as srv:
+        user = await srv.add_user("bob")
+        flow = await srv.start_flow()
+        await approve(srv, flow, user)
+        body = (await srv.poll(flow["device_code"])).json()
+    assert body["expires_in"] == 7 * 86_400
+
+
+# --- one key per device, several devices per user ------------------------------------------
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_one_device_authorization_gives_exactly_one_key(server, alice):
+    flow = await server.start_flow()
+    await approve(server, flow, alice)
+    responses = []
+    for _ in range(5):
+        responses.append(await server.poll(flow["device_code"]))
+        server.clock.advance(5)
+    assert [r.status_code for r in responses] == [200, 400, 400, 400, 400]
+    assert await count_keys(server) == 1
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_one_user_signs_in_several_devices_at_once(server, alice):
+    laptop = await server.start_flow()
+    server_box = await server.start_flow(scope="api")
+    await approve(server, laptop, alice)
+    await approve(server, server_box, alice)
+    first = await server.poll(laptop["device_code"])
+    second = await server.poll(server_box["device_code"])
+    assert first.status_code == second.status_code == 200
+    key1, key2 = first.json()["access_token"], second.json()["access_token"]
+    assert key1 != key2
+    who1, who2 = await me(server, key1), await me(server, key2)
+    assert who1.status_code == who2.status_code == 200
+    assert who1.json()["username"] == who2.json()["username"] == "alice"
+    assert who1.json()["key"]["id"] != who2.json()["key"]["id"]
+    assert await count_keys(server) == 2
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_each_device_gets_the_approval_of_its_own_user(server, alice):
+    bob = await server.add_user("bob")
+    a = await server.start_flow()
+    b = await server.start_flow()
+    await approve(server, a, alice)
+    await approve(server, b, bob)
+    key_b = (await server.poll(b["device_code"])).json()["access_token"]
+    key_a = (await server.poll(a["device_code"])).json()["access_token"]
+    assert (await me(server, key_a)).json()["username"] == "alice"
+    assert (await me(server, key_b)).json()["username"] == "bob"
+
+
+# --- section 3.3: the user's side, through the service --------------------------------------
+
+
+@pytest.mark.rfc("8628", "3.3")
+async def test_approving_a_user_code_releases_exactly_that_device(server, alice):
+    mine = await server.start_flow()
+    someone_elses = await server.start_flow()
+    await approve(server, mine, alice)
+    assert (await server.poll(mine["device_code"])).status_code == 200
+    assert_oauth_error(
+        await server.poll(someone_elses["device_code"]), 400, "authorization_pending"
+    )
+
+
+@pytest.mark.rfc("8628", "3.3")
+async def test_a_user_cannot_decide_twice_or_after_expiry(server, alice):
+    flows = server.runtime.flows
+    flow = await server.start_flow()
+    assert await flows.approve(flow["user_code"], user_id=alice.id) == "ok"
+    assert await flows.approve(flow["user_code"], user_id=alice.id) == "already_approved"
+    assert await flows.deny(flow["user_code"], user_id=alice.id) == "already_approved"
+    assert (await server.poll(flow["device_code"])).status_code == 200
+    assert await flows.approve(flow["user_code"], user_id=alice.id) == "already_used"
+    late = await server.start_flow()
+    server.clock.advance(600)
+    assert await flows.approve(late["user_code"], user_id=alice.id) == "expired"
+    assert_oauth_error(await server.poll(late["device_code"]), 400, "expired_token")
+    assert await flows.approve("AEIO-U123", user_id=alice.id) == "unknown"
+    assert await flows.approve("", user_id=alice.id) == "unknown"

@@ -1,0 +1,139 @@
+"""Schema changes happen only in Alembic migrations.
+
+After ``upgrade_database`` on an empty SQLite file and an empty PostgreSQL database,
+Alembic's autogenerate comparison finds nothing between the migrated schema and
+``devicelink.storage.tables.metadata``: a change to the models without a migration (or
+the reverse) fails here. Upgrading is idempotent and leaves ``alembic_version`` at head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from devicelink.storage import create_engine_for_url, upgrade_database
+from devicelink.storage.migrate import alembic_config
+from devicelink.storage.tables import metadata
+
+ADMIN_POSTGRES_URL = os.environ.get(
+    "DEVICELINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+).replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _pg_admin(statement: str) -> None:
+    conn = await asyncpg.connect(ADMIN_POSTGRES_URL, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a database with no tables at all, of the given backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"devicelink_migrate_{os.getpid()}_{secrets.token_hex(3)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{ADMIN_POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _inspect(connection: Connection) -> dict[str, Any]:
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "compare_server_default": True},
+    )
+    return {
+        "diff": compare_metadata(context, metadata),
+        "tables": set(inspect(connection).get_table_names()),
+        "versions": [
+            row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))
+        ],
+    }
+
+
+def inspect_schema(url: str) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        engine = create_engine_for_url(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(_inspect)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_migrated_schema_matches_the_models(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    schema = inspect_schema(empty_database)
+    assert schema["diff"] == [], "the models and the migrations disagree; write a migration"
+    assert schema["tables"] == set(metadata.tables) | {"alembic_version"}
+
+
+def test_alembic_version_holds_the_head_revision(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    assert inspect_schema(empty_database)["versions"] == [head_revision()]
+
+
+def test_upgrade_is_idempotent(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    upgrade_database(empty_database)
+    schema = inspect_schema(empty_database)
+    assert schema["diff"] == []
+    assert schema["versions"] == [head_revision()]
+
+
+def test_the_comparison_notices_a_schema_the_migrations_did_not_make(
+    empty_database: str,
+) -> None:
+    """The guard itself works: a column added behind Alembic's back is reported."""
+    upgrade_database(empty_database)
+
+    async def add_column() -> None:
+        engine = create_engine_for_url(empty_database, poolclass=NullPool)
+        try:
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("ALTER TABLE users ADD COLUMN nickname TEXT")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add_column())
+    diff = inspect_schema(empty_database)["diff"]
+    assert [(d[0], d[2], d[3].name) for d in diff] == [("remove_column", "users", "nickname")]
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_concurrent_upgrades_on_postgres_migrate_once(empty_database: str) -> None:
+    """Several server processes starting together against one PostgreSQL: one migrates,
+    the others wait for it and find nothing to do."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(upgrade_database, empty_database) for _ in range(4)]:
+            future.result()
+    schema = inspect_schema(empty_database)
+    assert schema["diff"] == []
+    assert schema["versions"] == [head_revision()]
