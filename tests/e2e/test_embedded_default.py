@@ -10,6 +10,7 @@ import asyncio
 import re
 import signal
 import stat
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,11 @@ def data_files(workdir: Path) -> bytes:
     )
 
 
+def one_time_passwords(output: str) -> list[str]:
+    """The passwords ``serve`` printed for a first account it created."""
+    return re.findall(r"^\s*password: (\S+)\s*$", output, flags=re.MULTILINE)
+
+
 def test_serve_with_no_configuration_creates_its_data_and_answers_on_its_own_address(
     workdir: Path, launch: Launcher
 ) -> None:
@@ -65,6 +71,8 @@ def test_serve_with_no_configuration_creates_its_data_and_answers_on_its_own_add
     # The operator is told where the server is and where its data lives.
     assert server.base_url in server.stderr()
     assert str(data / "devicelink.db") in server.stderr()
+    # ... and, on the first start, the local account to approve devices with.
+    assert len(one_time_passwords(server.stderr())) == 1, server.stderr()
 
     with httpx.Client(base_url=server.base_url, timeout=10) as http:
         # No client_id at all: the default public client devicelink-cli is used.
@@ -113,14 +121,18 @@ def test_restarted_embedded_server_keeps_its_secret_and_the_keys_it_issued(
         assert granted.status_code == 200, granted.text
         key = granted.json()["access_token"]
     assert first.stop() in GRACEFUL_EXIT, first.logs()
+    (password,) = one_time_passwords(first.stderr())
+    assert password.encode() not in data_files(workdir), "the first password is kept in clear"
 
     second = launch(env=clean_env(), cwd=workdir, port=port)
     assert secret_file.read_bytes() == secret, "the secret was replaced on restart"
+    assert one_time_passwords(second.stderr()) == [], "a second one-time password was printed"
+    assert password not in second.stderr()
     with httpx.Client(base_url=second.base_url, timeout=10) as http:
         me = http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
         assert me.status_code == 200, me.text
         assert me.json()["username"] == "alice"
-        # Only one default client, and the flow's code is still consumed.
+        # The flow's code stays consumed across the restart.
         again = http.post(
             "/oauth/device/token",
             data={"grant_type": DEVICE_CODE_GRANT, "device_code": flow["device_code"]},
@@ -131,8 +143,8 @@ def test_restarted_embedded_server_keeps_its_secret_and_the_keys_it_issued(
 
 @pytest.mark.parametrize(
     "secret",
-    [None, "", "changeme", "short-but-not-empty"],
-    ids=["unset", "empty", "weak-word", "too-short"],
+    [None, "changeme"],
+    ids=["unset", "weak"],
 )
 def test_public_url_outside_loopback_without_a_strong_secret_refuses_to_start(
     workdir: Path, secret: str | None
@@ -166,23 +178,39 @@ def test_plain_http_public_url_outside_loopback_refuses_to_start_and_asks_for_ht
     assert "Traceback" not in result.stderr
 
 
-def test_confidential_client_added_on_the_command_line_starts_a_flow_with_basic_auth(
+def added_client_secret(result: subprocess.CompletedProcess[str], client_id: str) -> str:
+    """The secret ``devicelink clients add --confidential`` printed, checked to be shown once."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert f"client_id: {client_id}" in result.stdout
+    shown = re.findall(r"^client_secret: (\S+)$", result.stdout, flags=re.MULTILINE)
+    assert len(shown) == 1, result.stdout
+    assert len(shown[0]) >= 32
+    assert (result.stdout + result.stderr).count(shown[0]) == 1
+    return shown[0]
+
+
+def test_confidential_clients_added_on_the_command_line_start_flows_with_basic_auth(
     workdir: Path, launch: Launcher
 ) -> None:
+    # One registered before the first start, in the empty directory (the command uses
+    # the same embedded default as serve), one added while the server runs.
+    early = run_devicelink(
+        "clients", "add", "early", "--confidential", env=clean_env(), cwd=workdir
+    )
+    early_secret = added_client_secret(early, "early")
     server = launch(env=clean_env(), cwd=workdir)
-
     added = run_devicelink(
         "clients", "add", "mycli", "--confidential", env=clean_env(), cwd=workdir
     )
-    assert added.returncode == 0, added.stderr
-    secrets_shown = re.findall(r"^client_secret: (\S+)$", added.stdout, flags=re.MULTILINE)
-    assert len(secrets_shown) == 1, added.stdout
-    client_secret = secrets_shown[0]
-    assert len(client_secret) >= 32
-    assert (added.stdout + added.stderr).count(client_secret) == 1
-    assert "client_id: mycli" in added.stdout
+    client_secret = added_client_secret(added, "mycli")
 
     with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        from_early = http.post(
+            "/oauth/device/authorize", auth=("early", early_secret), data={"scope": "api"}
+        )
+        assert from_early.status_code == 200, from_early.text
+
         started = http.post(
             "/oauth/device/authorize", auth=("mycli", client_secret), data={"scope": "api"}
         )
@@ -198,16 +226,17 @@ def test_confidential_client_added_on_the_command_line_starts_a_flow_with_basic_
         assert poll.status_code == 400, poll.text
         assert poll.json()["error"] == "authorization_pending"
 
-        # A confidential client must authenticate, and with the right secret.
+        # A confidential client must authenticate, and with its own secret.
         anonymous = http.post("/oauth/device/authorize", data={"client_id": "mycli"})
         assert anonymous.status_code == 401, anonymous.text
         assert anonymous.json()["error"] == "invalid_client"
         assert "www-authenticate" in anonymous.headers
-        wrong = http.post(
-            "/oauth/device/authorize", auth=("mycli", "not-" + client_secret), data={"scope": "api"}
-        )
-        assert wrong.status_code == 401, wrong.text
-        assert wrong.json()["error"] == "invalid_client"
+        for wrong_secret in ("not-" + client_secret, early_secret):
+            wrong = http.post(
+                "/oauth/device/authorize", auth=("mycli", wrong_secret), data={"scope": "api"}
+            )
+            assert wrong.status_code == 401, wrong.text
+            assert wrong.json()["error"] == "invalid_client"
 
     # Adding it again is refused and prints no second secret.
     again = run_devicelink(
@@ -216,6 +245,9 @@ def test_confidential_client_added_on_the_command_line_starts_a_flow_with_basic_
     assert again.returncode != 0
     assert "client_secret" not in again.stdout
     assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
 
-    # The client secret is kept only as a keyed hash.
-    assert client_secret.encode() not in data_files(workdir)
+    # Client secrets are kept only as keyed hashes.
+    stored = data_files(workdir)
+    assert client_secret.encode() not in stored
+    assert early_secret.encode() not in stored

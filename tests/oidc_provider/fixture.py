@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import IO
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -108,12 +109,11 @@ def start_oidc_provider(
                 process.wait(timeout=10)
 
 
-def _wait_until_listening(process: subprocess.Popen[bytes], log: object, timeout: float) -> str:
-    assert hasattr(log, "seek") and hasattr(log, "read")
+def _wait_until_listening(process: subprocess.Popen[bytes], log: IO[str], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
         log.seek(0)
-        output: str = log.read()
+        output = log.read()
         for line in output.splitlines():
             if line.startswith(READY_PREFIX):
                 return line.removeprefix(READY_PREFIX).strip()

@@ -42,7 +42,11 @@ def is_well_formed_api_key(candidate: str) -> bool:
     Costs no I/O: callers reject anything for which this is False before looking the
     key up, so typos and random probes never reach the database.
     """
-    if len(candidate) != API_KEY_LENGTH or not candidate.startswith(API_KEY_PREFIX):
+    if (
+        len(candidate) != API_KEY_LENGTH
+        or not candidate.isascii()
+        or not candidate.startswith(API_KEY_PREFIX)
+    ):
         return False
     body, sep, checksum = candidate.rpartition("_")
     if sep != "_" or len(body) != len(API_KEY_PREFIX) + _RANDOM_LENGTH:

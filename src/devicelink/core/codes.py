@@ -43,7 +43,12 @@ def normalise_user_code(typed: str) -> str | None:
     """
     if len(typed) > 64:
         return None
-    candidate = typed.translate(_SEPARATORS).upper()
+    candidate = typed.translate(_SEPARATORS)
+    if not candidate.isascii():
+        # Unicode upper-casing turns some letters into several ("ß" into "SS"): only
+        # ASCII letters can be code letters.
+        return None
+    candidate = candidate.upper()
     if len(candidate) != USER_CODE_LENGTH:
         return None
     if any(ch not in USER_CODE_ALPHABET for ch in candidate):

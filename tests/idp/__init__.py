@@ -1,0 +1,1 @@
+"""Upstream sign-in: OpenID Connect against a real provider, ID token validation."""

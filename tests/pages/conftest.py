@@ -1,0 +1,43 @@
+"""Fixtures of the browser-page tests: the app reached at its https PUBLIC_URL (so
+Secure cookies flow as in a browser), and browsers with their own cookies and address."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from pagetools import Browser, Site
+
+from devicelink.web.app import create_app
+from devicelink.web.settings import Settings
+
+
+@pytest.fixture
+def site_settings(settings: Settings) -> Settings:
+    return settings
+
+
+@pytest.fixture
+async def site(site_settings: Settings, clock: Any) -> AsyncIterator[Site]:
+    app = create_app(site_settings, clock=clock)
+    public_url = site_settings.issuer
+
+    @asynccontextmanager
+    async def open_browser(ip: str = "198.51.100.20") -> AsyncIterator[Browser]:
+        transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url=public_url) as http:
+            yield Browser(http)
+
+    async with app.router.lifespan_context(app):
+        device_transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
+        async with httpx.AsyncClient(transport=device_transport, base_url=public_url) as device:
+            yield Site(app, clock, public_url, open_browser, device)
+
+
+@pytest.fixture
+async def browser(site: Site) -> AsyncIterator[Browser]:
+    async with site.open_browser() as opened:
+        yield opened
