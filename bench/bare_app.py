@@ -25,7 +25,11 @@ async def form(
     grant_type: Annotated[str | None, Form()] = None,
     client_id: Annotated[str | None, Form()] = None,
 ) -> dict[str, Any]:
-    return {"device_code_length": len(device_code), "grant_type": grant_type, "client_id": client_id}
+    return {
+        "device_code_length": len(device_code),
+        "grant_type": grant_type,
+        "client_id": client_id,
+    }
 
 
 _BODY = b'{"status":"ok"}'

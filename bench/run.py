@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,8 +187,9 @@ def wait_until_ready(process: Process, url: str, timeout: float = 30.0) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise BenchError(f"{process.name} did not answer {url} within {timeout:.0f} s:\n"
-                     f"{process.log_tail()}")
+    raise BenchError(
+        f"{process.name} did not answer {url} within {timeout:.0f} s:\n{process.log_tail()}"
+    )
 
 
 # --- targets: the servers under test -------------------------------------------------
@@ -320,7 +320,9 @@ async def _pg_recreate(admin_url: str, name: str) -> str:
     try:
         conn = await asyncpg.connect(admin_url, timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise BenchError(f"PostgreSQL at {admin_url} is unreachable: {exc} (see --postgres)")
+        raise BenchError(
+            f"PostgreSQL at {admin_url} is unreachable: {exc} (see --postgres)"
+        ) from None
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -398,7 +400,7 @@ class PollScenario(Scenario):
     each is polled again only after all the others (see the check in notes())."""
 
     codes: int = 20_000
-    concurrency: int = 64
+    concurrency: int = 32
     codes_file: Path | None = None
     offsets: list[int] = field(default_factory=list)
     created_per_second: float = 0.0
@@ -408,12 +410,15 @@ class PollScenario(Scenario):
         self.codes_file = ctx.workdir / f"{self.id}-device-codes.txt"
         log(f"{self.id}: creating {self.codes:,} pending device codes (setup, not measured)")
         started = time.monotonic()
-        codes = asyncio.run(_create_device_codes(self.target.base_url, self.codes + 1,
-                                                 self.concurrency))
+        codes = asyncio.run(
+            _create_device_codes(self.target.base_url, self.codes + 1, self.concurrency)
+        )
         elapsed = time.monotonic() - started
         self.created_per_second = len(codes) / elapsed
-        log(f"{self.id}: created {len(codes):,} codes in {elapsed:.1f} s "
-            f"({self.created_per_second:,.0f}/s with {self.concurrency} concurrent httpx requests)")
+        log(
+            f"{self.id}: created {len(codes):,} codes in {elapsed:.1f} s "
+            f"({self.created_per_second:,.0f}/s with {self.concurrency} concurrent httpx requests)"
+        )
         # One code the pool does not use shows a real answer, body and all.
         self.sample = _sample_poll(self.target.base_url + self.path, codes.pop())
         log(f"{self.id}: a poll of a fresh pending code answers {self.sample}")
@@ -441,17 +446,24 @@ class PollScenario(Scenario):
         fastest = max((m.rps for m in runs), default=0.0)
         if fastest:
             revisit = self.codes / fastest
-            line = (f"each code was polled again after about {revisit:.1f} s "
-                    f"(pool {self.codes:,} / {fastest:,.0f} req/s; interval {POLL_INTERVAL} s)")
+            line = (
+                f"each code was polled again after about {revisit:.1f} s "
+                f"(pool {self.codes:,} / {fastest:,.0f} req/s; interval {POLL_INTERVAL} s)"
+            )
             if revisit < POLL_INTERVAL * 1.2:
-                line += (" -- TOO SHORT: the server answers slow_down; raise --codes to at "
-                         f"least {int(fastest * POLL_INTERVAL * 2):,}")
+                line += (
+                    " -- TOO SHORT: the server answers slow_down; raise --codes to at "
+                    f"least {int(fastest * POLL_INTERVAL * 2):,}"
+                )
             notes.append(line)
         return notes
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "codes": self.codes,
-                "codes_created_per_second": round(self.created_per_second, 1)}
+        return {
+            **super().describe(),
+            "codes": self.codes,
+            "codes_created_per_second": round(self.created_per_second, 1),
+        }
 
 
 async def _create_device_codes(base_url: str, count: int, concurrency: int) -> list[str]:
@@ -466,7 +478,17 @@ async def _create_device_codes(base_url: str, count: int, concurrency: int) -> l
         async def one() -> None:
             nonlocal next_report
             async with semaphore:
-                response = await http.post("/oauth/device/authorize", data={"client_id": CLIENT_ID})
+                for attempt in range(5):
+                    try:
+                        response = await http.post(
+                            "/oauth/device/authorize", data={"client_id": CLIENT_ID}
+                        )
+                        break
+                    except httpx.TransportError:
+                        # A keep-alive connection closed by the server as it was reused;
+                        # this is setup, so try again.
+                        if attempt == 4:
+                            raise
             if response.status_code != 200:
                 raise BenchError(
                     f"POST /oauth/device/authorize answered {response.status_code}: "
@@ -543,7 +565,7 @@ def run_wrk(ctx: Context, scenario: Scenario, seconds: float) -> dict[str, Any]:
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)  # noqa: S603
     for line in done.stdout.splitlines():
         if line.startswith("WRK_RESULT "):
-            return json.loads(line[len("WRK_RESULT "):])  # type: ignore[no-any-return]
+            return json.loads(line[len("WRK_RESULT ") :])  # type: ignore[no-any-return]
     raise BenchError(
         f"wrk gave no result for {scenario.id} (exit {done.returncode}):\n"
         f"{done.stdout}\n{done.stderr}"
@@ -653,21 +675,33 @@ def answer_mix(summary: Summary) -> str:
         slow = answers.get("400 slow_down", 0)
         other = total - pending - slow
         others = ", ".join(
-            f"{k}: {v}" for k, v in sorted(answers.items())
+            f"{k}: {v}"
+            for k, v in sorted(answers.items())
             if k not in ("400 authorization_pending", "400 slow_down")
         )
-        return (f"400 authorization_pending {100 * pending / total:.2f}%, "
-                f"400 slow_down {100 * slow / total:.2f}%, other {100 * other / total:.2f}%"
-                + (f" ({others})" if others else "")
-                + f" of {total:,} responses")
-    parts = [f"{k} {100 * v / total:.2f}%" for k, v in sorted(answers.items(), key=lambda kv: -kv[1])]
+        return (
+            f"400 authorization_pending {100 * pending / total:.2f}%, "
+            f"400 slow_down {100 * slow / total:.2f}%, other {100 * other / total:.2f}%"
+            + (f" ({others})" if others else "")
+            + f" of {total:,} responses"
+        )
+    ranked = sorted(answers.items(), key=lambda kv: -kv[1])
+    parts = [f"{k} {100 * v / total:.2f}%" for k, v in ranked]
     return ", ".join(parts) + f" of {total:,} responses"
 
 
 def print_table(summaries: list[Summary]) -> None:
     base = next((s for s in summaries if s.scenario.id == BASELINE), None)
-    headers = ["scenario", "req/s", "p50 ms", "p99 ms", "answers as expected",
-               "req/s ×form", "p50 ×form", "p99 ×form"]
+    headers = [
+        "scenario",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "answers as expected",
+        "req/s ×form",
+        "p50 ×form",
+        "p99 ×form",
+    ]
 
     def ratio(value: float, reference: float | None) -> str:
         return f"{value / reference:.2f}" if reference else "-"
@@ -708,8 +742,11 @@ def environment(options: argparse.Namespace, targets: list[Target]) -> dict[str,
             return None
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(REPO_DIR), *args],  # noqa: S603, S607
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["git", "-C", str(REPO_DIR), *args],  # noqa: S603, S607
+            capture_output=True,
+            text=True,
+        )
         return done.stdout.strip()
 
     cpu = ""
@@ -730,8 +767,17 @@ def environment(options: argparse.Namespace, targets: list[Target]) -> dict[str,
         "wrk": ((wrk_version.stdout or wrk_version.stderr).splitlines() or [""])[0],
         "packages": {
             name: version(name)
-            for name in ("devicelink", "fastapi", "starlette", "uvicorn", "uvloop", "httptools",
-                         "sqlalchemy", "asyncpg", "limits")
+            for name in (
+                "devicelink",
+                "fastapi",
+                "starlette",
+                "uvicorn",
+                "uvloop",
+                "httptools",
+                "sqlalchemy",
+                "asyncpg",
+                "limits",
+            )
         },
         "targets": [t.describe() for t in targets],
         "options": {k: v for k, v in vars(options).items() if k != "json"},
@@ -748,35 +794,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=10, help="seconds per run (10)")
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario; median shown (3)")
-    parser.add_argument("--warmup", type=float, default=3,
-                        help="seconds of unmeasured load per scenario first (3)")
+    parser.add_argument(
+        "--warmup", type=float, default=3, help="seconds of unmeasured load per scenario first (3)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--timeout", type=float, default=5, help="wrk socket timeout, s (5)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of servers (0)")
     parser.add_argument("--wrk-cpus", default="1", help="taskset CPU list of wrk (1)")
-    parser.add_argument("--codes", type=int, default=20_000,
-                        help="pending device codes the token poll cycles through (20000)")
-    parser.add_argument("--only", default="",
-                        help="comma-separated scenario ids to run (default: all; see --list)")
+    parser.add_argument(
+        "--codes",
+        type=int,
+        default=20_000,
+        help="pending device codes the token poll cycles through (20000)",
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenario ids to run (default: all; see --list)"
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
         "--postgres",
-        default=os.environ.get("DEVICELINK_BENCH_POSTGRES",
-                               "postgresql://postgres@127.0.0.1:5432/postgres"),
+        default=os.environ.get(
+            "DEVICELINK_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
         help="admin URL of the PostgreSQL server [env: DEVICELINK_BENCH_POSTGRES]",
     )
-    parser.add_argument("--database", default="devicelink_bench",
-                        help="database to (re)create for the run (devicelink_bench)")
-    parser.add_argument("--keep-database", action="store_true",
-                        help="do not drop the database afterwards")
-    parser.add_argument("--start-rate-limit", default="1000000/minute",
-                        help="DEVICELINK_START_RATE_LIMIT for the server (1000000/minute)")
-    parser.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
-                        help="also write the results as JSON (default path: "
-                        "bench/results/<time>.json)")
-    parser.add_argument("--keep-workdir", action="store_true",
-                        help="keep the temporary directory (server logs, codes file)")
+    parser.add_argument(
+        "--database",
+        default="devicelink_bench",
+        help="database to (re)create for the run (devicelink_bench)",
+    )
+    parser.add_argument(
+        "--keep-database", action="store_true", help="do not drop the database afterwards"
+    )
+    parser.add_argument(
+        "--start-rate-limit",
+        default="1000000/minute",
+        help="DEVICELINK_START_RATE_LIMIT for the server (1000000/minute)",
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="also write the results as JSON (default path: bench/results/<time>.json)",
+    )
+    parser.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep the temporary directory (server logs, codes file)",
+    )
     options = parser.parse_args(argv)
     if options.connections < options.threads:
         parser.error("--connections must be at least --threads")
@@ -833,13 +901,16 @@ def main(argv: list[str] | None = None) -> int:
                 scenario.after_run(result)
                 measured = Measurement.from_wrk(scenario.id, run, result)
                 runs[scenario.id].append(measured)
-                log(f"run {run}/{options.runs} {scenario.id}: {measured.rps:,.0f} req/s, "
-                    f"p50 {measured.p50_ms:.2f} ms, p99 {measured.p99_ms:.2f} ms")
+                log(
+                    f"run {run}/{options.runs} {scenario.id}: {measured.rps:,.0f} req/s, "
+                    f"p50 {measured.p50_ms:.2f} ms, p99 {measured.p99_ms:.2f} ms"
+                )
         summaries = [Summary(s, runs[s.id]) for s in plan]
         for target in targets:
             if target.process is not None and target.process.popen.poll() is not None:
-                raise BenchError(f"{target.title} died during the runs:\n"
-                                 f"{target.process.log_tail()}")
+                raise BenchError(
+                    f"{target.title} died during the runs:\n{target.process.log_tail()}"
+                )
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -858,10 +929,12 @@ def main(argv: list[str] | None = None) -> int:
 
     load_after = os.getloadavg()
     print()
-    print(f"devicelink benchmark: {options.runs} run(s) of {options.duration:g} s per scenario "
-          f"(median shown), wrk {options.threads} threads / {options.connections} connections "
-          f"on CPU {options.wrk_cpus}, one server process on CPU {options.server_cpus}; "
-          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(
+        f"devicelink benchmark: {options.runs} run(s) of {options.duration:g} s per scenario "
+        f"(median shown), wrk {options.threads} threads / {options.connections} connections "
+        f"on CPU {options.wrk_cpus}, one server process on CPU {options.server_cpus}; "
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+    )
     print()
     print_table(summaries)
     print()
@@ -875,8 +948,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.scenario.id}: req/s of each run: {spread}")
 
     if options.json is not None:
-        path = Path(options.json) if options.json else (
-            RESULTS_DIR / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json")
+        path = (
+            Path(options.json)
+            if options.json
+            else (RESULTS_DIR / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json")
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "environment": environment(options, targets),
@@ -888,8 +964,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {path}")
     bad = [s.scenario.id for s in summaries if s.check().startswith("BAD")]
     if bad:
-        print(f"\nwarning: unexpected answers in {', '.join(bad)}: those figures do not measure "
-              "what the table says", file=sys.stderr)
+        print(
+            f"\nwarning: unexpected answers in {', '.join(bad)}: those figures do not measure "
+            "what the table says",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -12,7 +12,9 @@ the module name ``conftest``, so helpers cannot be imported from there.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +32,8 @@ DEVICELINK = Path(sys.executable).with_name("devicelink")
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+GRACEFUL_EXIT = (0, -signal.SIGTERM)
+"""Exit codes of a server stopped with SIGTERM: uvicorn shuts down, then re-raises it."""
 
 RUNNING: list[ServerProcess] = []
 """Servers started and not yet stopped, for the failure report."""
@@ -204,6 +208,11 @@ def launcher(log_dir: Path) -> Iterator[Launcher]:
         yield launch
     finally:
         launch.stop_all()
+
+
+def one_time_passwords(output: str) -> list[str]:
+    """The passwords ``serve`` printed for a first local account it created."""
+    return re.findall(r"^\s*password: (\S+)\s*$", output, flags=re.MULTILINE)
 
 
 # --- the flow --------------------------------------------------------------------------

@@ -17,11 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e_support import (
+    GRACEFUL_EXIT,
     Launcher,
     ServerProcess,
     approve_through_service,
     clean_env,
     free_port,
+    one_time_passwords,
     pg_dump,
     token_form,
 )
@@ -87,7 +89,13 @@ async def complete_flow(
 
 def assert_no_secret_in(dump: str | bytes, flow: FlowSecrets, where: str) -> None:
     haystack = dump if isinstance(dump, bytes) else dump.encode("utf-8")
-    leaked = [name for name, value in flow.clear_forms().items() if value.encode() in haystack]
+    lowered = haystack.lower()
+    leaked = [
+        name
+        for name, value in flow.clear_forms().items()
+        # Binary columns are dumped in hex (pg_dump's \\x..., sqlite3's X'...').
+        if value.encode() in haystack or value.encode().hex().encode() in lowered
+    ]
     assert not leaked, f"{where} holds in clear: {', '.join(leaked)}"
 
 
@@ -111,6 +119,7 @@ async def test_embedded_sqlite_file_and_dump_hold_no_code_and_no_key_in_clear(
     secret = (workdir / "devicelink-data" / "secret.key").read_bytes().strip()
 
     flow = await complete_flow(server, f"sqlite:///{database}", secret, "alice")
+    (first_password,) = one_time_passwords(server.stderr())
 
     # While the server runs, recent pages sit in the write-ahead log.
     live = raw_database_files(database)
@@ -118,7 +127,7 @@ async def test_embedded_sqlite_file_and_dump_hold_no_code_and_no_key_in_clear(
     for name, content in live.items():
         assert_no_secret_in(content, flow, f"{name} (server running)")
 
-    assert server.stop() is not None
+    assert server.stop() in GRACEFUL_EXIT, server.logs()
     stopped = raw_database_files(database)
     for name, content in stopped.items():
         assert_no_secret_in(content, flow, f"{name} (server stopped)")
@@ -126,6 +135,9 @@ async def test_embedded_sqlite_file_and_dump_hold_no_code_and_no_key_in_clear(
     with closing(sqlite3.connect(database)) as conn:
         dump = "\n".join(conn.iterdump())
     assert_no_secret_in(dump, flow, "the sqlite3 dump")
+    assert first_password not in dump, "the first account's password is in the dump"
+    for name, content in stopped.items():
+        assert first_password.encode() not in content, f"the first password is in {name}"
 
     # The dump is of the database that served the flow: its rows and hashes are there.
     assert "'alice'" in dump

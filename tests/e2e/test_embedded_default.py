@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -17,10 +16,12 @@ import httpx
 import pytest
 from e2e_support import (
     DEVICE_CODE_GRANT,
+    GRACEFUL_EXIT,
     Launcher,
     approve_through_service,
     clean_env,
     free_port,
+    one_time_passwords,
     run_devicelink,
 )
 
@@ -29,8 +30,6 @@ pytestmark = pytest.mark.slow
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
 STRONG_SECRET = "e2e-" + "s3cr3t-" * 8
-# uvicorn shuts down cleanly on SIGTERM, then re-raises it.
-GRACEFUL_EXIT = (0, -signal.SIGTERM)
 
 
 @pytest.fixture
@@ -44,15 +43,8 @@ def data_files(workdir: Path) -> bytes:
     """The raw bytes of the embedded database, with its WAL and shared memory files."""
     data = workdir / "devicelink-data"
     return b"".join(
-        path.read_bytes()
-        for path in sorted(data.glob("devicelink.db*"))
-        if path.is_file() and not path.name.endswith(".key")
+        path.read_bytes() for path in sorted(data.glob("devicelink.db*")) if path.is_file()
     )
-
-
-def one_time_passwords(output: str) -> list[str]:
-    """The passwords ``serve`` printed for a first account it created."""
-    return re.findall(r"^\s*password: (\S+)\s*$", output, flags=re.MULTILINE)
 
 
 def test_serve_with_no_configuration_creates_its_data_and_answers_on_its_own_address(

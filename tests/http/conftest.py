@@ -54,7 +54,9 @@ class App:
     async def poll(self, device_code: str, **form: str) -> httpx.Response:
         form.setdefault("client_id", "devicelink-cli")
         form.setdefault("grant_type", DEVICE_GRANT)
-        return await self.http.post("/oauth/device/token", data={"device_code": device_code, **form})
+        return await self.http.post(
+            "/oauth/device/token", data={"device_code": device_code, **form}
+        )
 
 
 @asynccontextmanager
@@ -92,7 +94,9 @@ def standalone_sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def sqlite_server(standalone_sqlite_url: str, tmp_path: Path, clock: Any) -> AsyncIterator[App]:
+async def sqlite_server(
+    standalone_sqlite_url: str, tmp_path: Path, clock: Any
+) -> AsyncIterator[App]:
     """An app on its own migrated SQLite file, outside the backend parametrisation."""
     settings = Settings(
         database_url=standalone_sqlite_url,
@@ -143,3 +147,10 @@ def register_client() -> Callable[..., Any]:
 @pytest.fixture
 async def alice(server: Any) -> User:
     return await server.add_user("alice")
+
+
+@pytest.fixture
+def web(sqlite_server: App) -> App:
+    """For checks of the HTTP layer that never reach the database (media type, size,
+    encoding, routing, request id): one backend is enough."""
+    return sqlite_server

@@ -188,17 +188,17 @@ async def test_readyz_is_200_when_the_database_answers(server):
         ("GET", "/oauth/device/token"),
     ],
 )
-async def test_the_callers_request_id_is_echoed(server, method, path):
-    response = await server.http.request(
+async def test_the_callers_request_id_is_echoed(web, method, path):
+    response = await web.http.request(
         method, path, headers={"X-Request-ID": "cli-3f2a.7:b_9"}, data={}
     )
     assert response.headers["x-request-id"] == "cli-3f2a.7:b_9"
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/oauth/device/token", "/nope"])
-async def test_a_request_id_is_made_when_none_is_sent(server, path):
-    first = await server.http.post(path)
-    second = await server.http.post(path)
+async def test_a_request_id_is_made_when_none_is_sent(web, path):
+    first = await web.http.post(path)
+    second = await web.http.post(path)
     ids = [first.headers.get("x-request-id"), second.headers.get("x-request-id")]
     assert all(ids) and ids[0] != ids[1]
     assert all(re.fullmatch(r"[A-Za-z0-9._:\-]{8,128}", i) for i in ids)
@@ -207,8 +207,8 @@ async def test_a_request_id_is_made_when_none_is_sent(server, path):
 @pytest.mark.parametrize(
     "sent", [b"has space", b"x" * 300, b"<script>", b"a,b", "é".encode(), b"\xff\xfe"]
 )
-async def test_an_unsafe_request_id_is_replaced_not_echoed(server, sent):
-    response = await server.http.get("/healthz", headers={"X-Request-ID": sent})
+async def test_an_unsafe_request_id_is_replaced_not_echoed(web, sent):
+    response = await web.http.get("/healthz", headers={"X-Request-ID": sent})
     assert response.status_code == 200
     echoed = response.headers["x-request-id"]
     assert echoed and echoed.encode() != sent

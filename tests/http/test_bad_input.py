@@ -93,8 +93,8 @@ async def test_a_json_body_is_invalid_request(server, path):
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "multipart/form-data; boundary=x", "application/xml", "*/*"]
 )
-async def test_other_media_types_are_invalid_request(server, path, content_type):
-    response = await server.http.post(
+async def test_other_media_types_are_invalid_request(web, path, content_type):
+    response = await web.http.post(
         path, content=b"client_id=devicelink-cli", headers={"Content-Type": content_type}
     )
     assert_error_json(response, 400, "invalid_request")
@@ -114,20 +114,20 @@ async def test_form_media_type_with_a_charset_parameter_is_accepted(server):
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
-async def test_a_body_over_64_kib_is_413_with_error_json(server, path):
+async def test_a_body_over_64_kib_is_413_with_error_json(web, path):
     body = b"client_id=devicelink-cli&pad=" + b"a" * LIMIT
-    response = await server.http.post(path, content=body, headers=FORM)
+    response = await web.http.post(path, content=body, headers=FORM)
     assert_error_json(response, 413)
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
-async def test_a_streamed_body_over_64_kib_without_length_is_413(server, path):
+async def test_a_streamed_body_over_64_kib_without_length_is_413(web, path):
     async def chunks():
         yield b"client_id=devicelink-cli&pad="
         for _ in range(20):
             yield b"b" * 8192
 
-    response = await server.http.post(path, content=chunks(), headers=FORM)
+    response = await web.http.post(path, content=chunks(), headers=FORM)
     assert "content-length" not in response.request.headers
     assert_error_json(response, 413)
 
@@ -141,9 +141,9 @@ async def test_a_body_of_exactly_64_kib_is_read(server):
 
 
 @pytest.mark.parametrize("length", [b"abc", b"-1x", b"1e3"])
-async def test_a_malformed_content_length_is_invalid_request(server, length):
+async def test_a_malformed_content_length_is_invalid_request(web, length):
     status, headers, payload = await raw_request(
-        server.app,
+        web.app,
         "POST",
         TOKEN,
         [(b"content-type", FORM["Content-Type"].encode()), (b"content-length", length)],
@@ -154,9 +154,9 @@ async def test_a_malformed_content_length_is_invalid_request(server, length):
     assert headers[b"cache-control"] == b"no-store"
 
 
-async def test_a_lying_content_length_over_the_limit_is_413_before_reading(server):
+async def test_a_lying_content_length_over_the_limit_is_413_before_reading(web):
     status, _headers, payload = await raw_request(
-        server.app,
+        web.app,
         "POST",
         AUTHORIZE,
         [(b"content-type", FORM["Content-Type"].encode()), (b"content-length", b"999999999")],
@@ -183,8 +183,8 @@ async def test_a_lying_content_length_over_the_limit_is_413_before_reading(serve
         b"device_code=%ed%a0%80",  # an encoded UTF-16 surrogate
     ],
 )
-async def test_invalid_utf8_raw_or_percent_encoded_is_invalid_request(server, path, body):
-    response = await server.http.post(path, content=body, headers=FORM)
+async def test_invalid_utf8_raw_or_percent_encoded_is_invalid_request(web, path, body):
+    response = await web.http.post(path, content=body, headers=FORM)
     assert_error_json(response, 400, "invalid_request")
 
 
@@ -201,8 +201,8 @@ async def test_valid_non_ascii_text_is_read_not_refused(server):
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 @pytest.mark.parametrize("body", [b"&&&", b"=", b"==&=x", b"a=b=c", b"%", b"%zz=%", b";;"])
-async def test_odd_but_decodable_forms_never_fail_the_server(server, path, body):
-    response = await server.http.post(path, content=body, headers=FORM)
+async def test_odd_but_decodable_forms_never_fail_the_server(web, path, body):
+    response = await web.http.post(path, content=body, headers=FORM)
     assert response.status_code in (200, 400), response.text
     if response.status_code == 400:
         assert_error_json(response, 400)
@@ -210,9 +210,9 @@ async def test_odd_but_decodable_forms_never_fail_the_server(server, path, body)
 
 @pytest.mark.rfc("6749", "3.2")
 @pytest.mark.parametrize("path", ENDPOINTS)
-async def test_too_many_fields_is_invalid_request(server, path):
+async def test_too_many_fields_is_invalid_request(web, path):
     body = "&".join(f"f{i}=v" for i in range(200)) + "&client_id=devicelink-cli"
-    response = await server.http.post(path, content=body, headers=FORM)
+    response = await web.http.post(path, content=body, headers=FORM)
     assert_error_json(response, 400, "invalid_request")
 
 
@@ -265,19 +265,19 @@ async def test_a_60_kb_secret_and_user_agent_are_harmless(server, register_clien
 @pytest.mark.parametrize(
     "path", ["/nope", "/oauth/device", "/oauth", "/api/me/x", "/%ff", "/.env", "/api"]
 )
-async def test_unknown_paths_are_404_json(server, path):
+async def test_unknown_paths_are_404_json(web, path):
     for method in ("GET", "POST"):
-        response = await server.http.request(method, path)
+        response = await web.http.request(method, path)
         assert_error_json(response, 404)
 
 
 @pytest.mark.rfc("8628", "3.4")
 @pytest.mark.parametrize("path", [TOKEN + "/", AUTHORIZE + "/", "/api/me/"])
-async def test_a_trailing_slash_is_answered_not_redirected_to_the_host_header(server, path):
+async def test_a_trailing_slash_is_answered_not_redirected_to_the_host_header(web, path):
     """A 307 keeps the method and the body: a client that follows it re-sends its
     device_code (or client_secret) to wherever Location points. Location must never be
     built from the request's Host header or scheme (behind a TLS proxy: plain http)."""
-    response = await server.http.post(
+    response = await web.http.post(
         path,
         data={"client_id": "devicelink-cli", "grant_type": DEVICE_GRANT, "device_code": "x"},
         headers={"Host": "evil.example"},
@@ -297,11 +297,11 @@ async def test_a_trailing_slash_is_answered_not_redirected_to_the_host_header(se
         ("PATCH", TOKEN),
         ("POST", "/api/me"),
         ("POST", "/healthz"),
-        ("POST", "/.well-known/oauth-authorization-server"),
+        ("POST", "/.well-known/oauth-authorization-web"),
     ],
 )
-async def test_wrong_methods_are_405_json_with_allow(server, method, path):
-    response = await server.http.request(method, path)
+async def test_wrong_methods_are_405_json_with_allow(web, method, path):
+    response = await web.http.request(method, path)
     assert_error_json(response, 405)
     assert response.headers.get("allow")
 
@@ -309,9 +309,7 @@ async def test_wrong_methods_are_405_json_with_allow(server, method, path):
 @pytest.mark.parametrize("path", ENDPOINTS)
 async def test_missing_fields_never_give_422(server, path):
     for data in ({}, {"x": "y"}, {"client_id": "devicelink-cli"}):
-        response = await server.http.post(
-            path, content=str(httpx.QueryParams(data)), headers=FORM
-        )
+        response = await server.http.post(path, content=str(httpx.QueryParams(data)), headers=FORM)
         assert response.status_code not in (422, 500), response.text
         if response.status_code != 200:
             assert_error_json(response, response.status_code)

@@ -55,7 +55,12 @@ async def test_csrf_token_of_another_session_is_refused(site: Site, browser: Bro
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}],
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
 )
 async def test_cross_site_post_is_refused_even_with_the_right_token(
     site: Site, browser: Browser, headers: dict[str, str]
@@ -73,7 +78,17 @@ async def test_cross_site_post_is_refused_even_with_the_right_token(
     assert await site.status_of(flow["user_code"]) == "pending"
 
 
-async def test_same_origin_post_is_accepted(site: Site, browser: Browser) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://login.example.com", "Sec-Fetch-Site": "same-origin"},
+        # What Chromium sends under Referrer-Policy: no-referrer.
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    ],
+)
+async def test_same_origin_post_is_accepted(
+    site: Site, browser: Browser, headers: dict[str, str]
+) -> None:
     await site.add_user()
     flow = await site.start_flow()
     await browser.sign_in()
@@ -81,7 +96,7 @@ async def test_same_origin_post_is_accepted(site: Site, browser: Browser) -> Non
     response = await browser.http.post(
         "/oauth/device/decide",
         data={"action": "approve", "csrf_token": csrf_of(confirm)},
-        headers={"Origin": site.public_url, "Sec-Fetch-Site": "same-origin"},
+        headers=headers,
     )
     assert response.status_code == 200
     assert await site.status_of(flow["user_code"]) == "approved"

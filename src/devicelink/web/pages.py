@@ -112,16 +112,20 @@ def login_redirect(request: Request) -> RedirectResponse:
 
 
 def same_origin(request: Request, rt: Runtime) -> bool:
-    """The post came from one of this server's own pages (or from a client that sends
-    neither header, where the CSRF token alone decides)."""
-    origin = request.headers.get("origin")
-    if origin is not None:
-        public = urlsplit(rt.settings.issuer)
-        return origin == f"{public.scheme}://{public.netloc}"
+    """The post came from one of this server's own pages (or from a client that says
+    nothing about where it came from, where the CSRF token alone decides).
+
+    ``Sec-Fetch-Site`` comes first: under ``Referrer-Policy: no-referrer`` browsers send
+    ``Origin: null`` even for a same-origin form post.
+    """
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         return site in ("same-origin", "none")
-    return True
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return True
+    public = urlsplit(rt.settings.issuer)
+    return origin == f"{public.scheme}://{public.netloc}"
 
 
 async def read_page_form(request: Request, rt: Runtime) -> FormData:

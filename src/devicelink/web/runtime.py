@@ -98,6 +98,9 @@ async def build_runtime(
         clock=clock,
     )
     oidc = oidc_authenticator(settings)
+    close_oidc = getattr(oidc, "aclose", None)
+    if close_oidc is not None:
+        disposers.append(close_oidc)
     return Runtime(
         settings=settings,
         store=store,
