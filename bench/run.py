@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -780,8 +781,20 @@ def environment(options: argparse.Namespace, targets: list[Target]) -> dict[str,
             )
         },
         "targets": [t.describe() for t in targets],
-        "options": {k: v for k, v in vars(options).items() if k != "json"},
+        "options": {
+            k: (_mask_password(v) if k == "postgres" else v)
+            for k, v in vars(options).items()
+            if k not in ("json", "list")
+        },
     }
+
+
+def _mask_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # --- main ----------------------------------------------------------------------------
@@ -883,6 +896,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="devicelink-bench-"))
     ctx = Context(options, workdir, secrets.token_urlsafe(36), code_lifetime)
     load_before = os.getloadavg()
+    if load_before[0] > 0.5:
+        log(
+            f"warning: load average {load_before[0]:.2f}: other work on this machine competes "
+            "with the server, wrk and PostgreSQL, and the figures will be low and noisy"
+        )
     summaries: list[Summary] = []
     try:
         for target in targets:

@@ -112,13 +112,10 @@ class Database:
         engine = create_engine_for_url(self.url)
         try:
             async with engine.begin() as conn:
-                if self.backend == "postgres":
-                    await conn.exec_driver_sql(
-                        f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"
-                    )
-                else:
-                    for table in TABLES:
-                        await conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
+                # DELETE, children first: on tables this small it is much faster than
+                # TRUNCATE, which PostgreSQL makes rewrite every table.
+                for table in TABLES:
+                    await conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
         finally:
             await engine.dispose()
 

@@ -3,7 +3,9 @@ every refusal is RFC 6749 section 5.2 JSON (DESIGN.md, "Protocol contract")."""
 
 from __future__ import annotations
 
+import base64
 import json
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -18,6 +20,10 @@ TOKEN = "/oauth/device/token"
 ENDPOINTS = [AUTHORIZE, TOKEN]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 LIMIT = 64 * 1024
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
 
 
 def assert_error_json(response: httpx.Response, status: int, error: str | None = None) -> dict:
@@ -247,6 +253,29 @@ async def test_a_60_kb_scope_is_answered_without_failing(server, scope):
         assert_error_json(response, 400, "invalid_scope")
 
 
+@pytest.mark.rfc("6749", "2.3.1")
+@pytest.mark.parametrize("client_id", ["\x00", "devicelink-cli\x00", "a\x00b", "\x01\x1f"])
+async def test_control_characters_in_client_id_are_a_client_error(server, client_id):
+    """RFC 6749 appendix A.1: client_id is *VSCHAR (%x20-7E). PostgreSQL text cannot
+    hold NUL at all, so a NUL that reaches a query fails there: it must be refused first."""
+    answers = [
+        await server.http.post(AUTHORIZE, data={"client_id": client_id}),
+        await server.http.post(
+            TOKEN,
+            data={"client_id": client_id, "grant_type": DEVICE_GRANT, "device_code": "d" * 43},
+        ),
+        await server.http.post(
+            AUTHORIZE,
+            content=b"",
+            headers={**FORM, "Authorization": "Basic " + _b64(f"{quote(client_id)}:s3cret")},
+        ),
+    ]
+    for response in answers:
+        assert response.status_code in (400, 401), response.text
+        assert_error_json(response, response.status_code)
+        assert response.json()["error"] in ("invalid_request", "invalid_client")
+
+
 async def test_a_60_kb_secret_and_user_agent_are_harmless(server, register_client):
     await register_client(server, "build-bot", secret="s3cret")
     response = await server.http.post(
@@ -297,13 +326,30 @@ async def test_a_trailing_slash_is_answered_not_redirected_to_the_host_header(we
         ("PATCH", TOKEN),
         ("POST", "/api/me"),
         ("POST", "/healthz"),
-        ("POST", "/.well-known/oauth-authorization-web"),
+        ("POST", "/.well-known/oauth-authorization-server"),
     ],
 )
 async def test_wrong_methods_are_405_json_with_allow(web, method, path):
     response = await web.http.request(method, path)
     assert_error_json(response, 405)
     assert response.headers.get("allow")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", TOKEN, 401),
+        ("POST", AUTHORIZE, 401),
+        ("GET", TOKEN, 405),
+        ("GET", "/api/me", 401),
+    ],
+)
+async def test_machine_endpoints_answer_json_even_to_a_browser_accept(server, method, path, status):
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    response = await server.http.request(
+        method, path, data={"client_id": "nobody", "device_code": "x"}, headers=browser
+    )
+    assert_error_json(response, status)
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)

@@ -167,10 +167,10 @@ async def test_entry_errors_never_tell_whether_a_code_exists(
     site: Site, browser: Browser
 ) -> None:
     """Unknown, expired and already-decided codes all get the same answer."""
-    await site.add_user()
+    alice = await site.add_user()
     await browser.sign_in()
     denied = await site.start_flow()
-    await site.runtime.flows.deny(denied["user_code"], user_id=1)
+    await site.runtime.flows.deny(denied["user_code"], user_id=alice.id)
     expired = await site.start_flow()
     site.clock.advance(601)
     answers = []

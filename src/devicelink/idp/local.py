@@ -50,6 +50,8 @@ class LocalAccounts:
         password = params.get("password", "")
         if not username or not password or len(username) > 200 or len(password) > 1024:
             raise LoginFailed("enter your username and password")
+        if not username.isprintable() or "\x00" in password:
+            raise LoginFailed("wrong username or password")
         async with self._store.transaction() as tx:
             user = await tx.users.get_by_username(username)
         stored = user.password_hash if user is not None and user.provider == "local" else None

@@ -101,6 +101,8 @@ class DeviceFlowService:
         client_id = creds.client_id or self._default_client_id
         if not client_id:
             raise InvalidRequest("client_id is required")
+        if not _is_client_id(client_id):
+            raise InvalidClient("unknown client")
         client = await tx.clients.get(client_id)
         if client is None:
             raise InvalidClient("unknown client")
@@ -278,6 +280,11 @@ class DeviceFlowService:
                 self._hasher.user_code(normalised)
             )
             return lifecycle.decide_review(current, now=now)
+
+
+def _is_client_id(candidate: str) -> bool:
+    # RFC 6749 appendix A.1: client-id = *VSCHAR (printable ASCII); stored ids are <= 128.
+    return 0 < len(candidate) <= 128 and all(" " <= ch <= "~" for ch in candidate)
 
 
 def _seconds_until(moment: datetime | None, now: datetime) -> int | None:

@@ -47,6 +47,9 @@ def create_app(
         openapi_url="/openapi.json" if settings.openapi else None,
         docs_url="/docs" if settings.openapi else None,
         redoc_url=None,
+        # No automatic trailing-slash redirects: Starlette builds them from the Host
+        # header, and a 307 would re-send a device code or secret to that host.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(oauth.router)
