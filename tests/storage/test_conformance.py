@@ -311,7 +311,9 @@ async def test_record_poll_is_compare_and_set_on_the_previous_poll(store: SqlSto
     async with store.transaction() as tx:
         repo = tx.device_authorizations
         # A request that read the record before the first poll lost the race.
-        assert not await repo.record_poll(record.id, previous_poll=None, now=second_poll, interval=99)
+        assert not await repo.record_poll(
+            record.id, previous_poll=None, now=second_poll, interval=99
+        )
         # Off by one microsecond is stale too: the comparison is exact.
         assert not await repo.record_poll(
             record.id,
@@ -625,6 +627,25 @@ async def test_a_transaction_that_raises_rolls_back_everything(store: SqlStore) 
     assert (record.status, user.username) == (Status.PENDING, "alice")
 
 
+@pytest.mark.parametrize("error_type", [TimeoutError, ConnectionRefusedError])
+async def test_an_error_from_the_callers_code_is_not_reported_as_the_database(
+    store: SqlStore, error_type: type[OSError]
+) -> None:
+    """``StorageUnavailable`` means the database could not be reached. An embedding
+    application's key issuer runs inside the transaction; when its own network call
+    times out, that error must reach the caller (and the log) as itself, not as
+    "the database is unavailable" with the traceback cut off."""
+    await seed(store)
+    error = error_type("the key service did not answer")
+    with pytest.raises(error_type) as raised:
+        async with store.transaction() as tx:
+            await tx.device_authorizations.add(new_authorization("a"))
+            raise error
+    assert raised.value is error
+    async with store.transaction() as tx:
+        assert await tx.device_authorizations.get_by_device_code(digest("device:a")) is None
+
+
 @pytest.mark.defect(3)
 async def test_failed_issuance_rolls_back_the_consumption(store: SqlStore) -> None:
     """Minting the key fails after the consume: the device must still get a key on its
@@ -639,7 +660,9 @@ async def test_failed_issuance_rolls_back_the_consumption(store: SqlStore) -> No
                 to_status=Status.CONSUMED,
                 now=T0 + timedelta(seconds=40),
             )
-            await tx.api_keys.add(new_key("a", user_id=user.id, device_authorization_id=approved.id))
+            await tx.api_keys.add(
+                new_key("a", user_id=user.id, device_authorization_id=approved.id)
+            )
             raise Boom
     assert await reload(store) == approved
     async with store.transaction() as tx:
@@ -667,7 +690,9 @@ async def test_concurrent_polls_of_an_approved_code_issue_exactly_one_key_no_dou
 ) -> None:
     """Twenty polls race to consume one approved authorization, each in its own
     transaction, reading the record first as the service does. A read-then-write
-    implementation lets several of them see ``approved`` and each mint a key."""
+    implementation lets several of them see ``approved`` and each mint a key. (On SQLite
+    ``BEGIN IMMEDIATE`` serialises the transactions, so there this checks that the write
+    lock is taken up front; PostgreSQL is where an unguarded update would double-issue.)"""
     user = await seed(store)
     approved = await approved_authorization(store, user)
     start = asyncio.Event()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +129,39 @@ def test_the_comparison_notices_a_schema_the_migrations_did_not_make(
     assert [(d[0], d[2], d[3].name) for d in diff] == [("remove_column", "users", "nickname")]
 
 
+# Each process imports first, then waits for a common start so that the upgrades overlap.
+UPGRADE_IN_A_PROCESS = """
+import sys, time
+from devicelink.storage import upgrade_database
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+upgrade_database(sys.argv[1])
+"""
+PROCESSES = 6
+
+
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_concurrent_upgrades_on_postgres_migrate_once(empty_database: str) -> None:
-    """Several server processes starting together against one PostgreSQL: one migrates,
-    the others wait for it and find nothing to do."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for future in [pool.submit(upgrade_database, empty_database) for _ in range(4)]:
-            future.result()
+    """Several server processes starting together against one empty PostgreSQL: one
+    migrates, the others wait for it and find nothing to do. (Processes, not threads:
+    Alembic's ``op`` and ``context`` are module-level proxies.)"""
+    start = str(time.time() + 2)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", UPGRADE_IN_A_PROCESS, empty_database, start],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCESSES)
+    ]
+    try:
+        outcomes = [(worker.communicate(timeout=60)[1], worker.returncode) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert [code for _, code in outcomes] == [0] * PROCESSES, [err for err, _ in outcomes]
     schema = inspect_schema(empty_database)
     assert schema["diff"] == []
     assert schema["versions"] == [head_revision()]

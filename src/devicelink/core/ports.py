@@ -96,6 +96,12 @@ class DeviceAuthorizationRepository(Protocol):
 
     async def get_by_device_code(self, device_code_hash: bytes) -> DeviceAuthorization | None: ...
 
+    async def get_with_client(
+        self, device_code_hash: bytes
+    ) -> tuple[DeviceAuthorization, Client] | None:
+        """The authorization and the client it was issued to, in one statement."""
+        ...
+
     async def get_by_user_code(self, user_code_hash: bytes) -> DeviceAuthorization | None: ...
 
     async def record_poll(

@@ -97,13 +97,21 @@ class DeviceFlowService:
 
     # --- clients (RFC 6749 section 2.3, RFC 8628 sections 3.1 and 3.4) ----------------
 
-    async def _authenticate_client(self, tx: Transaction, creds: ClientCredentials) -> Client:
+    async def _authenticate_client(
+        self, tx: Transaction, creds: ClientCredentials, *, known: Client | None = None
+    ) -> Client:
+        """The client a request speaks for, authenticated. ``known`` is a client already
+        read in the same transaction (the poll reads it with the device code), which
+        saves a statement when it is the one asked for."""
         client_id = creds.client_id or self._default_client_id
         if not client_id:
             raise InvalidRequest("client_id is required")
         if not _is_client_id(client_id):
             raise InvalidClient("unknown client")
-        client = await tx.clients.get(client_id)
+        if known is not None and known.client_id == client_id:
+            client: Client | None = known
+        else:
+            client = await tx.clients.get(client_id)
         if client is None:
             raise InvalidClient("unknown client")
         if client.confidential:
@@ -172,14 +180,19 @@ class DeviceFlowService:
     # --- RFC 8628 sections 3.4 and 3.5 -----------------------------------------------
 
     async def poll(self, creds: ClientCredentials, device_code: str) -> TokenGrant:
-        """Answer one poll of the token endpoint; raises the section 3.5 errors."""
+        """Answer one poll of the token endpoint; raises the section 3.5 errors.
+
+        A pending poll is one transaction of two statements: the authorization read
+        together with its client, and the compare-and-set that records the poll.
+        """
         code_hash = self._hasher.device_code(device_code)
         for _ in range(_POLL_ATTEMPTS):
             now = self._clock()
             answer: OAuthError | None = None
             async with self._store.transaction() as tx:
-                client = await self._authenticate_client(tx, creds)
-                authorization = await tx.device_authorizations.get_by_device_code(code_hash)
+                found = await tx.device_authorizations.get_with_client(code_hash)
+                authorization, owner = found if found is not None else (None, None)
+                client = await self._authenticate_client(tx, creds, known=owner)
                 decision = lifecycle.decide_poll(
                     authorization, client_id=client.client_id, now=now, policy=self.policy
                 )

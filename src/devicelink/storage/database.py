@@ -49,8 +49,10 @@ def create_engine_for_url(url: str, **kwargs: Any) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
+        # Enough steady connections for a process's concurrent requests: overflow
+        # connections are opened and closed per burst, which costs more than they save.
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 10)
         kwargs.setdefault("pool_timeout", 10)
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("timeout", 10)
@@ -100,7 +102,10 @@ class SqlTransaction:
         self.browser_sessions = SqlBrowserSessionRepository(connection)
 
 
-_UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+# Raised by SQLAlchemy when the database is gone or does not answer.
+_UNAVAILABLE = (OperationalError, InterfaceError)
+# Raised by the drivers while connecting (asyncpg lets these through unwrapped).
+_CONNECT_FAILURES = (*_UNAVAILABLE, OSError, TimeoutError)
 
 
 class SqlStore:
@@ -111,15 +116,33 @@ class SqlStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTransaction]:
+        """Commit when the block ends, roll back when it raises.
+
+        Only failures of the database itself become :class:`StorageUnavailable`; an
+        error raised by the caller's own code (a key issuer's network call timing out,
+        say) reaches the caller as itself.
+        """
+        begin = self.engine.begin()
         try:
-            async with self.engine.begin() as connection:
-                yield SqlTransaction(connection)
-        except _UNAVAILABLE as exc:
+            connection = await begin.__aenter__()
+        except _CONNECT_FAILURES as exc:
             raise StorageUnavailable(type(exc).__name__) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
+        try:
+            yield SqlTransaction(connection)
+        except BaseException as exc:
+            try:
+                await begin.__aexit__(type(exc), exc, exc.__traceback__)
+            except _UNAVAILABLE:
+                pass  # the rollback failed too; the original error says more
+            if isinstance(exc, _UNAVAILABLE) or (
+                isinstance(exc, DBAPIError) and exc.connection_invalidated
+            ):
                 raise StorageUnavailable(type(exc).__name__) from exc
             raise
+        try:
+            await begin.__aexit__(None, None, None)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
 
     async def ping(self) -> None:
         try:

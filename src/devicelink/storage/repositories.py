@@ -281,6 +281,37 @@ class SqlDeviceAuthorizationRepository:
         ).first()
         return _authorization(row) if row else None
 
+    async def get_with_client(
+        self, device_code_hash: bytes
+    ) -> tuple[DeviceAuthorization, Client] | None:
+        row = (
+            await self._conn.execute(
+                select(
+                    *_DEVAUTH_COLUMNS,
+                    clients_t.c.name.label("client_name"),
+                    clients_t.c.scopes.label("client_scopes"),
+                    clients_t.c.key_lifetime,
+                    clients_t.c.confidential,
+                    clients_t.c.secret_hash,
+                    clients_t.c.created_at.label("client_created_at"),
+                )
+                .join(clients_t, clients_t.c.client_id == devauth_t.c.client_id)
+                .where(devauth_t.c.device_code_hash == device_code_hash)
+            )
+        ).first()
+        if row is None:
+            return None
+        client = Client(
+            client_id=row.client_id,
+            name=row.client_name,
+            scopes=_scope_tuple(row.client_scopes),
+            key_lifetime=row.key_lifetime,
+            confidential=row.confidential,
+            secret_hash=row.secret_hash,
+            created_at=row.client_created_at,
+        )
+        return _authorization(row), client
+
     async def get_by_user_code(self, user_code_hash: bytes) -> DeviceAuthorization | None:
         row = (
             await self._conn.execute(

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from devicelink.core.errors import (
@@ -108,6 +108,12 @@ async def _on_storage_unavailable(request: Request, exc: Exception) -> Response:
     return oauth_error_response(TemporarilyUnavailable("the database is unavailable"), request)
 
 
+async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
+    # The client went away mid-request: nobody reads this answer, and it is not an error.
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # The detail goes to the log under the request id, never to the client.
     log.error(
@@ -126,4 +132,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(StorageUnavailable, _on_storage_unavailable)
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
     app.add_exception_handler(Exception, _on_unexpected)
