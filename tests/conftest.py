@@ -227,7 +227,9 @@ class Server:
     async def poll(self, device_code: str, **form: str) -> httpx.Response:
         form.setdefault("client_id", "devicelink-cli")
         form.setdefault("grant_type", "urn:ietf:params:oauth:grant-type:device_code")
-        return await self.http.post("/oauth/device/token", data={"device_code": device_code, **form})
+        return await self.http.post(
+            "/oauth/device/token", data={"device_code": device_code, **form}
+        )
 
 
 @pytest.fixture

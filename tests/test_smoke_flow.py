@@ -17,6 +17,8 @@ async def test_full_flow_through_service_approval(server):
     body = granted.json()
     assert body["token_type"] == "Bearer"
     assert body["access_token"].startswith("dlk_")
-    me = await server.http.get("/api/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    me = await server.http.get(
+        "/api/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert me.status_code == 200
     assert me.json()["username"] == "alice"

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e_support import Launcher, clean_env, free_port, one_time_passwords, token_form
-from oidc_provider.fixture import TEST_PASSWORD, TEST_USERNAME, start_oidc_provider
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from oidc_provider.fixture import TEST_PASSWORD, TEST_USERNAME, start_oidc_provider
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -163,9 +163,7 @@ async def test_approving_a_used_code_shows_already_used(site: Site, browser: Bro
 
 
 @pytest.mark.rfc("8628", "5.1")
-async def test_entry_errors_never_tell_whether_a_code_exists(
-    site: Site, browser: Browser
-) -> None:
+async def test_entry_errors_never_tell_whether_a_code_exists(site: Site, browser: Browser) -> None:
     """Unknown, expired and already-decided codes all get the same answer."""
     alice = await site.add_user()
     await browser.sign_in()

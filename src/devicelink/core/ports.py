@@ -127,7 +127,7 @@ class DeviceAuthorizationRepository(Protocol):
     ) -> bool:
         """Move ``from_status`` to ``to_status`` atomically, stamping the matching time
         (and the approving or denying user). False when the status was not ``from_status``
-        or, for approval and denial, when the authorization expired."""
+        or when the authorization has expired (nothing moves after ``expires_at``)."""
         ...
 
 

@@ -393,7 +393,11 @@ class SqlApiKeyRepository:
                     )
                 ).one()
         except IntegrityError as exc:
-            raise ValueError("this device authorization already has a key") from exc
+            # The unique device authorization (one key per flow) is the constraint a
+            # correct caller can meet; the others (key hash, owner) mean a bug.
+            raise ValueError(
+                "the key conflicts with a stored one (one key per device authorization)"
+            ) from exc
         return _api_key(row)
 
     async def get_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
@@ -404,6 +408,8 @@ class SqlApiKeyRepository:
                     users_t.c.username,
                     users_t.c.disabled_at,
                     users_t.c.created_at.label("user_created_at"),
+                    users_t.c.provider,
+                    users_t.c.subject,
                 )
                 .join(users_t, users_t.c.id == keys_t.c.user_id)
                 .where(keys_t.c.key_hash == key_hash)
@@ -416,6 +422,8 @@ class SqlApiKeyRepository:
             username=row.username,
             disabled=row.disabled_at is not None,
             created_at=row.user_created_at,
+            provider=row.provider,
+            subject=row.subject,
         )
         return _api_key(row), owner
 

@@ -32,9 +32,22 @@ class RateLimiter:
     """Counters for starting flows (and, later, code entry): in memory for one process,
     in Redis when several share the load (``DEVICELINK_REDIS_URL``)."""
 
-    def __init__(self, redis_url: str | None) -> None:
-        uri = redis_url.replace("redis://", "async+redis://", 1) if redis_url else "async+memory://"
-        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+    def __init__(self, redis_url: str | None, *, key_prefix: str = "devicelink") -> None:
+        if redis_url:
+            uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
+            storage = storage_from_string(uri, key_prefix=key_prefix, wrap_exceptions=True)
+        else:
+            storage = storage_from_string("async+memory://")
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    async def aclose(self) -> None:
+        """Close the Redis connections (``limits`` offers no close of its own)."""
+        bridge = getattr(self._storage, "bridge", None)
+        client = getattr(bridge, "storage", None)
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
 
     async def hit(self, limit: RateLimitItem, *identifiers: str) -> bool:
         return await self._limiter.hit(limit, *identifiers)
@@ -97,6 +110,8 @@ async def build_runtime(
         default_client_id=settings.default_client_id,
         clock=clock,
     )
+    limiter = RateLimiter(settings.redis_url, key_prefix=settings.redis_key_prefix)
+    disposers.append(limiter.aclose)
     oidc = oidc_authenticator(settings)
     close_oidc = getattr(oidc, "aclose", None)
     if close_oidc is not None:
@@ -107,7 +122,7 @@ async def build_runtime(
         hasher=hasher,
         flows=flows,
         keys=KeyService(store, hasher, clock),
-        limiter=RateLimiter(settings.redis_url),
+        limiter=limiter,
         start_limit=parse(settings.start_rate_limit),
         sessions=BrowserSessions(store, hasher, lifetime=settings.session_lifetime, clock=clock),
         local_accounts=LocalAccounts(store) if settings.local_accounts else None,

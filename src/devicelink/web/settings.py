@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for shared rate-limit counters across processes"
     )
+    redis_key_prefix: str = Field(
+        default="devicelink", description="Prefix of devicelink's keys in Redis"
+    )
     max_body_bytes: int = Field(default=65_536, description="Largest request body accepted")
     openapi: bool = Field(default=True, description="Serve /openapi.json and /docs")
     auto_migrate: bool | None = Field(
