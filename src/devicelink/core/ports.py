@@ -140,6 +140,10 @@ class ApiKeyRepository(Protocol):
 
     async def list_for_user(self, user_id: int) -> list[ApiKey]: ...
 
+    async def revoke(self, key_id: int, *, now: datetime) -> bool:
+        """Stamp ``revoked_at`` unless already revoked; False when nothing changed."""
+        ...
+
     async def count_for_authorization(self, device_authorization_id: int) -> int: ...
 
 

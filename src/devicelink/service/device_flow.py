@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,9 +10,7 @@ from devicelink.core import lifecycle
 from devicelink.core.codes import CodeHasher, new_device_code, new_user_code, normalise_user_code
 from devicelink.core.errors import (
     AuthorizationPending,
-    InvalidClient,
     InvalidGrant,
-    InvalidRequest,
     InvalidScope,
     OAuthError,
     ServerError,
@@ -28,21 +25,15 @@ from devicelink.core.models import (
     Status,
 )
 from devicelink.core.ports import DuplicateCode, KeyIssuer, Store, Transaction
+from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
+
+__all__ = ["ClientCredentials", "DeviceFlowService", "Review", "StartedFlow", "TokenGrant"]
 
 log = logging.getLogger(__name__)
 
 _CODE_ATTEMPTS = 5
 _POLL_ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCredentials:
-    """What a request said about its client (RFC 6749 section 2.3)."""
-
-    client_id: str | None
-    client_secret: str | None = None
-    used_basic_auth: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,40 +80,11 @@ class DeviceFlowService:
         self._hasher = hasher
         self._key_issuer = key_issuer
         self.policy = policy or FlowPolicy()
-        self._default_client_id = default_client_id
+        self._clients = ClientAuthenticator(hasher, default_client_id)
         self._clock = clock
 
     def now(self) -> datetime:
         return self._clock()
-
-    # --- clients (RFC 6749 section 2.3, RFC 8628 sections 3.1 and 3.4) ----------------
-
-    async def _authenticate_client(
-        self, tx: Transaction, creds: ClientCredentials, *, known: Client | None = None
-    ) -> Client:
-        """The client a request speaks for, authenticated. ``known`` is a client already
-        read in the same transaction (the poll reads it with the device code), which
-        saves a statement when it is the one asked for."""
-        client_id = creds.client_id or self._default_client_id
-        if not client_id:
-            raise InvalidRequest("client_id is required")
-        if not _is_client_id(client_id):
-            raise InvalidClient("unknown client")
-        if known is not None and known.client_id == client_id:
-            client: Client | None = known
-        else:
-            client = await tx.clients.get(client_id)
-        if client is None:
-            raise InvalidClient("unknown client")
-        if client.confidential:
-            # RFC 8628 section 3.4: confidential clients MUST authenticate.
-            if creds.client_secret is None or client.secret_hash is None:
-                raise InvalidClient("this client must authenticate")
-            if not hmac.compare_digest(
-                self._hasher.client_secret(creds.client_secret), client.secret_hash
-            ):
-                raise InvalidClient()
-        return client
 
     # --- RFC 8628 sections 3.1 and 3.2 -----------------------------------------------
 
@@ -140,7 +102,7 @@ class DeviceFlowService:
             raise InvalidScope("scope is malformed") from None
         now = self._clock()
         async with self._store.transaction() as tx:
-            client = await self._authenticate_client(tx, creds)
+            client = await self._clients.authenticate(tx, creds)
             try:
                 granted = lifecycle.granted_scope(requested, client.scopes)
             except ValueError:
@@ -192,7 +154,7 @@ class DeviceFlowService:
             async with self._store.transaction() as tx:
                 found = await tx.device_authorizations.get_with_client(code_hash)
                 authorization, owner = found if found is not None else (None, None)
-                client = await self._authenticate_client(tx, creds, known=owner)
+                client = await self._clients.authenticate(tx, creds, known=owner)
                 decision = lifecycle.decide_poll(
                     authorization, client_id=client.client_id, now=now, policy=self.policy
                 )
@@ -293,11 +255,6 @@ class DeviceFlowService:
                 self._hasher.user_code(normalised)
             )
             return lifecycle.decide_review(current, now=now)
-
-
-def _is_client_id(candidate: str) -> bool:
-    # RFC 6749 appendix A.1: client-id = *VSCHAR (printable ASCII); stored ids are <= 128.
-    return 0 < len(candidate) <= 128 and all(" " <= ch <= "~" for ch in candidate)
 
 
 def _seconds_until(moment: datetime | None, now: datetime) -> int | None:

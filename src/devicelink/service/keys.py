@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from devicelink.core.apikeys import is_well_formed_api_key, new_api_key
 from devicelink.core.codes import CodeHasher
-from devicelink.core.errors import InvalidToken
+from devicelink.core.errors import InvalidToken, UnauthorizedClient
 from devicelink.core.models import (
     ApiKey,
     Client,
@@ -17,6 +17,7 @@ from devicelink.core.models import (
     User,
 )
 from devicelink.core.ports import Store, Transaction
+from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
 
 _NAME_LIMIT = 300
@@ -79,10 +80,37 @@ class KeyOwner:
 
 
 class KeyService:
-    def __init__(self, store: Store, hasher: CodeHasher, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hasher: CodeHasher,
+        clock: Clock = utc_now,
+        *,
+        default_client_id: str | None = None,
+    ) -> None:
         self._store = store
         self._hasher = hasher
         self._clock = clock
+        self._clients = ClientAuthenticator(hasher, default_client_id)
+
+    async def revoke(self, creds: ClientCredentials, presented: str) -> None:
+        """RFC 7009 section 2.1: revoke a key on behalf of the client it was issued to.
+
+        An unknown, malformed or already revoked key is not an error (section 2.2: the
+        answer is the same, so revocation is no oracle for which keys exist).
+        """
+        async with self._store.transaction() as tx:
+            client = await self._clients.authenticate(tx, creds)
+            if not is_well_formed_api_key(presented):
+                return
+            found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
+            if found is None:
+                return
+            key, _owner = found
+            if key.client_id != client.client_id:
+                # Section 2.1: the server verifies the token was issued to this client.
+                raise UnauthorizedClient("this key was issued to another client")
+            await tx.api_keys.revoke(key.id, now=self._clock())
 
     async def authenticate(self, presented: str | None) -> KeyOwner:
         """The owner of a presented key, or :class:`InvalidToken` (RFC 6750 section 3.1).

@@ -433,6 +433,14 @@ class SqlApiKeyRepository:
         )
         return [_api_key(row) for row in rows]
 
+    async def revoke(self, key_id: int, *, now: datetime) -> bool:
+        result = await self._conn.execute(
+            update(keys_t)
+            .where(keys_t.c.id == key_id, keys_t.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return result.rowcount == 1
+
     async def count_for_authorization(self, device_authorization_id: int) -> int:
         return int(
             (

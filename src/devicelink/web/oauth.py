@@ -8,10 +8,10 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from devicelink.core.errors import InvalidClient, InvalidRequest, RateLimited, UnsupportedGrantType
-from devicelink.service.device_flow import ClientCredentials
+from devicelink.service.clients import ClientCredentials
 from devicelink.web.errors import NO_STORE
 from devicelink.web.forms import FORM_MEDIA_TYPE, read_form
 from devicelink.web.runtime import Runtime
@@ -79,6 +79,12 @@ async def metadata(request: Request) -> JSONResponse:
             "issuer": issuer,
             "device_authorization_endpoint": f"{issuer}/oauth/device/authorize",
             "token_endpoint": f"{issuer}/oauth/device/token",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "revocation_endpoint_auth_methods_supported": [
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+            ],
             "grant_types_supported": [DEVICE_CODE_GRANT],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": [
@@ -148,3 +154,20 @@ async def token(request: Request) -> JSONResponse:
         body["expires_in"] = grant.expires_in
     body["scope"] = " ".join(grant.scope)
     return JSONResponse(body, headers=NO_STORE)
+
+
+@router.post(
+    "/oauth/revoke",
+    tags=["oauth"],
+    openapi_extra=_form_body("token", optional=("token_type_hint", "client_id", "client_secret")),
+)
+async def revoke(request: Request) -> Response:
+    """RFC 7009: revoke an API key. Unknown or already revoked keys also get 200."""
+    rt = runtime(request)
+    form = await read_form(request, rt.settings.max_body_bytes)
+    token = form.get("token")
+    if token is None:
+        raise InvalidRequest("token is required")
+    # token_type_hint is only a hint (section 2.1): every key is looked up the same way.
+    await rt.keys.revoke(client_credentials(request, form), token)
+    return Response(status_code=200, headers=NO_STORE)

@@ -121,7 +121,7 @@ async def build_runtime(
         store=store,
         hasher=hasher,
         flows=flows,
-        keys=KeyService(store, hasher, clock),
+        keys=KeyService(store, hasher, clock, default_client_id=settings.default_client_id),
         limiter=limiter,
         start_limit=parse(settings.start_rate_limit),
         sessions=BrowserSessions(store, hasher, lifetime=settings.session_lifetime, clock=clock),

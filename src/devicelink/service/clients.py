@@ -1,0 +1,59 @@
+"""Client authentication (RFC 6749 section 2.3), shared by every endpoint that takes a
+``client_id``: the device flow's two endpoints and revocation."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from devicelink.core.codes import CodeHasher
+from devicelink.core.errors import InvalidClient, InvalidRequest
+from devicelink.core.models import Client
+from devicelink.core.ports import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """What a request said about its client (RFC 6749 section 2.3)."""
+
+    client_id: str | None
+    client_secret: str | None = None
+    used_basic_auth: bool = False
+
+
+def is_client_id(candidate: str) -> bool:
+    # RFC 6749 appendix A.1: client-id = *VSCHAR (printable ASCII); stored ids are <= 128.
+    return 0 < len(candidate) <= 128 and all(" " <= ch <= "~" for ch in candidate)
+
+
+class ClientAuthenticator:
+    def __init__(self, hasher: CodeHasher, default_client_id: str | None) -> None:
+        self._hasher = hasher
+        self._default_client_id = default_client_id
+
+    async def authenticate(
+        self, tx: Transaction, creds: ClientCredentials, *, known: Client | None = None
+    ) -> Client:
+        """The client a request speaks for, authenticated. ``known`` is a client already
+        read in the same transaction (the poll reads it with the device code), which
+        saves a statement when it is the one asked for."""
+        client_id = creds.client_id or self._default_client_id
+        if not client_id:
+            raise InvalidRequest("client_id is required")
+        if not is_client_id(client_id):
+            raise InvalidClient("unknown client")
+        if known is not None and known.client_id == client_id:
+            client: Client | None = known
+        else:
+            client = await tx.clients.get(client_id)
+        if client is None:
+            raise InvalidClient("unknown client")
+        if client.confidential:
+            # RFC 8628 section 3.4: confidential clients MUST authenticate.
+            if creds.client_secret is None or client.secret_hash is None:
+                raise InvalidClient("this client must authenticate")
+            if not hmac.compare_digest(
+                self._hasher.client_secret(creds.client_secret), client.secret_hash
+            ):
+                raise InvalidClient()
+        return client
