@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -36,11 +36,11 @@ from devicelink.storage.tables import (
     UserRow,
 )
 
-clients_t = ClientRow.__table__
-users_t = UserRow.__table__
-devauth_t = DeviceAuthorizationRow.__table__
-keys_t = ApiKeyRow.__table__
-sessions_t = BrowserSessionRow.__table__
+clients_t = cast(Table, ClientRow.__table__)
+users_t = cast(Table, UserRow.__table__)
+devauth_t = cast(Table, DeviceAuthorizationRow.__table__)
+keys_t = cast(Table, ApiKeyRow.__table__)
+sessions_t = cast(Table, BrowserSessionRow.__table__)
 
 
 def _scope_tuple(stored: str) -> tuple[str, ...]:

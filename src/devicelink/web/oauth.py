@@ -23,7 +23,7 @@ router = APIRouter()
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.devicelink  # type: ignore[no-any-return]
+    return request.app.state.devicelink
 
 
 def client_ip(request: Request) -> str | None:

@@ -15,7 +15,6 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.templating import Jinja2Templates
-from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from devicelink.core.codes import normalise_user_code
@@ -128,13 +127,17 @@ def same_origin(request: Request, rt: Runtime) -> bool:
     return origin == f"{public.scheme}://{public.netloc}"
 
 
-async def read_page_form(request: Request, rt: Runtime) -> FormData:
+async def read_page_form(request: Request, rt: Runtime) -> dict[str, str]:
+    """The fields of a page's form; a garbled body reads as empty (and fails the CSRF check)."""
     body = await read_body(request, rt.settings.max_body_bytes)
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
     except (UnicodeDecodeError, ValueError):
         pairs = []
-    return FormData(pairs)
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
 
 
 def forbidden(request: Request, session: OpenSession | None) -> HTMLResponse:
@@ -211,13 +214,13 @@ async def login_submit(request: Request) -> Response:
     next_path = safe_next(form.get(_NEXT))
     if rt.local_accounts is None:
         return redirect(f"{LOGIN_PATH}?next={quote(next_path, safe='')}")
-    username = str(form.get("username", "")).strip()
+    username = form.get("username", "").strip()
     ip = client_ip(request) or "-"
     limit = rt.login_limit
     for key in (("login-ip", ip), ("login-user", username.lower())):
         if not await rt.limiter.allows(limit, *key):
             wait = await rt.limiter.retry_after(limit, *key)
-            response = render(
+            limited = render(
                 request,
                 "login.html",
                 session=session,
@@ -226,11 +229,11 @@ async def login_submit(request: Request) -> Response:
                 username=username,
                 error=f"Too many failed sign-ins. Try again {retry_text(wait)}.",
             )
-            response.headers["Retry-After"] = str(wait)
-            return response
+            limited.headers["Retry-After"] = str(wait)
+            return limited
     try:
         identity = await rt.local_accounts.identity_from_callback(
-            {k: str(v) for k, v in form.items()}, transient={}, callback_url=LOGIN_PATH
+            form, transient={}, callback_url=LOGIN_PATH
         )
         signed_in = await rt.sessions.sign_in(session, identity)
     except LoginFailed as failure:
@@ -384,7 +387,7 @@ async def verify_submit(request: Request) -> Response:
     assert session is not None
     if session.user is None:
         return redirect(f"{LOGIN_PATH}?next={quote(VERIFY_PATH, safe='')}")
-    typed = str(form.get("user_code", ""))[:64]
+    typed = form.get("user_code", "")[:64]
     ip = client_ip(request) or "-"
     wait = await _limited(rt, session, ip)
     if wait is not None:

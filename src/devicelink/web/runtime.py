@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -75,7 +77,7 @@ class Runtime:
     oidc: Authenticator | None
     code_entry_limits: dict[str, RateLimitItem]
     login_limit: RateLimitItem
-    dispose: list = field(default_factory=list)
+    dispose: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 async def build_runtime(
@@ -87,14 +89,14 @@ async def build_runtime(
 ) -> Runtime:
     settings.check()
     hasher = CodeHasher(settings.secret_bytes())
-    disposers = []
+    disposers: list[Callable[[], Awaitable[None]]] = []
     if store is None:
         engine = create_engine_for_url(settings.effective_database_url())
         if settings.should_migrate():
             await upgrade_engine(engine)
         sql_store = SqlStore(engine)
         disposers.append(sql_store.dispose)
-        store = sql_store
+        store = cast(Store, sql_store)
     await ensure_default_client(store, settings, now=clock())
     policy = FlowPolicy(
         code_lifetime=settings.code_lifetime,
