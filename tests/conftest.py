@@ -32,7 +32,14 @@ ADMIN_POSTGRES_URL = os.environ.get(
 )
 PUBLIC_URL = "https://login.example.com"
 TEST_SECRET = "test-secret-" + "x" * 40
-TABLES = ("browser_sessions", "api_keys", "device_authorizations", "users", "clients")
+TABLES = (
+    "audit_events",
+    "browser_sessions",
+    "api_keys",
+    "device_authorizations",
+    "users",
+    "clients",
+)
 
 RFC_CLAUSES_REQUIRED = {
     ("8628", "3.1"),

@@ -144,3 +144,32 @@ class IssuedKey:
     expires_at: datetime | None
     scope: tuple[str, ...]
     key_id: str | None = None
+
+
+class AuditKind(StrEnum):
+    FLOW_STARTED = "flow_started"
+    WRONG_CODE = "wrong_code"
+    APPROVED = "approved"
+    DENIED = "denied"
+    KEY_ISSUED = "key_issued"
+    KEY_FIRST_USED = "key_first_used"
+    REVOKED = "revoked"
+    USER_DISABLED = "user_disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One line of the audit log: who did what, when and from where. Never a secret:
+    codes and keys appear only as the ids of their rows."""
+
+    kind: AuditKind
+    occurred_at: datetime
+    user_id: int | None = None
+    username: str | None = None
+    client_id: str | None = None
+    device_authorization_id: int | None = None
+    api_key_id: int | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    detail: str | None = None
+    id: int | None = None

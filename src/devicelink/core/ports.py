@@ -15,6 +15,7 @@ from typing import Protocol
 
 from devicelink.core.models import (
     ApiKey,
+    AuditEvent,
     BrowserSession,
     Client,
     DeviceAuthorization,
@@ -65,6 +66,10 @@ class UserRepository(Protocol):
         ...
 
     async def set_password(self, user_id: int, password_hash: str) -> bool: ...
+
+    async def disable(self, user_id: int, *, now: datetime) -> bool:
+        """Stamp ``disabled_at`` unless already disabled; False when nothing changed."""
+        ...
 
     async def count(self) -> int: ...
 
@@ -140,6 +145,17 @@ class ApiKeyRepository(Protocol):
 
     async def list_for_user(self, user_id: int) -> list[ApiKey]: ...
 
+    async def list_all(self) -> list[tuple[ApiKey, User]]: ...
+
+    async def get(self, key_id: int) -> ApiKey | None: ...
+
+    async def record_use(
+        self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
+    ) -> bool:
+        """Set last-used time and address unless the key was marked used after
+        ``not_since``; at most one write per key per interval, whoever asks."""
+        ...
+
     async def revoke(self, key_id: int, *, now: datetime) -> bool:
         """Stamp ``revoked_at`` unless already revoked; False when nothing changed."""
         ...
@@ -147,14 +163,36 @@ class ApiKeyRepository(Protocol):
     async def count_for_authorization(self, device_authorization_id: int) -> int: ...
 
 
+class AuditLog(Protocol):
+    async def record(self, event: AuditEvent) -> None: ...
+
+    async def recent(
+        self, *, user_id: int | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        """Events in the order they happened, the newest ``limit`` of them."""
+        ...
+
+
 class Transaction(Protocol):
     """One database transaction: committed when the block ends, rolled back on error."""
 
-    clients: ClientRepository
-    users: UserRepository
-    device_authorizations: DeviceAuthorizationRepository
-    api_keys: ApiKeyRepository
-    browser_sessions: BrowserSessionRepository
+    @property
+    def clients(self) -> ClientRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def device_authorizations(self) -> DeviceAuthorizationRepository: ...
+
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
+
+    @property
+    def browser_sessions(self) -> BrowserSessionRepository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
 
 class Store(Protocol):

@@ -18,6 +18,8 @@ from devicelink.core.errors import (
 )
 from devicelink.core.lifecycle import FlowPolicy, Verdict
 from devicelink.core.models import (
+    AuditEvent,
+    AuditKind,
     Client,
     DeviceAuthorization,
     IssuedKey,
@@ -28,12 +30,40 @@ from devicelink.core.ports import DuplicateCode, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
 
-__all__ = ["ClientCredentials", "DeviceFlowService", "Review", "StartedFlow", "TokenGrant"]
+__all__ = [
+    "Actor",
+    "ClientCredentials",
+    "DeviceFlowService",
+    "Review",
+    "StartedFlow",
+    "TokenGrant",
+]
 
 log = logging.getLogger(__name__)
 
 _CODE_ATTEMPTS = 5
 _POLL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting in the browser, for the audit log."""
+
+    user_id: int | None = None
+    username: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def event(self, kind: AuditKind, now: datetime, **fields: object) -> AuditEvent:
+        return AuditEvent(
+            kind=kind,
+            occurred_at=now,
+            user_id=self.user_id,
+            username=self.username,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            **fields,  # type: ignore[arg-type]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +145,7 @@ class DeviceFlowService:
                 normalised = normalise_user_code(user_code)
                 assert normalised is not None
                 try:
-                    await tx.device_authorizations.add(
+                    added = await tx.device_authorizations.add(
                         NewDeviceAuthorization(
                             device_code_hash=self._hasher.device_code(device_code),
                             user_code_hash=self._hasher.user_code(normalised),
@@ -130,6 +160,16 @@ class DeviceFlowService:
                     )
                 except DuplicateCode:
                     continue
+                await tx.audit.record(
+                    AuditEvent(
+                        kind=AuditKind.FLOW_STARTED,
+                        occurred_at=now,
+                        client_id=client.client_id,
+                        device_authorization_id=added.id,
+                        ip=request_ip,
+                        user_agent=user_agent,
+                    )
+                )
                 return StartedFlow(
                     device_code=device_code,
                     user_code=user_code,
@@ -141,7 +181,9 @@ class DeviceFlowService:
 
     # --- RFC 8628 sections 3.4 and 3.5 -----------------------------------------------
 
-    async def poll(self, creds: ClientCredentials, device_code: str) -> TokenGrant:
+    async def poll(
+        self, creds: ClientCredentials, device_code: str, *, ip: str | None = None
+    ) -> TokenGrant:
         """Answer one poll of the token endpoint; raises the section 3.5 errors.
 
         A pending poll is one transaction of two statements: the authorization read
@@ -162,7 +204,7 @@ class DeviceFlowService:
                     raise decision.error
                 assert authorization is not None
                 if isinstance(decision, lifecycle.Issue):
-                    issued = await self._consume_and_issue(tx, client, authorization, now)
+                    issued = await self._consume_and_issue(tx, client, authorization, now, ip)
                     return TokenGrant(
                         access_token=issued.access_token,
                         expires_in=_seconds_until(issued.expires_at, now),
@@ -189,7 +231,12 @@ class DeviceFlowService:
         )
 
     async def _consume_and_issue(
-        self, tx: Transaction, client: Client, authorization: DeviceAuthorization, now: datetime
+        self,
+        tx: Transaction,
+        client: Client,
+        authorization: DeviceAuthorization,
+        now: datetime,
+        ip: str | None,
     ) -> IssuedKey:
         # The compare-and-set decides which poll gets the key; every other poll,
         # concurrent or later, finds the authorization consumed (DESIGN.md defects 1, 9).
@@ -203,31 +250,61 @@ class DeviceFlowService:
             raise InvalidGrant("the approving account can no longer sign in")
         # Issued in the same transaction: if minting fails, the consumption rolls back
         # and the authorization stays approved for the next poll (DESIGN.md defect 3).
-        return await self._key_issuer.issue(
+        issued = await self._key_issuer.issue(
             tx, user=user, client=client, authorization=authorization, now=now
         )
+        await tx.audit.record(
+            AuditEvent(
+                kind=AuditKind.KEY_ISSUED,
+                occurred_at=now,
+                user_id=user.id,
+                username=user.username,
+                client_id=client.client_id,
+                device_authorization_id=authorization.id,
+                api_key_id=int(issued.key_id)
+                if issued.key_id and issued.key_id.isdigit()
+                else None,
+                ip=ip,
+            )
+        )
+        return issued
 
     # --- RFC 8628 section 3.3: the user's side ---------------------------------------
 
-    async def review(self, typed_user_code: str) -> Review:
+    async def review(self, typed_user_code: str, *, actor: Actor | None = None) -> Review:
+        """What the confirm page shows for a typed code. A code that cannot be approved
+        is recorded as a wrong entry of ``actor`` (the signed-in user at the form)."""
         normalised = normalise_user_code(typed_user_code)
-        if normalised is None:
-            return Review(Verdict.UNKNOWN)
+        now = self._clock()
         async with self._store.transaction() as tx:
-            authorization = await tx.device_authorizations.get_by_user_code(
-                self._hasher.user_code(normalised)
+            authorization = (
+                await tx.device_authorizations.get_by_user_code(self._hasher.user_code(normalised))
+                if normalised is not None
+                else None
             )
-            verdict = lifecycle.decide_review(authorization, now=self._clock())
+            verdict = lifecycle.decide_review(authorization, now=now)
             client = await tx.clients.get(authorization.client_id) if authorization else None
+            if verdict is not Verdict.OK and actor is not None:
+                await tx.audit.record(actor.event(AuditKind.WRONG_CODE, now))
         return Review(verdict, authorization, client)
 
-    async def approve(self, typed_user_code: str, *, user_id: int) -> Verdict:
-        return await self._decide(typed_user_code, user_id=user_id, to_status=Status.APPROVED)
+    async def approve(
+        self, typed_user_code: str, *, user_id: int, actor: Actor | None = None
+    ) -> Verdict:
+        return await self._decide(
+            typed_user_code, user_id=user_id, to_status=Status.APPROVED, actor=actor
+        )
 
-    async def deny(self, typed_user_code: str, *, user_id: int) -> Verdict:
-        return await self._decide(typed_user_code, user_id=user_id, to_status=Status.DENIED)
+    async def deny(
+        self, typed_user_code: str, *, user_id: int, actor: Actor | None = None
+    ) -> Verdict:
+        return await self._decide(
+            typed_user_code, user_id=user_id, to_status=Status.DENIED, actor=actor
+        )
 
-    async def _decide(self, typed_user_code: str, *, user_id: int, to_status: Status) -> Verdict:
+    async def _decide(
+        self, typed_user_code: str, *, user_id: int, to_status: Status, actor: Actor | None
+    ) -> Verdict:
         normalised = normalise_user_code(typed_user_code)
         if normalised is None:
             return Verdict.UNKNOWN
@@ -248,6 +325,16 @@ class DeviceFlowService:
                 user_id=user_id,
             )
             if changed:
+                kind = AuditKind.APPROVED if to_status is Status.APPROVED else AuditKind.DENIED
+                who = actor or Actor(user_id=user_id)
+                await tx.audit.record(
+                    who.event(
+                        kind,
+                        now,
+                        client_id=authorization.client_id,
+                        device_authorization_id=authorization.id,
+                    )
+                )
                 return Verdict.OK
             # Someone else decided first (a double submit, another tab): report what
             # the record says now; nothing was changed by this request.

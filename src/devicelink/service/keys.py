@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 
 from devicelink.core.apikeys import is_well_formed_api_key, new_api_key
 from devicelink.core.codes import CodeHasher
-from devicelink.core.errors import InvalidToken, UnauthorizedClient
+from devicelink.core.errors import InvalidClient, InvalidToken, UnauthorizedClient
 from devicelink.core.models import (
     ApiKey,
+    AuditEvent,
+    AuditKind,
     Client,
     DeviceAuthorization,
     IssuedKey,
@@ -21,6 +23,8 @@ from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
 
 _NAME_LIMIT = 300
+USE_RECORD_INTERVAL = timedelta(minutes=1)
+"""A key's last-used time and address are written at most this often."""
 
 
 def key_name(client: Client, authorization: DeviceAuthorization) -> str:
@@ -93,7 +97,9 @@ class KeyService:
         self._clock = clock
         self._clients = ClientAuthenticator(hasher, default_client_id)
 
-    async def revoke(self, creds: ClientCredentials, presented: str) -> None:
+    async def revoke(
+        self, creds: ClientCredentials, presented: str, *, ip: str | None = None
+    ) -> None:
         """RFC 7009 section 2.1: revoke a key on behalf of the client it was issued to.
 
         An unknown, malformed or already revoked key is not an error (section 2.2: the
@@ -110,20 +116,75 @@ class KeyService:
             if key.client_id != client.client_id:
                 # Section 2.1: the server verifies the token was issued to this client.
                 raise UnauthorizedClient("this key was issued to another client")
-            await tx.api_keys.revoke(key.id, now=self._clock())
+            now = self._clock()
+            if await tx.api_keys.revoke(key.id, now=now):
+                await tx.audit.record(
+                    AuditEvent(
+                        kind=AuditKind.REVOKED,
+                        occurred_at=now,
+                        user_id=key.user_id,
+                        username=_owner.username,
+                        client_id=key.client_id,
+                        device_authorization_id=key.device_authorization_id,
+                        api_key_id=key.id,
+                        ip=ip,
+                        detail="revoked by the client (RFC 7009)",
+                    )
+                )
 
-    async def authenticate(self, presented: str | None) -> KeyOwner:
+    async def introspect(self, creds: ClientCredentials, presented: str) -> KeyOwner | None:
+        """RFC 7662: the owner of an active key, for an authenticated resource server.
+
+        Only confidential clients may introspect (section 2.1: the endpoint must be
+        protected against token scanning); anything else is ``invalid_client``.
+        """
+        async with self._store.transaction() as tx:
+            client = await self._clients.authenticate(tx, creds)
+            if not client.confidential:
+                raise InvalidClient("introspection needs a confidential client's credentials")
+            if not is_well_formed_api_key(presented):
+                return None
+            found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
+        if found is None:
+            return None
+        key, user = found
+        if user.disabled or not key.is_active(self._clock()):
+            return None
+        return KeyOwner(key=key, user=user)
+
+    async def authenticate(self, presented: str | None, *, ip: str | None = None) -> KeyOwner:
         """The owner of a presented key, or :class:`InvalidToken` (RFC 6750 section 3.1).
 
-        The checksum is verified first, so malformed keys cost no database lookup.
+        The checksum is verified first, so malformed keys cost no database lookup. The
+        key's last use is written at most once per :data:`USE_RECORD_INTERVAL`, not on
+        every request; the first use ever is also an audit event.
         """
         if not presented or not is_well_formed_api_key(presented):
             raise InvalidToken()
+        now = self._clock()
         async with self._store.transaction() as tx:
             found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
-        if found is None:
-            raise InvalidToken()
-        key, user = found
-        if user.disabled or not key.is_active(self._clock()):
-            raise InvalidToken()
+            if found is None:
+                raise InvalidToken()
+            key, user = found
+            if user.disabled or not key.is_active(now):
+                raise InvalidToken()
+            last = key.last_used_at
+            if last is None or now - last >= USE_RECORD_INTERVAL:
+                recorded = await tx.api_keys.record_use(
+                    key.id, now=now, ip=ip, not_since=now - USE_RECORD_INTERVAL
+                )
+                if recorded and last is None:
+                    await tx.audit.record(
+                        AuditEvent(
+                            kind=AuditKind.KEY_FIRST_USED,
+                            occurred_at=now,
+                            user_id=user.id,
+                            username=user.username,
+                            client_id=key.client_id,
+                            device_authorization_id=key.device_authorization_id,
+                            api_key_id=key.id,
+                            ip=ip,
+                        )
+                    )
         return KeyOwner(key=key, user=user)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from devicelink.core.ports import StorageUnavailable
 from devicelink.storage.repositories import (
     SqlApiKeyRepository,
+    SqlAuditLog,
     SqlBrowserSessionRepository,
     SqlClientRepository,
     SqlDeviceAuthorizationRepository,
@@ -86,6 +87,7 @@ class SqlTransaction:
 
     __slots__ = (
         "api_keys",
+        "audit",
         "browser_sessions",
         "clients",
         "connection",
@@ -100,6 +102,7 @@ class SqlTransaction:
         self.device_authorizations = SqlDeviceAuthorizationRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
+        self.audit = SqlAuditLog(connection)
 
 
 # Raised by SQLAlchemy when the database is gone or does not answer.

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from devicelink.core.models import (
     ApiKey,
+    AuditEvent,
+    AuditKind,
     BrowserSession,
     Client,
     DeviceAuthorization,
@@ -30,6 +32,7 @@ from devicelink.core.models import (
 from devicelink.core.ports import DuplicateCode
 from devicelink.storage.tables import (
     ApiKeyRow,
+    AuditEventRow,
     BrowserSessionRow,
     ClientRow,
     DeviceAuthorizationRow,
@@ -41,6 +44,7 @@ users_t = cast(Table, UserRow.__table__)
 devauth_t = cast(Table, DeviceAuthorizationRow.__table__)
 keys_t = cast(Table, ApiKeyRow.__table__)
 sessions_t = cast(Table, BrowserSessionRow.__table__)
+audit_t = cast(Table, AuditEventRow.__table__)
 
 
 def _scope_tuple(stored: str) -> tuple[str, ...]:
@@ -228,6 +232,14 @@ class SqlUserRepository:
         except IntegrityError as exc:
             raise ValueError(f"user {username!r} already exists") from exc
         return _user(row)
+
+    async def disable(self, user_id: int, *, now: datetime) -> bool:
+        result = await self._conn.execute(
+            update(users_t)
+            .where(users_t.c.id == user_id, users_t.c.disabled_at.is_(None))
+            .values(disabled_at=now)
+        )
+        return result.rowcount == 1
 
     async def set_password(self, user_id: int, password_hash: str) -> bool:
         result = await self._conn.execute(
@@ -433,6 +445,29 @@ class SqlApiKeyRepository:
         )
         return [_api_key(row) for row in rows]
 
+    async def get(self, key_id: int) -> ApiKey | None:
+        row = (await self._conn.execute(select(*_KEY_COLUMNS).where(keys_t.c.id == key_id))).first()
+        return _api_key(row) if row else None
+
+    async def list_all(self) -> list[tuple[ApiKey, User]]:
+        rows = await self._conn.execute(
+            select(*_KEY_COLUMNS, *(c.label(f"owner_{c.name}") for c in users_t.c))
+            .join(users_t, users_t.c.id == keys_t.c.user_id)
+            .order_by(keys_t.c.id)
+        )
+        return [(_api_key(row), _prefixed_user(row)) for row in rows]
+
+    async def record_use(
+        self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
+    ) -> bool:
+        last = keys_t.c.last_used_at
+        result = await self._conn.execute(
+            update(keys_t)
+            .where(keys_t.c.id == key_id, (last.is_(None)) | (last < not_since))
+            .values(last_used_at=now, last_used_ip=ip)
+        )
+        return result.rowcount == 1
+
     async def revoke(self, key_id: int, *, now: datetime) -> bool:
         result = await self._conn.execute(
             update(keys_t)
@@ -451,6 +486,18 @@ class SqlApiKeyRepository:
                 )
             ).scalar_one()
         )
+
+
+def _prefixed_user(row: Any) -> User:
+    """The owner read alongside a key, its columns labelled ``owner_*``."""
+    return User(
+        id=row.owner_id,
+        username=row.owner_username,
+        disabled=row.owner_disabled_at is not None,
+        created_at=row.owner_created_at,
+        provider=row.owner_provider,
+        subject=row.owner_subject,
+    )
 
 
 def _session(row: Any) -> BrowserSession:
@@ -512,3 +559,52 @@ class SqlBrowserSessionRepository:
 
     async def delete(self, session_id: int) -> None:
         await self._conn.execute(delete(sessions_t).where(sessions_t.c.id == session_id))
+
+
+class SqlAuditLog:
+    __slots__ = ("_conn",)
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def record(self, event: AuditEvent) -> None:
+        await self._conn.execute(
+            insert(audit_t).values(
+                occurred_at=event.occurred_at,
+                event=event.kind.value,
+                user_id=event.user_id,
+                username=event.username,
+                client_id=event.client_id,
+                device_authorization_id=event.device_authorization_id,
+                api_key_id=event.api_key_id,
+                ip=event.ip,
+                user_agent=event.user_agent and event.user_agent[:512],
+                detail=event.detail and event.detail[:300],
+            )
+        )
+
+    async def recent(
+        self, *, user_id: int | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        stmt = select(audit_t).order_by(audit_t.c.id.desc()).limit(limit)
+        if user_id is not None:
+            stmt = stmt.where(audit_t.c.user_id == user_id)
+        if since is not None:
+            stmt = stmt.where(audit_t.c.occurred_at >= since)
+        rows = list(await self._conn.execute(stmt))
+        return [
+            AuditEvent(
+                kind=AuditKind(row.event),
+                occurred_at=row.occurred_at,
+                user_id=row.user_id,
+                username=row.username,
+                client_id=row.client_id,
+                device_authorization_id=row.device_authorization_id,
+                api_key_id=row.api_key_id,
+                ip=row.ip,
+                user_agent=row.user_agent,
+                detail=row.detail,
+                id=row.id,
+            )
+            for row in reversed(rows)
+        ]

@@ -156,4 +156,23 @@ class BrowserSessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class AuditEventRow(Base):
+    """What happened, who did it, when and from where; never a code, key or secret."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_user_id_occurred_at", "user_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str | None] = mapped_column(String(200))
+    client_id: Mapped[str | None] = mapped_column(String(128))
+    device_authorization_id: Mapped[int | None] = mapped_column(BigInteger)
+    api_key_id: Mapped[int | None] = mapped_column(BigInteger)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    detail: Mapped[str | None] = mapped_column(String(300))
+
+
 metadata = Base.metadata

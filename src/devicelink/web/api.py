@@ -26,7 +26,9 @@ def bearer_token(request: Request) -> str | None:
 @router.get("/api/me", tags=["api"])
 async def me(request: Request) -> JSONResponse:
     """Who the bearer API key belongs to (401 for a missing, unknown, revoked or expired key)."""
-    owner = await runtime(request).keys.authenticate(bearer_token(request))
+    owner = await runtime(request).keys.authenticate(
+        bearer_token(request), ip=request.client.host if request.client else None
+    )
     key = owner.key
     return JSONResponse(
         {

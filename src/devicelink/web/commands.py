@@ -7,6 +7,7 @@ import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import parse_scope
 from devicelink.core.models import Client
 from devicelink.idp.local import hash_password
+from devicelink.service.admin import AdminService, NotFound
 from devicelink.service.clock import utc_now
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.web.settings import ConfigurationError, Settings
@@ -277,8 +279,161 @@ def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None
     click.echo(f"password of {name} changed")
 
 
+@users.command("disable")
+@click.argument("name")
+@data_dir_option
+def users_disable(name: str, data_dir: Path | None) -> None:
+    """Disable the account NAME: its keys stop working at once."""
+    settings = load_settings(data_dir)
+    try:
+        changed = run_with_store(settings, lambda store: AdminService(store).disable_user(name))
+    except NotFound as exc:
+        fail(str(exc))
+        return
+    click.echo(f"disabled {name}" if changed else f"{name} was already disabled")
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@click.group()
+def keys() -> None:
+    """API keys issued to devices."""
+
+
+@keys.command("list")
+@click.option("--user", "username", help="Only the keys of this user.")
+@click.option("--all", "show_all", is_flag=True, help="Include revoked and expired keys.")
+@data_dir_option
+def keys_list(username: str | None, show_all: bool, data_dir: Path | None) -> None:
+    """List API keys (active ones unless --all)."""
+    settings = load_settings(data_dir)
+    try:
+        listing = run_with_store(settings, lambda store: AdminService(store).list_keys(username))
+    except NotFound as exc:
+        fail(str(exc))
+        return
+    now = utc_now()
+    rows = [["ID", "USER", "CLIENT", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE"]]
+    for item in listing:
+        key = item.key
+        state = (
+            "revoked"
+            if key.revoked_at
+            else "expired"
+            if not key.is_active(now)
+            else "disabled user"
+            if item.owner.disabled
+            else "active"
+        )
+        if state != "active" and not show_all:
+            continue
+        rows.append(
+            [
+                str(key.id),
+                item.owner.username,
+                key.client_id,
+                key.name[:60],
+                _when(key.created_at),
+                _when(key.last_used_at) + (f" {key.last_used_ip}" if key.last_used_ip else ""),
+                _when(key.expires_at) if key.expires_at else "never",
+                state,
+            ]
+        )
+    if len(rows) == 1:
+        click.echo("no keys")
+        return
+    _table(rows)
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@data_dir_option
+def keys_revoke(key_id: int, data_dir: Path | None) -> None:
+    """Revoke the key KEY_ID (see `devicelink keys list`): it stops working at once."""
+    settings = load_settings(data_dir)
+    try:
+        changed = run_with_store(settings, lambda store: AdminService(store).revoke_key(key_id))
+    except NotFound as exc:
+        fail(str(exc))
+        return
+    click.echo(f"revoked key {key_id}" if changed else f"key {key_id} was already revoked")
+
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """``30m``, ``2h``, ``7d``, ``1w`` ago, or an ISO 8601 date or time (UTC if no zone)."""
+    match = _DURATION.match(value.strip().lower())
+    if match:
+        return now - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter("use 30m, 2h, 7d, 1w or an ISO date such as 2026-11-29") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command()
+@click.option("--user", "username", help="Only events of this user.")
+@click.option("--since", help="How far back: 30m, 2h, 7d, 1w, or an ISO date.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@data_dir_option
+def audit(username: str | None, since: str | None, limit: int, data_dir: Path | None) -> None:
+    """Print recent audit events: flows started, wrong codes, approvals, keys, revocations."""
+    settings = load_settings(data_dir)
+    after = parse_since(since, utc_now()) if since else None
+    try:
+        events = run_with_store(
+            settings,
+            lambda store: AdminService(store).audit(username=username, since=after, limit=limit),
+        )
+    except NotFound as exc:
+        fail(str(exc))
+        return
+    if not events:
+        click.echo("no events")
+        return
+    rows = [["WHEN (UTC)", "EVENT", "USER", "CLIENT", "FROM", "DETAIL"]]
+    for event in events:
+        rows.append(
+            [
+                event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                event.kind.value,
+                event.username or "-",
+                event.client_id or "-",
+                event.ip or "-",
+                " ".join(
+                    part
+                    for part in (
+                        f"key {event.api_key_id}" if event.api_key_id else "",
+                        f"flow {event.device_authorization_id}"
+                        if event.device_authorization_id
+                        else "",
+                        event.detail or "",
+                    )
+                    if part
+                ),
+            ]
+        )
+    _table(rows)
+
+
 def register(group: click.Group) -> None:
     group.add_command(serve)
     group.add_command(db)
     group.add_command(clients)
     group.add_command(users)
+    group.add_command(keys)
+    group.add_command(audit)

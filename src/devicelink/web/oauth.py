@@ -85,6 +85,11 @@ async def metadata(request: Request) -> JSONResponse:
                 "client_secret_basic",
                 "client_secret_post",
             ],
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "introspection_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+            ],
             "grant_types_supported": [DEVICE_CODE_GRANT],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": [
@@ -148,7 +153,9 @@ async def token(request: Request) -> JSONResponse:
     device_code = form.get("device_code")
     if device_code is None:
         raise InvalidRequest("device_code is required")
-    grant = await rt.flows.poll(client_credentials(request, form), device_code)
+    grant = await rt.flows.poll(
+        client_credentials(request, form), device_code, ip=client_ip(request)
+    )
     body: dict[str, Any] = {"access_token": grant.access_token, "token_type": "Bearer"}
     if grant.expires_in is not None:
         body["expires_in"] = grant.expires_in
@@ -169,5 +176,40 @@ async def revoke(request: Request) -> Response:
     if token is None:
         raise InvalidRequest("token is required")
     # token_type_hint is only a hint (section 2.1): every key is looked up the same way.
-    await rt.keys.revoke(client_credentials(request, form), token)
+    await rt.keys.revoke(client_credentials(request, form), token, ip=client_ip(request))
     return Response(status_code=200, headers=NO_STORE)
+
+
+@router.post(
+    "/oauth/introspect",
+    tags=["oauth"],
+    openapi_extra=_form_body("token", optional=("token_type_hint",)),
+)
+async def introspect(request: Request) -> JSONResponse:
+    """RFC 7662: is this key active, and whose is it? For resource servers, which
+    authenticate as confidential clients (HTTP Basic)."""
+    rt = runtime(request)
+    form = await read_form(request, rt.settings.max_body_bytes)
+    creds = client_credentials(request, form)
+    if creds.client_id is None:
+        raise InvalidClient("authenticate with the resource server's client credentials")
+    token = form.get("token")
+    if token is None:
+        raise InvalidRequest("token is required")
+    owner = await rt.keys.introspect(creds, token)
+    if owner is None:
+        return JSONResponse({"active": False}, headers=NO_STORE)
+    key = owner.key
+    body: dict[str, Any] = {
+        "active": True,
+        "sub": owner.user.username,
+        "username": owner.user.username,
+        "client_id": key.client_id,
+        "scope": " ".join(key.scope),
+        "token_type": "Bearer",
+        "iat": int(key.created_at.timestamp()),
+        "iss": rt.settings.issuer,
+    }
+    if key.expires_at is not None:
+        body["exp"] = int(key.expires_at.timestamp())
+    return JSONResponse(body, headers=NO_STORE)

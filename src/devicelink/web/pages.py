@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from devicelink.core.codes import normalise_user_code
 from devicelink.core.lifecycle import Verdict
 from devicelink.core.ports import LoginFailed
+from devicelink.service.device_flow import Actor
 from devicelink.service.sessions import OpenSession
 from devicelink.web.forms import read_body
 from devicelink.web.oauth import VERIFY_PATH, client_ip, runtime
@@ -108,6 +109,16 @@ def redirect(location: str) -> RedirectResponse:
 def login_redirect(request: Request) -> RedirectResponse:
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return redirect(f"{LOGIN_PATH}?next={quote(safe_next(here), safe='')}")
+
+
+def actor_of(request: Request, session: OpenSession) -> Actor:
+    user = session.user
+    return Actor(
+        user_id=user.id if user else None,
+        username=user.username if user else None,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
 
 
 def same_origin(request: Request, rt: Runtime) -> bool:
@@ -401,7 +412,7 @@ async def verify_submit(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(wait)
         return response
-    review = await rt.flows.review(typed)
+    review = await rt.flows.review(typed, actor=actor_of(request, session))
     if review.verdict is not Verdict.OK:
         for scope, limit in rt.code_entry_limits.items():
             await rt.limiter.hit(limit, "code", *_limit_key(scope, session, ip))
@@ -518,10 +529,11 @@ async def decide(request: Request) -> Response:
         return redirect(VERIFY_PATH)
     # Only the code this session reviewed on the confirm page can be decided, so the
     # decision cannot be used to guess codes past the limits of the code form.
+    actor = actor_of(request, session)
     if action == "approve":
-        verdict = await rt.flows.approve(reviewing, user_id=session.user.id)
+        verdict = await rt.flows.approve(reviewing, user_id=session.user.id, actor=actor)
     else:
-        verdict = await rt.flows.deny(reviewing, user_id=session.user.id)
+        verdict = await rt.flows.deny(reviewing, user_id=session.user.id, actor=actor)
     title, tone, message, status = _RESULTS.get((str(action), verdict)) or _OTHER_RESULTS[verdict]
     return render(
         request,

@@ -1,0 +1,93 @@
+"""Administration: what an operator does from the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
+from devicelink.core.ports import Store
+from devicelink.service.clock import Clock, utc_now
+
+
+class NotFound(Exception):
+    """No such user or key; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyListing:
+    key: ApiKey
+    owner: User
+
+
+class AdminService:
+    def __init__(self, store: Store, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def list_keys(self, username: str | None = None) -> list[KeyListing]:
+        async with self._store.transaction() as tx:
+            if username is None:
+                return [KeyListing(key, owner) for key, owner in await tx.api_keys.list_all()]
+            user = await tx.users.get_by_username(username)
+            if user is None:
+                raise NotFound(f"no user named {username!r}")
+            return [KeyListing(key, user) for key in await tx.api_keys.list_for_user(user.id)]
+
+    async def revoke_key(self, key_id: int, *, actor: str = "an administrator") -> bool:
+        """Revoke key ``key_id``; False when it was already revoked."""
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            key = await tx.api_keys.get(key_id)
+            if key is None:
+                raise NotFound(f"no key with id {key_id}")
+            if not await tx.api_keys.revoke(key.id, now=now):
+                return False
+            owner = await tx.users.get(key.user_id)
+            await tx.audit.record(
+                AuditEvent(
+                    kind=AuditKind.REVOKED,
+                    occurred_at=now,
+                    user_id=key.user_id,
+                    username=owner.username if owner else None,
+                    client_id=key.client_id,
+                    device_authorization_id=key.device_authorization_id,
+                    api_key_id=key.id,
+                    detail=f"revoked by {actor}",
+                )
+            )
+        return True
+
+    async def disable_user(self, username: str, *, actor: str = "an administrator") -> bool:
+        """Disable an account: its keys stop working at once, its sessions end, and an
+        approval it gave that no device has redeemed yet can no longer be redeemed.
+        False when it was already disabled."""
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            user = await tx.users.get_by_username(username)
+            if user is None:
+                raise NotFound(f"no user named {username!r}")
+            if not await tx.users.disable(user.id, now=now):
+                return False
+            await tx.audit.record(
+                AuditEvent(
+                    kind=AuditKind.USER_DISABLED,
+                    occurred_at=now,
+                    user_id=user.id,
+                    username=user.username,
+                    detail=f"disabled by {actor}",
+                )
+            )
+        return True
+
+    async def audit(
+        self, *, username: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        async with self._store.transaction() as tx:
+            user_id = None
+            if username is not None:
+                user = await tx.users.get_by_username(username)
+                if user is None:
+                    raise NotFound(f"no user named {username!r}")
+                user_id = user.id
+            return await tx.audit.recent(user_id=user_id, since=since, limit=limit)

@@ -1,0 +1,197 @@
+"""Key lifecycle: introspection (RFC 7662), disabled users, last use, the audit log."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from devicelink.core.models import AuditKind, Client
+from devicelink.service.admin import AdminService
+from devicelink.service.device_flow import Actor
+
+pytestmark = pytest.mark.anyio
+
+RESOURCE_SECRET = "resource-server-secret"
+
+
+async def add_resource_server(server) -> dict[str, str]:
+    async with server.runtime.store.transaction() as tx:
+        await tx.clients.add(
+            Client(
+                client_id="billing-api",
+                name="Billing API",
+                scopes=(),
+                key_lifetime=None,
+                confidential=True,
+                secret_hash=server.runtime.hasher.client_secret(RESOURCE_SECRET),
+                created_at=server.clock(),
+            )
+        )
+    basic = base64.b64encode(f"billing-api:{RESOURCE_SECRET}".encode()).decode()
+    return {"Authorization": f"Basic {basic}"}
+
+
+async def signed_in_device(server, username: str = "alice"):
+    user = await server.add_user(username)
+    flow = await server.start_flow()
+    await server.runtime.flows.approve(flow["user_code"], user_id=user.id)
+    token = await server.poll(flow["device_code"])
+    assert token.status_code == 200, token.text
+    return user, flow, token.json()["access_token"]
+
+
+async def me(server, key: str) -> int:
+    response = await server.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
+    return response.status_code
+
+
+# --- introspection ---------------------------------------------------------------------
+
+
+@pytest.mark.rfc("7662", "2.2")
+async def test_introspection_describes_an_active_key(server) -> None:
+    auth = await add_resource_server(server)
+    _, _, key = await signed_in_device(server)
+    response = await server.http.post("/oauth/introspect", data={"token": key}, headers=auth)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["active"] is True
+    assert body["sub"] == "alice"
+    assert body["client_id"] == "devicelink-cli"
+    assert body["scope"] == "api"
+    assert body["exp"] - body["iat"] == 30 * 86_400
+    assert body["iat"] == int(server.clock().timestamp())
+
+
+@pytest.mark.rfc("7662", "2.2")
+@pytest.mark.parametrize("state", ["revoked", "expired", "unknown", "malformed", "disabled"])
+async def test_introspection_of_a_dead_key_says_only_inactive(server, state: str) -> None:
+    auth = await add_resource_server(server)
+    _, _, key = await signed_in_device(server)
+    if state == "revoked":
+        await server.http.post("/oauth/revoke", data={"token": key, "client_id": "devicelink-cli"})
+    elif state == "expired":
+        server.clock.advance(30 * 86_400)
+    elif state == "unknown":
+        key = key[:-10] + "A" * 10
+    elif state == "malformed":
+        key = "hello"
+    else:
+        await AdminService(server.runtime.store, server.clock).disable_user("alice")
+    response = await server.http.post("/oauth/introspect", data={"token": key}, headers=auth)
+    assert response.status_code == 200
+    assert response.json() == {"active": False}
+
+
+@pytest.mark.rfc("7662", "2.1")
+@pytest.mark.parametrize(
+    "headers, form",
+    [
+        ({}, {}),
+        ({}, {"client_id": "devicelink-cli"}),
+        ({"Authorization": "Basic " + base64.b64encode(b"billing-api:wrong").decode()}, {}),
+    ],
+    ids=["no credentials", "public client", "wrong secret"],
+)
+async def test_introspection_needs_a_confidential_clients_credentials(
+    server, headers: dict[str, str], form: dict[str, str]
+) -> None:
+    await add_resource_server(server)
+    _, _, key = await signed_in_device(server)
+    response = await server.http.post(
+        "/oauth/introspect", data={"token": key, **form}, headers=headers
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" in response.headers
+
+
+async def test_metadata_names_the_introspection_endpoint(server) -> None:
+    metadata = (await server.http.get("/.well-known/oauth-authorization-server")).json()
+    assert metadata["introspection_endpoint"] == "https://login.example.com/oauth/introspect"
+
+
+# --- disabled users ----------------------------------------------------------------------
+
+
+async def test_a_disabled_users_keys_stop_working_at_once(server) -> None:
+    _, _, key = await signed_in_device(server)
+    assert await me(server, key) == 200
+    assert await AdminService(server.runtime.store, server.clock).disable_user("alice")
+    assert await me(server, key) == 401
+
+
+async def test_an_approval_by_a_since_disabled_user_cannot_be_redeemed(server) -> None:
+    user = await server.add_user()
+    flow = await server.start_flow()
+    await server.runtime.flows.approve(flow["user_code"], user_id=user.id)
+    await AdminService(server.runtime.store, server.clock).disable_user("alice")
+    server.clock.advance(5)
+    response = await server.poll(flow["device_code"])
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    async with server.runtime.store.transaction() as tx:
+        assert await tx.api_keys.list_for_user(user.id) == []
+
+
+# --- last use ------------------------------------------------------------------------------
+
+
+async def test_last_use_is_written_at_most_once_a_minute(server) -> None:
+    user, _, key = await signed_in_device(server)
+
+    async def last_used():
+        async with server.runtime.store.transaction() as tx:
+            (stored,) = await tx.api_keys.list_for_user(user.id)
+        return stored.last_used_at, stored.last_used_ip
+
+    first_use = server.clock()
+    assert await me(server, key) == 200
+    assert await last_used() == (first_use, "203.0.113.7")
+    server.clock.advance(59)
+    assert await me(server, key) == 200
+    assert (await last_used())[0] == first_use
+    server.clock.advance(2)
+    assert await me(server, key) == 200
+    assert (await last_used())[0] == server.clock()
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+async def test_a_full_flow_leaves_its_audit_trail_in_order_without_secrets(server) -> None:
+    user = await server.add_user()
+    flow = await server.start_flow()
+    browser = Actor(user_id=user.id, username="alice", ip="198.51.100.9", user_agent="Firefox")
+    await server.runtime.flows.review("BCDF-GHJK", actor=browser)
+    await server.runtime.flows.approve(flow["user_code"], user_id=user.id, actor=browser)
+    key = (await server.poll(flow["device_code"])).json()["access_token"]
+    assert await me(server, key) == 200
+    assert await me(server, key) == 200
+    await server.http.post("/oauth/revoke", data={"token": key, "client_id": "devicelink-cli"})
+    await AdminService(server.runtime.store, server.clock).disable_user("alice")
+
+    events = await AdminService(server.runtime.store).audit()
+    assert [event.kind for event in events] == [
+        AuditKind.FLOW_STARTED,
+        AuditKind.WRONG_CODE,
+        AuditKind.APPROVED,
+        AuditKind.KEY_ISSUED,
+        AuditKind.KEY_FIRST_USED,
+        AuditKind.REVOKED,
+        AuditKind.USER_DISABLED,
+    ]
+    started, wrong, approved, issued, used, revoked, _ = events
+    assert started.ip == "203.0.113.7" and started.client_id == "devicelink-cli"
+    assert wrong.username == "alice" and wrong.ip == "198.51.100.9"
+    assert approved.user_id == user.id and approved.ip == "198.51.100.9"
+    assert issued.api_key_id is not None and issued.api_key_id == used.api_key_id
+    assert revoked.api_key_id == issued.api_key_id
+    secrets = [key, flow["device_code"], flow["user_code"], flow["user_code"].replace("-", "")]
+    for event in events:
+        text = repr(event)
+        for secret in secrets:
+            assert secret not in text
+    by_alice = await AdminService(server.runtime.store).audit(username="alice")
+    assert AuditKind.FLOW_STARTED not in [event.kind for event in by_alice]

@@ -1,0 +1,136 @@
+"""The operator's commands, run through Click against the embedded SQLite default."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from devicelink.cli import main
+from devicelink.core.codes import CodeHasher
+from devicelink.core.models import Client
+from devicelink.service import DeviceFlowService, StoredKeyIssuer
+from devicelink.service.device_flow import ClientCredentials
+from devicelink.storage import SqlStore, create_engine_for_url
+from devicelink.web.commands import parse_since
+from devicelink.web.settings import Settings
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(__import__("os").environ):
+        if name.startswith("DEVICELINK_"):
+            monkeypatch.delenv(name)
+    directory = tmp_path / "data"
+    monkeypatch.setenv("DEVICELINK_DATA_DIR", str(directory))
+    return directory
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), input=stdin)
+    return result.exit_code, result.output
+
+
+def issue_key_for(username: str, data_dir: Path) -> str:
+    """A complete device flow through the service, on the CLI's database."""
+    settings = Settings(data_dir=data_dir)
+
+    async def flow() -> str:
+        store = SqlStore(create_engine_for_url(settings.effective_database_url()))
+        try:
+            hasher = CodeHasher(settings.secret_bytes())
+            flows = DeviceFlowService(
+                store, hasher, StoredKeyIssuer(hasher), default_client_id="devicelink-cli"
+            )
+            async with store.transaction() as tx:
+                user = await tx.users.get_by_username(username)
+                if await tx.clients.get("devicelink-cli") is None:
+                    await tx.clients.add(
+                        Client(
+                            client_id="devicelink-cli",
+                            name="devicelink CLI",
+                            scopes=("api",),
+                            key_lifetime=86_400,
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+            assert user is not None
+            started = await flows.start(
+                ClientCredentials("devicelink-cli"),
+                scope=None,
+                request_ip="192.0.2.1",
+                user_agent="test",
+            )
+            await flows.approve(started.user_code, user_id=user.id)
+            grant = await flows.poll(ClientCredentials("devicelink-cli"), started.device_code)
+            return grant.access_token
+        finally:
+            await store.dispose()
+
+    return asyncio.run(flow())
+
+
+def test_users_add_list_keys_revoke_and_audit(data_dir: Path) -> None:
+    code, output = run("users", "add", "bob", "--password-stdin", stdin="a good password\n")
+    assert code == 0, output
+    key = issue_key_for("bob", data_dir)
+
+    code, output = run("keys", "list", "--user", "bob")
+    assert code == 0, output
+    assert "bob" in output and "devicelink-cli" in output and "active" in output
+    assert key not in output
+    key_id = output.splitlines()[1].split()[0]
+
+    code, output = run("keys", "revoke", key_id)
+    assert (code, output.strip()) == (0, f"revoked key {key_id}")
+    code, output = run("keys", "revoke", key_id)
+    assert "already revoked" in output
+    code, output = run("keys", "list")
+    assert output.strip() == "no keys"
+    code, output = run("keys", "list", "--all")
+    assert "revoked" in output
+
+    code, output = run("users", "disable", "bob")
+    assert (code, output.strip()) == (0, "disabled bob")
+
+    code, output = run("audit", "--user", "bob")
+    assert code == 0, output
+    events = [line.split()[2] for line in output.splitlines()[1:]]
+    assert events == ["approved", "key_issued", "revoked", "user_disabled"]
+    assert key not in output
+
+
+def test_unknown_names_and_ids_fail_with_a_message(data_dir: Path) -> None:
+    assert run("users", "disable", "nobody") == (2, "devicelink: no user named 'nobody'\n")
+    assert run("keys", "revoke", "42") == (2, "devicelink: no key with id 42\n")
+    code, output = run("audit", "--user", "nobody")
+    assert code == 2
+    code, output = run("audit", "--since", "yesterday-ish")
+    assert code == 2 and "use 30m, 2h" in output
+
+
+def test_short_passwords_are_refused(data_dir: Path) -> None:
+    code, output = run("users", "add", "carol", "--password-stdin", stdin="short\n")
+    assert code == 2 and "at least 8 characters" in output
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("7d", timedelta(days=7)),
+        ("1w", timedelta(weeks=1)),
+    ],
+)
+def test_since_accepts_relative_durations(text: str, expected: timedelta) -> None:
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    assert parse_since(text, now) == now - expected
+
+
+def test_since_accepts_iso_dates_as_utc() -> None:
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
