@@ -1,2 +1,71 @@
 """The CLI side of the device flow. Needs only httpx and the CLI extras; never imports
-server code, so ``pip install devicelink`` gives a CLI author the client alone."""
+server code, so ``pip install devicelink`` gives a CLI author the client alone.
+
+- ``flow``: the sans-IO device flow (RFC 8628), discovery (RFC 8414), revocation
+  (RFC 7009) and the key check, as generators that yield commands;
+- ``http``: drivers that run those generators on httpx, sync and async, and
+  :class:`DeviceFlowClient` / :class:`AsyncDeviceFlowClient`;
+- ``errors``: the typed failures, each with a message for the user.
+
+This package does not store credentials and has no command-line interface of its own.
+"""
+
+from devicelink.client.errors import (
+    AccessDenied,
+    DeviceFlowError,
+    DiscoveryFailed,
+    ExpiredToken,
+    InvalidClient,
+    InvalidGrant,
+    InvalidToken,
+    ServerRejected,
+    ServerUnreachable,
+)
+from devicelink.client.flow import (
+    CodeIssued,
+    ConnectionLost,
+    DeviceAuthorization,
+    Endpoints,
+    Send,
+    Sleep,
+    Token,
+    device_flow,
+    discover,
+    revoke_flow,
+    whoami_flow,
+)
+from devicelink.client.http import (
+    USER_AGENT,
+    AsyncDeviceFlowClient,
+    DeviceFlowClient,
+    arun_device_flow,
+    run_device_flow,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "AccessDenied",
+    "AsyncDeviceFlowClient",
+    "CodeIssued",
+    "ConnectionLost",
+    "DeviceAuthorization",
+    "DeviceFlowClient",
+    "DeviceFlowError",
+    "DiscoveryFailed",
+    "Endpoints",
+    "ExpiredToken",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidToken",
+    "Send",
+    "ServerRejected",
+    "ServerUnreachable",
+    "Sleep",
+    "Token",
+    "arun_device_flow",
+    "device_flow",
+    "discover",
+    "revoke_flow",
+    "run_device_flow",
+    "whoami_flow",
+]

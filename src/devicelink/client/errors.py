@@ -1,0 +1,125 @@
+"""Why a login, a revocation or a key check failed, as typed exceptions.
+
+Every exception is a :class:`DeviceFlowError` whose ``str()`` is a short message a CLI can
+print as it is. Those that stand for an OAuth error code (RFC 6749 section 5.2, RFC 8628
+section 3.5, RFC 6750 section 3.1) name it in ``error``; the server's
+``error_description`` is kept in ``description``, cleaned of control characters, because
+it comes from the network and may end up on a terminal.
+
+This module does not decide when an error is raised: that is ``devicelink.client.flow``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+_MAX_DESCRIPTION = 200
+
+
+def printable(text: object, limit: int = _MAX_DESCRIPTION) -> str:
+    """``text`` without control characters (no terminal escapes from a server), shortened."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text)).strip()
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+class DeviceFlowError(Exception):
+    """Base of every client-side failure; ``str(exc)`` is meant for the user."""
+
+    error: str | None = None
+    default_message: ClassVar[str] = "the sign-in failed"
+
+    def __init__(self, message: str | None = None, *, description: str | None = None) -> None:
+        self.message = message or self.default_message
+        self.description = printable(description) if description else None
+        super().__init__(self.message)
+
+
+class AccessDenied(DeviceFlowError):
+    """RFC 8628 section 3.5 ``access_denied``: the user pressed Deny."""
+
+    error = "access_denied"
+    default_message = "the sign-in was denied in the browser"
+
+
+class ExpiredToken(DeviceFlowError):
+    """RFC 8628 section 3.5 ``expired_token``, or the client reached ``expires_in`` itself."""
+
+    error = "expired_token"
+    default_message = "the code expired before the sign-in was approved; start the login again"
+
+
+class InvalidGrant(DeviceFlowError):
+    """RFC 6749 section 5.2 ``invalid_grant``: the device code is unknown or already used."""
+
+    error = "invalid_grant"
+    default_message = "the server no longer accepts this login's code; start the login again"
+
+
+class InvalidClient(DeviceFlowError):
+    """RFC 6749 section 5.2 ``invalid_client``: the server does not know this client id."""
+
+    error = "invalid_client"
+    default_message = "the server does not accept this client id; check the client id setting"
+
+
+class InvalidToken(DeviceFlowError):
+    """RFC 6750 section 3.1 ``invalid_token``: the API key was refused (401)."""
+
+    error = "invalid_token"
+    default_message = "the API key is missing, unknown, revoked or expired; log in again"
+
+
+class ServerRejected(DeviceFlowError):
+    """Any other OAuth error, or an answer the client cannot read; the polling stops."""
+
+    def __init__(
+        self,
+        error: str | None,
+        description: str | None = None,
+        *,
+        status_code: int | None = None,
+    ) -> None:
+        oauth_error = printable(error, 64) if error else None
+        what = oauth_error or (f"HTTP {status_code}" if status_code else "a bad answer")
+        message = f"the server refused the request ({what})"
+        if description:
+            message += f": {printable(description)}"
+        super().__init__(message, description=description)
+        self.error = oauth_error
+        self.status_code = status_code
+
+
+class ServerUnreachable(DeviceFlowError):
+    """The server could not be reached, or stayed unavailable, after the retries."""
+
+    default_message = "the server could not be reached; check the address and the network"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class DiscoveryFailed(DeviceFlowError):
+    """The RFC 8414 metadata is missing, malformed, or names another issuer."""
+
+    default_message = "the server's OAuth metadata could not be read; check the server address"
+
+
+__all__ = [
+    "AccessDenied",
+    "DeviceFlowError",
+    "DiscoveryFailed",
+    "ExpiredToken",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidToken",
+    "ServerRejected",
+    "ServerUnreachable",
+]
