@@ -141,6 +141,16 @@ def test_local_account_approves_in_chromium_and_the_device_gets_its_key(
         expect(second_tab.get_by_role("heading", name="This code was already used")).to_be_visible()
         shot(second_tab, "local", "06-already-used")
         assert poll(base_url, flow["device_code"]).json()["error"] == "invalid_grant"
+
+        # The connected-devices page lists the CLI; revoking it there cuts it off.
+        page.goto(f"{base_url}/devices")
+        expect(page.get_by_text("devicelink/0.1 (Linux x86_64; Python 3.11)")).to_be_visible()
+        shot(page, "local", "09-devices")
+        page.get_by_role("button", name="Revoke devicelink CLI").click()
+        expect(page.get_by_role("status")).to_contain_text("Revoked 1 device")
+        shot(page, "local", "10-device-revoked")
+        me = httpx.get(f"{base_url}/api/me", headers={"Authorization": f"Bearer {key}"})
+        assert me.status_code == 401
     finally:
         context.close()
 

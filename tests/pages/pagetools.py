@@ -77,11 +77,13 @@ class Site:
         async with self.runtime.store.transaction() as tx:
             return await tx.users.add(username, hash_password(password), self.clock())
 
-    async def start_flow(self) -> dict[str, Any]:
+    async def start_flow(
+        self, user_agent: str = "devicelink-cli/0.1 (linux; test)"
+    ) -> dict[str, Any]:
         response = await self.device.post(
             "/oauth/device/authorize",
             data={"client_id": "devicelink-cli"},
-            headers={"User-Agent": "devicelink-cli/0.1 (linux; test)"},
+            headers={"User-Agent": user_agent},
         )
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]

@@ -132,6 +132,40 @@ class KeyService:
                     )
                 )
 
+    async def keys_of(self, user_id: int) -> list[ApiKey]:
+        """The user's keys, newest first, revoked and expired ones included."""
+        async with self._store.transaction() as tx:
+            keys = await tx.api_keys.list_for_user(user_id)
+        return sorted(keys, key=lambda key: key.id, reverse=True)
+
+    async def revoke_own(
+        self, user: User, key_ids: list[int] | None, *, ip: str | None = None
+    ) -> int:
+        """Revoke the user's keys ``key_ids`` (all of them when None); keys of other
+        users are left alone. The number revoked."""
+        now = self._clock()
+        revoked = 0
+        async with self._store.transaction() as tx:
+            for key in await tx.api_keys.list_for_user(user.id):
+                if key_ids is not None and key.id not in key_ids:
+                    continue
+                if await tx.api_keys.revoke(key.id, now=now):
+                    revoked += 1
+                    await tx.audit.record(
+                        AuditEvent(
+                            kind=AuditKind.REVOKED,
+                            occurred_at=now,
+                            user_id=user.id,
+                            username=user.username,
+                            client_id=key.client_id,
+                            device_authorization_id=key.device_authorization_id,
+                            api_key_id=key.id,
+                            ip=ip,
+                            detail="revoked by its owner",
+                        )
+                    )
+        return revoked
+
     async def introspect(self, creds: ClientCredentials, presented: str) -> KeyOwner | None:
         """RFC 7662: the owner of an active key, for an authenticated resource server.
 

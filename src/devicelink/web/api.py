@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from starlette.responses import JSONResponse
+from datetime import datetime
+from typing import Any
 
-from devicelink.core.errors import TemporarilyUnavailable
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from devicelink.core.errors import InvalidToken, NotFound, TemporarilyUnavailable
+from devicelink.core.models import ApiKey, User
 from devicelink.core.ports import StorageUnavailable
 from devicelink.web.errors import NO_STORE
-from devicelink.web.oauth import runtime
+from devicelink.web.oauth import client_ip, runtime
+from devicelink.web.pages import current_session, same_origin
 
 router = APIRouter()
 
@@ -26,9 +31,7 @@ def bearer_token(request: Request) -> str | None:
 @router.get("/api/me", tags=["api"])
 async def me(request: Request) -> JSONResponse:
     """Who the bearer API key belongs to (401 for a missing, unknown, revoked or expired key)."""
-    owner = await runtime(request).keys.authenticate(
-        bearer_token(request), ip=request.client.host if request.client else None
-    )
+    owner = await runtime(request).keys.authenticate(bearer_token(request), ip=client_ip(request))
     key = owner.key
     return JSONResponse(
         {
@@ -61,3 +64,53 @@ async def readyz(request: Request) -> JSONResponse:
     except StorageUnavailable:
         raise TemporarilyUnavailable("the database is unreachable") from None
     return JSONResponse({"status": "ready"})
+
+
+async def _key_owner(request: Request) -> User:
+    """The user behind a request: its bearer key, or its signed-in browser session
+    (the latter only for same-origin requests)."""
+    rt = runtime(request)
+    token = bearer_token(request)
+    if token is not None or "authorization" in request.headers:
+        return (await rt.keys.authenticate(token, ip=client_ip(request))).user
+    session = await current_session(request)
+    if session is None or session.user is None or not same_origin(request, rt):
+        raise InvalidToken("sign in, or send an API key as a Bearer token")
+    return session.user
+
+
+def _describe(key: ApiKey, now: datetime) -> dict[str, Any]:
+    return {
+        "id": str(key.id),
+        "name": key.name,
+        "client_id": key.client_id,
+        "scope": " ".join(key.scope),
+        "created_at": key.created_at.isoformat(),
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "last_used_ip": key.last_used_ip,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        "active": key.is_active(now),
+    }
+
+
+@router.get("/api/keys", tags=["api"])
+async def list_keys(request: Request) -> JSONResponse:
+    """The caller's keys (every device they signed in), newest first."""
+    rt = runtime(request)
+    user = await _key_owner(request)
+    now = rt.flows.now()
+    keys = await rt.keys.keys_of(user.id)
+    return JSONResponse({"keys": [_describe(key, now) for key in keys]}, headers=NO_STORE)
+
+
+@router.delete("/api/keys/{key_id}", tags=["api"], status_code=204)
+async def delete_key(request: Request, key_id: str) -> Response:
+    """Revoke one of the caller's keys; another user's key is "not found"."""
+    rt = runtime(request)
+    user = await _key_owner(request)
+    owned = {key.id: key for key in await rt.keys.keys_of(user.id)}
+    if not key_id.isdigit() or int(key_id) not in owned:
+        raise NotFound("no such key")
+    await rt.keys.revoke_own(user, [int(key_id)], ip=client_ip(request))
+    return Response(status_code=204, headers=NO_STORE)

@@ -41,7 +41,13 @@ _HTML_MESSAGES = {
 }
 
 
-_PAGE_PREFIXES = ("/login", "/logout", "/oauth/device/verify", "/oauth/device/decide")
+_PAGE_PREFIXES = (
+    "/login",
+    "/logout",
+    "/devices",
+    "/oauth/device/verify",
+    "/oauth/device/decide",
+)
 
 
 def _wants_html(request: Request) -> bool:

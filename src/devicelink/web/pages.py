@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from devicelink.core.codes import normalise_user_code
 from devicelink.core.lifecycle import Verdict
+from devicelink.core.models import ApiKey
 from devicelink.core.ports import LoginFailed
 from devicelink.service.device_flow import Actor
 from devicelink.service.sessions import OpenSession
@@ -32,9 +33,7 @@ LOGIN_PATH = "/login"
 OIDC_LOGIN_PATH = "/login/oidc"
 OIDC_CALLBACK_PATH = "/login/oidc/callback"
 LOGOUT_PATH = "/logout"
-PAGE_PATHS = frozenset(
-    {"/", VERIFY_PATH, DECIDE_PATH, LOGIN_PATH, OIDC_LOGIN_PATH, OIDC_CALLBACK_PATH, LOGOUT_PATH}
-)
+DEVICES_PATH = "/devices"
 _REVIEWING = "reviewing"
 _NEXT = "next"
 
@@ -174,7 +173,9 @@ def time_ago(moment: datetime, now: datetime) -> str:
     if minutes < 60:
         return "1 minute ago" if minutes == 1 else f"{minutes} minutes ago"
     hours = minutes // 60
-    return "1 hour ago" if hours == 1 else f"{hours} hours ago"
+    if hours < 48:
+        return "1 hour ago" if hours == 1 else f"{hours} hours ago"
+    return f"{hours // 24} days ago"
 
 
 def time_left(moment: datetime, now: datetime) -> str:
@@ -182,7 +183,10 @@ def time_left(moment: datetime, now: datetime) -> str:
     if seconds < 60:
         return "in less than a minute"
     minutes = seconds // 60
-    return "in 1 minute" if minutes == 1 else f"in {minutes} minutes"
+    if minutes < 120:
+        return "in 1 minute" if minutes == 1 else f"in {minutes} minutes"
+    hours = minutes // 60
+    return f"in {hours} hours" if hours < 48 else f"in {hours // 24} days"
 
 
 def retry_text(seconds: int) -> str:
@@ -545,3 +549,87 @@ async def decide(request: Request) -> Response:
         message=message,
         user_code=f"{reviewing[:4]}-{reviewing[4:]}",
     )
+
+
+# --- connected devices ---------------------------------------------------------------------
+
+
+def _key_state(key: ApiKey, now: datetime) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    if not key.is_active(now):
+        return "expired"
+    return "active"
+
+
+@router.get(DEVICES_PATH)
+async def devices_page(request: Request) -> Response:
+    """Every CLI the user signed in, with a way to cut each off (or all at once)."""
+    rt = runtime(request)
+    session = await current_session(request)
+    if session is None or session.user is None:
+        return login_redirect(request)
+    return await _render_devices(request, rt, session)
+
+
+async def _render_devices(
+    request: Request, rt: Runtime, session: OpenSession, *, notice: str | None = None
+) -> HTMLResponse:
+    assert session.user is not None
+    now = rt.flows.now()
+    keys = await rt.keys.keys_of(session.user.id)
+    rows = [
+        {
+            "id": key.id,
+            "name": key.name,
+            "client": key.client_id,
+            "created": time_ago(key.created_at, now),
+            "last_used": time_ago(key.last_used_at, now) if key.last_used_at else "never",
+            "last_ip": key.last_used_ip or "",
+            "expires": (
+                time_left(key.expires_at, now)
+                if key.expires_at and key.expires_at > now
+                else ("never" if key.expires_at is None else "expired")
+            ),
+            "state": _key_state(key, now),
+        }
+        for key in keys
+    ]
+    active = sum(1 for row in rows if row["state"] == "active")
+    return render(
+        request,
+        "devices.html",
+        session=session,
+        title="Connected devices",
+        devices=rows,
+        active=active,
+        notice=notice,
+    )
+
+
+@router.post(DEVICES_PATH)
+async def devices_revoke(request: Request) -> Response:
+    rt = runtime(request)
+    session = await current_session(request)
+    form = await read_page_form(request, rt)
+    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
+        return forbidden(request, session)
+    assert session is not None
+    if session.user is None:
+        return login_redirect(request)
+    if form.get("revoke") == "all":
+        ids = None
+    else:
+        try:
+            ids = [int(form.get("revoke", ""))]
+        except ValueError:
+            return redirect(DEVICES_PATH)
+    count = await rt.keys.revoke_own(session.user, ids, ip=client_ip(request))
+    notice = (
+        "Nothing to revoke."
+        if count == 0
+        else "Revoked 1 device. It is signed out now."
+        if count == 1
+        else f"Revoked {count} devices. They are signed out now."
+    )
+    return await _render_devices(request, rt, session, notice=notice)
