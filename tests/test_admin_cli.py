@@ -43,7 +43,7 @@ def issue_key_for(username: str, data_dir: Path) -> str:
         try:
             hasher = CodeHasher(settings.secret_bytes())
             flows = DeviceFlowService(
-                store, hasher, StoredKeyIssuer(hasher), default_client_id="devicelink-cli"
+                store, hasher, StoredKeyIssuer(), default_client_id="devicelink-cli"
             )
             async with store.transaction() as tx:
                 user = await tx.users.get_by_username(username)

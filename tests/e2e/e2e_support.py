@@ -231,7 +231,7 @@ async def approve_through_service(
     store = SqlStore(create_engine_for_url(database_url))
     try:
         hasher = CodeHasher(secret)
-        flows = DeviceFlowService(store, hasher, StoredKeyIssuer(hasher))
+        flows = DeviceFlowService(store, hasher, StoredKeyIssuer())
         async with store.transaction() as tx:
             user = await tx.users.get_by_username(username)
             if user is None:

@@ -114,6 +114,7 @@ class NewApiKey:
     scope: tuple[str, ...]
     created_at: datetime
     expires_at: datetime | None
+    external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,8 @@ class ApiKey:
     last_used_at: datetime | None = None
     last_used_ip: str | None = None
     revoked_at: datetime | None = None
+    external_id: str | None = None
+    """The key's id in the system that minted it, when that is not devicelink."""
 
     def is_active(self, now: datetime) -> bool:
         if self.revoked_at is not None:
@@ -138,12 +141,15 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class IssuedKey:
-    """What the device receives once: the key in clear, and when it stops working."""
+    """What the device receives once: the key in clear, and when it stops working.
+
+    ``external_id`` names the key in the system that minted it (an embedding
+    application's own key store), so that revoking the device can revoke it there.
+    """
 
     access_token: str
     expires_at: datetime | None
-    scope: tuple[str, ...]
-    key_id: str | None = None
+    external_id: str | None = None
 
 
 class AuditKind(StrEnum):

@@ -204,8 +204,15 @@ class Store(Protocol):
 
 
 class KeyIssuer(Protocol):
-    """Mints the API key a device receives. The default stores it in devicelink's own
-    table; an embedding application can mint it in its own key system instead."""
+    """Mints the API key a device receives, and revokes it.
+
+    The default mints devicelink's own ``dlk_`` keys. An embedding application can plug
+    in its own key system instead: ``issue`` creates the key there (inside devicelink's
+    transaction: raising rolls the whole poll back, and the device may poll again), and
+    ``revoke`` is called, in the transaction that marks the key revoked, when the user
+    or an administrator revokes the device. devicelink keeps only a keyed hash of every
+    issued key, so it can list the user's devices and answer ``/api/me`` either way.
+    """
 
     async def issue(
         self,
@@ -216,6 +223,8 @@ class KeyIssuer(Protocol):
         authorization: DeviceAuthorization,
         now: datetime,
     ) -> IssuedKey: ...
+
+    async def revoke(self, tx: Transaction, *, key: ApiKey, now: datetime) -> None: ...
 
 
 # --- upstream sign-in (Dex's connector shape: two methods) ------------------------------

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
-from devicelink.core.ports import Store
+from devicelink.core.ports import KeyIssuer, Store
 from devicelink.service.clock import Clock, utc_now
+from devicelink.service.keys import StoredKeyIssuer
 
 
 class NotFound(Exception):
@@ -21,9 +22,12 @@ class KeyListing:
 
 
 class AdminService:
-    def __init__(self, store: Store, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: Store, clock: Clock = utc_now, *, key_issuer: KeyIssuer | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._issuer = key_issuer or StoredKeyIssuer()
 
     async def list_keys(self, username: str | None = None) -> list[KeyListing]:
         async with self._store.transaction() as tx:
@@ -43,6 +47,7 @@ class AdminService:
                 raise NotFound(f"no key with id {key_id}")
             if not await tx.api_keys.revoke(key.id, now=now):
                 return False
+            await self._issuer.revoke(tx, key=key, now=now)
             owner = await tx.users.get(key.user_id)
             await tx.audit.record(
                 AuditEvent(

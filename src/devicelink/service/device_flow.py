@@ -23,12 +23,14 @@ from devicelink.core.models import (
     Client,
     DeviceAuthorization,
     IssuedKey,
+    NewApiKey,
     NewDeviceAuthorization,
     Status,
 )
 from devicelink.core.ports import DuplicateCode, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
+from devicelink.service.keys import key_name
 
 __all__ = [
     "Actor",
@@ -208,7 +210,7 @@ class DeviceFlowService:
                     return TokenGrant(
                         access_token=issued.access_token,
                         expires_in=_seconds_until(issued.expires_at, now),
-                        scope=issued.scope,
+                        scope=authorization.scope,
                     )
                 # Pending: record this poll (and the slower interval) so every process
                 # judges the next poll against it; the answer goes out after the commit.
@@ -253,6 +255,19 @@ class DeviceFlowService:
         issued = await self._key_issuer.issue(
             tx, user=user, client=client, authorization=authorization, now=now
         )
+        stored = await tx.api_keys.add(
+            NewApiKey(
+                key_hash=self._hasher.api_key(issued.access_token),
+                name=key_name(client, authorization),
+                user_id=user.id,
+                client_id=client.client_id,
+                device_authorization_id=authorization.id,
+                scope=authorization.scope,
+                created_at=now,
+                expires_at=issued.expires_at,
+                external_id=issued.external_id,
+            )
+        )
         await tx.audit.record(
             AuditEvent(
                 kind=AuditKind.KEY_ISSUED,
@@ -261,9 +276,7 @@ class DeviceFlowService:
                 username=user.username,
                 client_id=client.client_id,
                 device_authorization_id=authorization.id,
-                api_key_id=int(issued.key_id)
-                if issued.key_id and issued.key_id.isdigit()
-                else None,
+                api_key_id=stored.id,
                 ip=ip,
             )
         )

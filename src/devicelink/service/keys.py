@@ -15,10 +15,9 @@ from devicelink.core.models import (
     Client,
     DeviceAuthorization,
     IssuedKey,
-    NewApiKey,
     User,
 )
-from devicelink.core.ports import Store, Transaction
+from devicelink.core.ports import KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
 
@@ -36,11 +35,9 @@ def key_name(client: Client, authorization: DeviceAuthorization) -> str:
 
 
 class StoredKeyIssuer:
-    """The default :class:`devicelink.core.ports.KeyIssuer`: keys live in devicelink's own
-    table, as a keyed hash only; the clear key exists once, in the token response."""
-
-    def __init__(self, hasher: CodeHasher) -> None:
-        self._hasher = hasher
+    """The default :class:`devicelink.core.ports.KeyIssuer`: devicelink's own ``dlk_``
+    keys. The clear key exists once, in the token response; the device flow stores only
+    its keyed hash, whoever mints the key."""
 
     async def issue(
         self,
@@ -51,30 +48,15 @@ class StoredKeyIssuer:
         authorization: DeviceAuthorization,
         now: datetime,
     ) -> IssuedKey:
-        secret = new_api_key()
         expires_at = (
             now + timedelta(seconds=client.key_lifetime)
             if client.key_lifetime is not None
             else None
         )
-        stored = await tx.api_keys.add(
-            NewApiKey(
-                key_hash=self._hasher.api_key(secret),
-                name=key_name(client, authorization),
-                user_id=user.id,
-                client_id=client.client_id,
-                device_authorization_id=authorization.id,
-                scope=authorization.scope,
-                created_at=now,
-                expires_at=expires_at,
-            )
-        )
-        return IssuedKey(
-            access_token=secret,
-            expires_at=expires_at,
-            scope=authorization.scope,
-            key_id=str(stored.id),
-        )
+        return IssuedKey(access_token=new_api_key(), expires_at=expires_at)
+
+    async def revoke(self, tx: Transaction, *, key: ApiKey, now: datetime) -> None:
+        """Nothing beyond devicelink's own row, which the caller marks revoked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +73,13 @@ class KeyService:
         clock: Clock = utc_now,
         *,
         default_client_id: str | None = None,
+        key_issuer: KeyIssuer | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._clock = clock
         self._clients = ClientAuthenticator(hasher, default_client_id)
+        self._issuer = key_issuer or StoredKeyIssuer()
 
     async def revoke(
         self, creds: ClientCredentials, presented: str, *, ip: str | None = None
@@ -118,6 +102,7 @@ class KeyService:
                 raise UnauthorizedClient("this key was issued to another client")
             now = self._clock()
             if await tx.api_keys.revoke(key.id, now=now):
+                await self._issuer.revoke(tx, key=key, now=now)
                 await tx.audit.record(
                     AuditEvent(
                         kind=AuditKind.REVOKED,
@@ -150,6 +135,7 @@ class KeyService:
                 if key_ids is not None and key.id not in key_ids:
                     continue
                 if await tx.api_keys.revoke(key.id, now=now):
+                    await self._issuer.revoke(tx, key=key, now=now)
                     revoked += 1
                     await tx.audit.record(
                         AuditEvent(

@@ -128,6 +128,7 @@ _KEY_COLUMNS = (
     keys_t.c.last_used_at,
     keys_t.c.last_used_ip,
     keys_t.c.revoked_at,
+    keys_t.c.external_id,
 )
 
 
@@ -144,6 +145,7 @@ def _api_key(row: Any) -> ApiKey:
         last_used_at=row.last_used_at,
         last_used_ip=row.last_used_ip,
         revoked_at=row.revoked_at,
+        external_id=row.external_id,
     )
 
 
@@ -400,6 +402,7 @@ class SqlApiKeyRepository:
                             scope=_scope_text(new.scope),
                             created_at=new.created_at,
                             expires_at=new.expires_at,
+                            external_id=new.external_id,
                         )
                         .returning(*_KEY_COLUMNS)
                     )

@@ -143,6 +143,7 @@ class ApiKeyRow(Base):
     last_used_at: Mapped[datetime | None]
     last_used_ip: Mapped[str | None] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None]
+    external_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class BrowserSessionRow(Base):

@@ -104,10 +104,11 @@ async def build_runtime(
         slow_down_step=settings.slow_down_step,
         max_interval=settings.max_interval,
     )
+    issuer = key_issuer or StoredKeyIssuer()
     flows = DeviceFlowService(
         store,
         hasher,
-        key_issuer or StoredKeyIssuer(hasher),
+        issuer,
         policy=policy,
         default_client_id=settings.default_client_id,
         clock=clock,
@@ -123,7 +124,13 @@ async def build_runtime(
         store=store,
         hasher=hasher,
         flows=flows,
-        keys=KeyService(store, hasher, clock, default_client_id=settings.default_client_id),
+        keys=KeyService(
+            store,
+            hasher,
+            clock,
+            default_client_id=settings.default_client_id,
+            key_issuer=issuer,
+        ),
         limiter=limiter,
         start_limit=parse(settings.start_rate_limit),
         sessions=BrowserSessions(store, hasher, lifetime=settings.session_lifetime, clock=clock),
