@@ -10,6 +10,22 @@ server code, so ``pip install devicelink`` gives a CLI author the client alone.
 This package does not store credentials and has no command-line interface of its own.
 """
 
+from devicelink.client.api import (
+    DEFAULT_SERVER,
+    LogoutResult,
+    browser_plausible,
+    credential_from_token,
+    login,
+    logout,
+    whoami,
+)
+from devicelink.client.commands import AuthConfig, ClientHooks, ExitCode, make_auth_group
+from devicelink.client.credentials import (
+    Credential,
+    CredentialStore,
+    CredentialStoreError,
+    InsecureCredentialsFileError,
+)
 from devicelink.client.errors import (
     AccessDenied,
     DeviceFlowError,
@@ -43,29 +59,44 @@ from devicelink.client.http import (
 )
 
 __all__ = [
+    "DEFAULT_SERVER",
     "USER_AGENT",
     "AccessDenied",
     "AsyncDeviceFlowClient",
+    "AuthConfig",
+    "ClientHooks",
     "CodeIssued",
     "ConnectionLost",
+    "Credential",
+    "CredentialStore",
+    "CredentialStoreError",
     "DeviceAuthorization",
     "DeviceFlowClient",
     "DeviceFlowError",
     "DiscoveryFailed",
     "Endpoints",
+    "ExitCode",
     "ExpiredToken",
+    "InsecureCredentialsFileError",
     "InvalidClient",
     "InvalidGrant",
     "InvalidToken",
+    "LogoutResult",
     "Send",
     "ServerRejected",
     "ServerUnreachable",
     "Sleep",
     "Token",
     "arun_device_flow",
+    "browser_plausible",
+    "credential_from_token",
     "device_flow",
     "discover",
+    "login",
+    "logout",
+    "make_auth_group",
     "revoke_flow",
     "run_device_flow",
+    "whoami",
     "whoami_flow",
 ]

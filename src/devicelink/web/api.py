@@ -11,11 +11,11 @@ from starlette.responses import JSONResponse, Response
 from devicelink.core.errors import InvalidToken, NotFound, TemporarilyUnavailable
 from devicelink.core.models import ApiKey, User
 from devicelink.core.ports import StorageUnavailable
-from devicelink.web.errors import NO_STORE
+from devicelink.web.errors import NO_STORE, DeviceLinkRoute
 from devicelink.web.oauth import client_ip, runtime
 from devicelink.web.pages import current_session, same_origin
 
-router = APIRouter()
+router = APIRouter(route_class=DeviceLinkRoute)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 import devicelink
 from devicelink.core.ports import KeyIssuer, Store
@@ -55,7 +53,6 @@ def create_app(
     app.include_router(oauth.router)
     app.include_router(api.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(SecurityHeadersMiddleware, exempt_prefixes=("/docs",))
     app.add_middleware(RequestIdMiddleware)
     return app

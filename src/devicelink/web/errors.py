@@ -1,11 +1,20 @@
-"""One place where every failure becomes an RFC 6749 section 5.2 JSON answer."""
+"""One place where every failure becomes an answer: RFC 6749 section 5.2 JSON for the
+machine endpoints, a page for the browser's.
+
+Every devicelink route uses :class:`DeviceLinkRoute` (or :class:`PageRoute`), which
+answers its own errors and adds the security headers, so the routes behave the same
+in the standalone server and mounted in a host application. The app-level handlers of
+:func:`install_error_handlers` cover what happens outside the routes (404, 405)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -28,11 +37,22 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _HTML_ERROR = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · devicelink</title><link rel="stylesheet" href="/static/devicelink.css"></head>
-<body><header class="bar"><span class="brand">devicelink</span></header>
+<title>{title} · devicelink</title><link rel="stylesheet" href="{base}/static/devicelink.css">
+</head><body><header class="bar"><span class="brand">devicelink</span></header>
 <main class="card tone-error"><div class="icon" aria-hidden="true">!</div><h1>{title}</h1>
-<p class="lead">{message}</p><p><a class="button primary" href="/">Start again</a></p></main>
-</body></html>"""
+<p class="lead">{message}</p><p><a class="button primary" href="{base}/">Start again</a></p>
+</main></body></html>"""
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # The user code travels in verification_uri_complete: never leak it in a Referer.
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
 
 _HTML_MESSAGES = {
     404: ("Page not found", "There is nothing at this address."),
@@ -63,16 +83,26 @@ def _wants_html(request: Request) -> bool:
     )
 
 
-def oauth_error_response(error: OAuthError, request: Request | None = None) -> Response:
+def _base_path(request: Request) -> str:
+    runtime = getattr(request.app.state, "devicelink", None)
+    return runtime.base_path if runtime is not None else ""
+
+
+def oauth_error_response(
+    error: OAuthError, request: Request | None = None, *, html: bool | None = None
+) -> Response:
     headers = dict(NO_STORE)
     headers.update(error.headers)
-    if request is not None and _wants_html(request):
+    if html is None:
+        html = request is not None and _wants_html(request)
+    if html:
         title, message = _HTML_MESSAGES.get(
             error.status_code,
             ("Something went wrong", "The request could not be completed. Nothing was changed."),
         )
+        base = _base_path(request) if request is not None else ""
         return HTMLResponse(
-            _HTML_ERROR.format(title=title, message=message),
+            _HTML_ERROR.format(title=title, message=message, base=base),
             status_code=error.status_code,
             headers=headers,
         )
@@ -140,3 +170,43 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StorageUnavailable, _on_storage_unavailable)
     app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
     app.add_exception_handler(Exception, _on_unexpected)
+
+
+class DeviceLinkRoute(APIRoute):
+    """A route that answers its own errors in the protocol's format and carries the
+    security headers (RFC 9700 section 4.16), wherever the router is mounted."""
+
+    html = False
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        html = self.html
+
+        async def answer(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except OAuthError as exc:
+                response = oauth_error_response(exc, request, html=html)
+            except StorageUnavailable as exc:
+                response = await _on_storage_unavailable(request, exc)
+            except RequestValidationError:
+                response = oauth_error_response(
+                    InvalidRequest("the request is malformed"), request, html=html
+                )
+            except ClientDisconnect as exc:
+                response = await _on_client_disconnect(request, exc)
+            except StarletteHTTPException:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one place that must answer anything
+                response = await _on_unexpected(request, exc)
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return answer
+
+
+class PageRoute(DeviceLinkRoute):
+    """A browser page: its errors are pages too."""
+
+    html = True

@@ -7,6 +7,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from devicelink.web.errors import SECURITY_HEADERS
+
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -43,15 +45,8 @@ class RequestIdMiddleware:
 
 
 _SECURITY_HEADERS = [
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    # The user code travels in verification_uri_complete: never leak it in a Referer.
-    (b"referrer-policy", b"no-referrer"),
-    (
-        b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        b"frame-ancestors 'none'; base-uri 'none'",
-    ),
+    (name.lower().encode("ascii"), value.encode("ascii"))
+    for name, value in SECURITY_HEADERS.items()
 ]
 
 
@@ -75,7 +70,10 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + headers_to_add
+                headers = list(message.get("headers", []))
+                # devicelink's own routes set them already (see DeviceLinkRoute).
+                if not any(name == b"x-frame-options" for name, _ in headers):
+                    message["headers"] = headers + headers_to_add
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

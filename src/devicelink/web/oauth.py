@@ -12,14 +12,14 @@ from starlette.responses import JSONResponse, Response
 
 from devicelink.core.errors import InvalidClient, InvalidRequest, RateLimited, UnsupportedGrantType
 from devicelink.service.clients import ClientCredentials
-from devicelink.web.errors import NO_STORE
+from devicelink.web.errors import NO_STORE, DeviceLinkRoute
 from devicelink.web.forms import FORM_MEDIA_TYPE, read_form
 from devicelink.web.runtime import Runtime
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 VERIFY_PATH = "/oauth/device/verify"
 
-router = APIRouter()
+router = APIRouter(route_class=DeviceLinkRoute)
 
 
 def runtime(request: Request) -> Runtime:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.templating import Jinja2Templates
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from devicelink.core.codes import normalise_user_code
 from devicelink.core.lifecycle import Verdict
@@ -23,6 +23,7 @@ from devicelink.core.models import ApiKey
 from devicelink.core.ports import LoginFailed
 from devicelink.service.device_flow import Actor
 from devicelink.service.sessions import OpenSession
+from devicelink.web.errors import PageRoute
 from devicelink.web.forms import read_body
 from devicelink.web.oauth import VERIFY_PATH, client_ip, runtime
 from devicelink.web.runtime import Runtime
@@ -37,7 +38,9 @@ DEVICES_PATH = "/devices"
 _REVIEWING = "reviewing"
 _NEXT = "next"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+STYLESHEET = Path(__file__).parent / "static" / "devicelink.css"
+_VIA_HOST = "via_host"
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -62,16 +65,47 @@ def set_session_cookie(response: Response, rt: Runtime, session: OpenSession) ->
 
 
 async def current_session(request: Request) -> OpenSession | None:
+    """The browser's devicelink session. In an embedding application with a user
+    resolver, the host's signed-in user is signed in here too (a new session whose
+    cookie the response carries), and signing out of the host ends it."""
     rt = runtime(request)
-    return await rt.sessions.load(request.cookies.get(cookie_name(rt)))
+    session = await rt.sessions.load(request.cookies.get(cookie_name(rt)))
+    if rt.resolve_user is None:
+        return session
+    identity = await rt.resolve_user(request)
+    if identity is None:
+        if session is not None and session.record.data.get(_VIA_HOST):
+            return OpenSession(token=session.token, record=session.record, user=None)
+        return session
+    user = session.user if session is not None else None
+    if user is not None and (user.provider, user.subject) == (identity.provider, identity.subject):
+        return session
+    try:
+        signed_in = await rt.sessions.sign_in(session, identity)
+    except LoginFailed:
+        return session
+    signed_in = await rt.sessions.save_data(signed_in, {_VIA_HOST: "1"})
+    request.state.new_devicelink_session = signed_in
+    return signed_in
 
 
-def safe_next(candidate: str | None) -> str:
-    """Where to go after sign-in: only ever a path on this server (no open redirect)."""
-    default = VERIFY_PATH
+def href(request: Request, path: str) -> str:
+    """A path of this server, under the path PUBLIC_URL puts devicelink at."""
+    return runtime(request).base_path + path
+
+
+def _carry_new_session(request: Request, response: Response) -> None:
+    new_session = getattr(request.state, "new_devicelink_session", None)
+    if new_session is not None:
+        set_session_cookie(response, runtime(request), new_session)
+
+
+def safe_next(candidate: str | None, base: str = "") -> str:
+    """Where to go after sign-in: only ever a path of this server (no open redirect)."""
+    default = base + VERIFY_PATH
     if not candidate or len(candidate) > 2048:
         return default
-    if not candidate.startswith("/") or candidate.startswith("//"):
+    if not candidate.startswith(base + "/") or candidate.startswith("//"):
         return default
     if "\\" in candidate or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in candidate):
         return default
@@ -94,20 +128,29 @@ def render(
     context["csrf_token"] = rt.sessions.csrf_token(session) if session else ""
     context["local_accounts"] = rt.local_accounts is not None
     context["oidc_label"] = rt.oidc.label if rt.oidc else None
+    context["base"] = rt.base_path
     response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
+    _carry_new_session(request, response)
     return response
 
 
-def redirect(location: str) -> RedirectResponse:
+def redirect(request: Request, location: str) -> RedirectResponse:
+    """303 to ``location``: a full path (already under the base path) or a URL."""
     response = RedirectResponse(location, status_code=303)
     response.headers["Cache-Control"] = "no-store"
+    _carry_new_session(request, response)
     return response
+
+
+def to_login(request: Request, next_path: str) -> RedirectResponse:
+    target = href(request, LOGIN_PATH) + "?next=" + quote(next_path, safe="")
+    return redirect(request, target)
 
 
 def login_redirect(request: Request) -> RedirectResponse:
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return redirect(f"{LOGIN_PATH}?next={quote(safe_next(here), safe='')}")
+    return to_login(request, safe_next(here, runtime(request).base_path))
 
 
 def actor_of(request: Request, session: OpenSession) -> Actor:
@@ -198,17 +241,24 @@ def retry_text(seconds: int) -> str:
 
 
 @router.get("/")
-async def home() -> Response:
-    return redirect(VERIFY_PATH)
+async def home(request: Request) -> Response:
+    return redirect(request, href(request, VERIFY_PATH))
+
+
+@router.get("/static/devicelink.css")
+async def stylesheet() -> Response:
+    return FileResponse(
+        STYLESHEET, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
+    )
 
 
 @router.get(LOGIN_PATH)
 async def login_page(request: Request) -> Response:
     rt = runtime(request)
     session = await current_session(request)
-    next_path = safe_next(request.query_params.get(_NEXT))
+    next_path = safe_next(request.query_params.get(_NEXT), rt.base_path)
     if session is not None and session.user is not None:
-        return redirect(next_path)
+        return redirect(request, next_path)
     created = session is None
     if session is None:
         session = await rt.sessions.start()
@@ -226,9 +276,9 @@ async def login_submit(request: Request) -> Response:
     if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
         return forbidden(request, session)
     assert session is not None
-    next_path = safe_next(form.get(_NEXT))
+    next_path = safe_next(form.get(_NEXT), rt.base_path)
     if rt.local_accounts is None:
-        return redirect(f"{LOGIN_PATH}?next={quote(next_path, safe='')}")
+        return to_login(request, next_path)
     username = form.get("username", "").strip()
     ip = client_ip(request) or "-"
     limit = rt.login_limit
@@ -263,7 +313,7 @@ async def login_submit(request: Request) -> Response:
             username=username,
             error=str(failure).capitalize() + ".",
         )
-    response = redirect(next_path)
+    response = redirect(request, next_path)
     set_session_cookie(response, rt, signed_in)
     return response
 
@@ -272,7 +322,7 @@ async def login_submit(request: Request) -> Response:
 async def oidc_login(request: Request) -> Response:
     rt = runtime(request)
     if rt.oidc is None:
-        return redirect(LOGIN_PATH)
+        return redirect(request, href(request, LOGIN_PATH))
     session = await current_session(request) or await rt.sessions.start()
     try:
         start = await rt.oidc.login_redirect(callback_url=rt.settings.issuer + OIDC_CALLBACK_PATH)
@@ -288,9 +338,9 @@ async def oidc_login(request: Request) -> Response:
         )
     data = {k: v for k, v in session.record.data.items() if not k.startswith("oidc_")}
     data.update({f"oidc_{k}": v for k, v in start.transient.items()})
-    data[_NEXT] = safe_next(request.query_params.get(_NEXT))
+    data[_NEXT] = safe_next(request.query_params.get(_NEXT), rt.base_path)
     session = await rt.sessions.save_data(session, data)
-    response = redirect(start.url)
+    response = redirect(request, start.url)
     set_session_cookie(response, rt, session)
     return response
 
@@ -307,7 +357,7 @@ async def oidc_callback(request: Request) -> Response:
             title="Sign-in expired",
             tone="error",
             message="This sign-in took too long or started in another browser. Start again.",
-            action_url=LOGIN_PATH,
+            action_url=href(request, LOGIN_PATH),
             action_label="Sign in",
         )
     transient = {
@@ -329,10 +379,10 @@ async def oidc_callback(request: Request) -> Response:
             title="Sign-in failed",
             tone="error",
             message=str(failure).capitalize() + ".",
-            action_url=LOGIN_PATH,
+            action_url=href(request, LOGIN_PATH),
             action_label="Try again",
         )
-    response = redirect(safe_next(session.record.data.get(_NEXT)))
+    response = redirect(request, safe_next(session.record.data.get(_NEXT), rt.base_path))
     set_session_cookie(response, rt, signed_in)
     return response
 
@@ -352,7 +402,7 @@ async def logout(request: Request) -> Response:
         title="Signed out",
         tone="ok",
         message="You are signed out of devicelink in this browser.",
-        action_url=LOGIN_PATH,
+        action_url=href(request, LOGIN_PATH),
         action_label="Sign in again",
     )
     response.delete_cookie(
@@ -401,7 +451,7 @@ async def verify_submit(request: Request) -> Response:
         return forbidden(request, session)
     assert session is not None
     if session.user is None:
-        return redirect(f"{LOGIN_PATH}?next={quote(VERIFY_PATH, safe='')}")
+        return to_login(request, href(request, VERIFY_PATH))
     typed = form.get("user_code", "")[:64]
     ip = client_ip(request) or "-"
     wait = await _limited(rt, session, ip)
@@ -526,11 +576,11 @@ async def decide(request: Request) -> Response:
         return forbidden(request, session)
     assert session is not None
     if session.user is None:
-        return redirect(f"{LOGIN_PATH}?next={quote(VERIFY_PATH, safe='')}")
+        return to_login(request, href(request, VERIFY_PATH))
     action = form.get("action")
     reviewing = session.record.data.get(_REVIEWING)
     if action not in ("approve", "deny") or not reviewing:
-        return redirect(VERIFY_PATH)
+        return redirect(request, href(request, VERIFY_PATH))
     # Only the code this session reviewed on the confirm page can be decided, so the
     # decision cannot be used to guess codes past the limits of the code form.
     actor = actor_of(request, session)
@@ -623,7 +673,7 @@ async def devices_revoke(request: Request) -> Response:
         try:
             ids = [int(form.get("revoke", ""))]
         except ValueError:
-            return redirect(DEVICES_PATH)
+            return redirect(request, href(request, DEVICES_PATH))
     count = await rt.keys.revoke_own(session.user, ids, ip=client_ip(request))
     notice = (
         "Nothing to revoke."

@@ -7,14 +7,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
+from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from starlette.requests import Request
 
 from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import FlowPolicy
-from devicelink.core.models import Client
+from devicelink.core.models import Client, Identity
 from devicelink.core.ports import Authenticator, KeyIssuer, Store
 from devicelink.idp.local import LocalAccounts
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
@@ -25,6 +27,11 @@ from devicelink.storage.migrate import upgrade_engine
 from devicelink.web.settings import Settings
 
 log = logging.getLogger("devicelink")
+
+UserResolver = Callable[[Request], Awaitable[Identity | None]]
+"""An embedding application's hook: who is signed in to the host app in this request
+(an :class:`Identity` with ``provider`` and ``subject`` of the host's choosing), or None.
+Users the host vouches for need not sign in to devicelink again."""
 
 DEFAULT_CLIENT_NAME = "devicelink CLI"
 DEFAULT_SCOPES = ("api",)
@@ -65,6 +72,8 @@ class RateLimiter:
 
 @dataclass
 class Runtime:
+    """Everything a request handler needs, built once per application."""
+
     settings: Settings
     store: Store
     hasher: CodeHasher
@@ -78,6 +87,12 @@ class Runtime:
     code_entry_limits: dict[str, RateLimitItem]
     login_limit: RateLimitItem
     dispose: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    resolve_user: UserResolver | None = None
+
+    @property
+    def base_path(self) -> str:
+        """The path of PUBLIC_URL ("" or e.g. "/auth"): where the routes are mounted."""
+        return urlsplit(self.settings.issuer).path.rstrip("/")
 
 
 async def build_runtime(
@@ -85,6 +100,7 @@ async def build_runtime(
     *,
     store: Store | None = None,
     key_issuer: KeyIssuer | None = None,
+    resolve_user: UserResolver | None = None,
     clock: Clock = utc_now,
 ) -> Runtime:
     settings.check()
@@ -143,6 +159,7 @@ async def build_runtime(
         },
         login_limit=parse(settings.login_limit),
         dispose=disposers,
+        resolve_user=resolve_user,
     )
 
 

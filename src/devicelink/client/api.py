@@ -1,0 +1,382 @@
+"""The client library for a program that signs its user in: log in, check, revoke.
+
+Three calls cover what a command-line tool needs; each takes the server URL and a
+:class:`~devicelink.client.credentials.CredentialStore` (one per process)::
+
+    from devicelink.client import CredentialStore, login, logout, whoami
+
+    store = CredentialStore(service="mycli", token_env="MYCLI_TOKEN")
+    credential = login("https://login.example.com", client_id="mycli", store=store)
+    print(credential.username, credential.expires_at)
+    whoami("https://login.example.com", store=store)   # the owner, from /api/me
+    logout("https://login.example.com", store=store)   # RFC 7009, then forget locally
+
+:func:`login` runs the device flow (RFC 8628) with :class:`DeviceFlowClient`, shows the
+code and the link through ``on_code`` (on standard error by default), opens a browser
+where one is plausible (:func:`browser_plausible`), asks ``/api/me`` who approved, and
+stores the key. An async program runs :class:`AsyncDeviceFlowClient` itself and turns the
+:class:`~devicelink.client.flow.Token` into a credential with :func:`credential_from_token`.
+
+The ``login`` / ``status`` / ``token`` / ``logout`` commands (``devicelink.client.commands``)
+are built on these functions. Nothing here prints, except the default ``on_code``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from devicelink.client.credentials import (
+    DEFAULT_TOKEN_ENV,
+    Credential,
+    CredentialStore,
+    normalize_server,
+)
+from devicelink.client.errors import DeviceFlowError, InvalidToken
+from devicelink.client.flow import DeviceAuthorization, Token
+from devicelink.client.http import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_TIMEOUT,
+    DeviceFlowClient,
+    OnCode,
+    OnWait,
+    show_code_on_stderr,
+)
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+"""The server of ``devicelink serve`` on its embedded default."""
+
+DEFAULT_SERVER_ENV = "DEVICELINK_SERVER"
+"""The environment variable that names the server when ``--server`` is not given."""
+
+BrowserOpener = Callable[[str], bool]
+"""Opens a URL in the user's browser; ``True`` if a browser was started."""
+
+_GRAPHICAL_PLATFORMS = ("darwin", "win32", "cygwin")
+
+
+# --- the browser -------------------------------------------------------------------------
+
+
+def browser_plausible(env: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
+    """Whether a browser can plausibly be opened for the user here.
+
+    Not over SSH (``SSH_CONNECTION`` or ``SSH_TTY`` set): the browser would open on the
+    remote machine, or fail. Otherwise yes on macOS and Windows; elsewhere (Linux, the
+    BSDs) only in a graphical session (``DISPLAY`` or ``WAYLAND_DISPLAY`` set).
+    """
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if env.get("SSH_CONNECTION") or env.get("SSH_TTY"):
+        return False
+    if platform.startswith(_GRAPHICAL_PLATFORMS):
+        return True
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def open_in_browser(url: str) -> bool:
+    """Start the user's browser on ``url`` without waiting for it; ``True`` if started.
+
+    Not :mod:`webbrowser`: on Linux it may fall back to a text browser that takes over the
+    terminal, and browsers it starts inherit standard output (which ``--json`` keeps for
+    its one object). ``xdg-open`` (which honours ``$BROWSER``), ``open`` on macOS,
+    ``os.startfile`` on Windows; their output is discarded.
+    """
+    if not url.startswith(("https://", "http://")):
+        return False
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        startfile = getattr(os, "startfile", None)
+        if startfile is None:
+            return False
+        try:
+            startfile(url)
+        except OSError:
+            return False
+        return True
+    launcher = "open" if sys.platform == "darwin" else "xdg-open"
+    executable = shutil.which(launcher)
+    if executable is None:
+        return False
+    try:
+        process = subprocess.Popen(  # noqa: S603 - a fixed program and an http(s) URL
+            [executable, url],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        return False
+    # Reap it in the background (xdg-open may wait for the browser); never block on it.
+    threading.Thread(target=process.wait, name="devicelink-browser", daemon=True).start()
+    return True
+
+
+# --- servers and credentials -------------------------------------------------------------
+
+
+def resolve_server(
+    explicit: str | None,
+    *,
+    store: CredentialStore | None = None,
+    env_var: str = DEFAULT_SERVER_ENV,
+    default: str = DEFAULT_SERVER,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """The server a command talks to, normalised: ``explicit`` (``--server``), else the
+    ``env_var`` variable, else the server last logged in to (``store``), else ``default``.
+
+    Raises ValueError for a URL that is not one (the message names it).
+    """
+    env = os.environ if env is None else env
+    from_env = env.get(env_var, "").strip()
+    if explicit is not None and explicit.strip():
+        return normalize_server(explicit)
+    if from_env:
+        return normalize_server(from_env)
+    remembered = store.default_server() if store is not None else None
+    return normalize_server(remembered or default)
+
+
+def owner_name(owner: Mapping[str, Any]) -> str | None:
+    """The user named by an ``/api/me`` answer (``username``, else ``sub``)."""
+    for field_name in ("username", "sub"):
+        value = owner.get(field_name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def owner_key_expiry(owner: Mapping[str, Any]) -> datetime | None:
+    """``key.expires_at`` of an ``/api/me`` answer, if it carries a valid one."""
+    key = owner.get("key")
+    value = key.get("expires_at") if isinstance(key, Mapping) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def credential_from_token(
+    token: Token,
+    *,
+    client_id: str | None,
+    owner: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    issued_at: float | None = None,
+) -> Credential:
+    """The :class:`Credential` to store for a token the device flow returned.
+
+    ``expires_at`` is the server's ``key.expires_at`` from ``owner`` (an ``/api/me``
+    answer) when known, else counted from ``expires_in`` (from ``issued_at``, the
+    ``time.time()`` when the token arrived, or ``now``).
+    """
+    now = now or datetime.now(UTC)
+    expires_at = owner_key_expiry(owner) if owner else None
+    if expires_at is None and token.expires_in is not None:
+        start = datetime.fromtimestamp(issued_at, UTC) if issued_at is not None else now
+        expires_at = start + timedelta(seconds=token.expires_in)
+    return Credential(
+        server=token.server,
+        access_token=token.access_token,
+        client_id=client_id or "",
+        scope=token.scope,
+        expires_at=expires_at,
+        created_at=now,
+        username=owner_name(owner) if owner else None,
+    )
+
+
+def scope_covers(granted: str | None, requested: str | Iterable[str] | None) -> bool:
+    """Whether a key granted ``granted`` serves a request for ``requested`` (``None``:
+    whatever the server grants by default)."""
+    if requested is None:
+        return True
+    wanted = set(requested.split() if isinstance(requested, str) else requested)
+    return wanted <= set((granted or "").split())
+
+
+# --- the three operations ----------------------------------------------------------------
+
+
+def sign_in(
+    client: DeviceFlowClient,
+    *,
+    on_code: OnCode | None = None,
+    on_wait: OnWait | None = None,
+    open_browser: bool | None = None,
+    browser: BrowserOpener = open_in_browser,
+) -> Credential:
+    """Run the device flow on ``client`` and return the credential, without storing it.
+
+    ``on_code`` shows the code and the link (first); then, if ``open_browser`` (``None``:
+    :func:`browser_plausible`), ``browser`` opens ``verification_uri_complete``. The
+    owner's name and the key's expiry come from ``/api/me`` when the server answers it.
+    """
+    should_open = browser_plausible() if open_browser is None else open_browser
+
+    def code_issued(authorization: DeviceAuthorization) -> None:
+        (on_code or show_code_on_stderr)(authorization)
+        if should_open:
+            browser(authorization.verification_uri_complete or authorization.verification_uri)
+
+    token = client.login(on_code=code_issued, on_wait=on_wait)
+    issued_at = time.time()
+    owner: dict[str, Any] | None
+    try:
+        owner = client.whoami(token)
+    except DeviceFlowError:
+        owner = None  # a server without /api/me: the key is good, its owner unknown
+    return credential_from_token(
+        token, client_id=client.client_id, owner=owner, issued_at=issued_at
+    )
+
+
+def login(
+    server: str | None = None,
+    *,
+    client_id: str | None = DEFAULT_CLIENT_ID,
+    scope: str | Iterable[str] | None = None,
+    store: CredentialStore | None = None,
+    open_browser: bool | None = None,
+    on_code: OnCode | None = None,
+    on_wait: OnWait | None = None,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Credential:
+    """Sign in to ``server`` through the browser and store the key; returns the credential.
+
+    - ``server``: the server URL (default: ``$DEVICELINK_SERVER``, the server last logged
+      in to, then :data:`DEFAULT_SERVER`);
+    - ``client_id``, ``scope``: sent with the device authorization request;
+    - ``store``: where the key goes (default: ``CredentialStore()``, devicelink's own);
+    - ``open_browser``: ``True``/``False``, or ``None`` to open one where plausible;
+    - ``on_code(authorization)``: shows ``user_code`` and ``verification_uri`` (default:
+      one line on standard error); ``on_wait(seconds, remaining)``: before each wait;
+    - ``timeout``, ``transport``, ``sleep``: passed to :class:`DeviceFlowClient` (tests give
+      an ``httpx.MockTransport`` and a ``sleep`` that does not wait).
+
+    Raises the :class:`~devicelink.client.errors.DeviceFlowError` subclasses
+    (``AccessDenied``, ``ExpiredToken``, ``ServerUnreachable`` ...) and
+    :class:`~devicelink.client.credentials.CredentialStoreError`.
+    """
+    store = store if store is not None else CredentialStore()
+    target = resolve_server(server, store=store)
+    with DeviceFlowClient(
+        target, client_id, scope=scope, timeout=timeout, transport=transport
+    ) as c:
+        credential = sign_in(c, on_code=on_code, on_wait=on_wait, open_browser=open_browser)
+    store.save(credential)
+    return credential
+
+
+def whoami(
+    server: str | None = None,
+    *,
+    store: CredentialStore | None = None,
+    token: str | None = None,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """The owner of the key for ``server`` according to its ``/api/me``.
+
+    The key is ``token`` if given, else the store's (``DEVICELINK_TOKEN``, or the
+    store's ``token_env``, overrides the stored one). Raises :class:`InvalidToken` when
+    there is no key or the server refuses it.
+    """
+    store = store if store is not None else CredentialStore()
+    target = resolve_server(server, store=store)
+    if token is None:
+        credential = store.resolve(target)
+        if credential is None:
+            raise InvalidToken(f"not logged in to {target}")
+        token = credential.access_token
+    with DeviceFlowClient(
+        target, None, timeout=timeout, transport=transport, sleep=sleep
+    ) as client:
+        return client.whoami(token)
+
+
+@dataclass(frozen=True)
+class LogoutResult:
+    """What :func:`logout` did. ``revoked`` is ``False`` when the server could not be told
+    (``error`` says why); the local copy is forgotten either way."""
+
+    server: str
+    had_credential: bool
+    revoked: bool
+    removed: bool
+    error: DeviceFlowError | None = None
+
+
+def logout(
+    server: str | None = None,
+    *,
+    store: CredentialStore | None = None,
+    client_id: str | None = DEFAULT_CLIENT_ID,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LogoutResult:
+    """Revoke the stored key on the server (RFC 7009), then forget it locally.
+
+    DESIGN.md defect 10: deleting the local copy alone leaves a working key behind. When
+    the server cannot be reached or refuses, the key is still forgotten here and the
+    result says it was not revoked (``revoked=False``, ``error``). The key in
+    ``DEVICELINK_TOKEN`` is not touched.
+    """
+    store = store if store is not None else CredentialStore()
+    target = resolve_server(server, store=store)
+    credential = store.get(target)
+    if credential is None:
+        return LogoutResult(target, had_credential=False, revoked=False, removed=False)
+    error: DeviceFlowError | None = None
+    revoked = False
+    with DeviceFlowClient(
+        target,
+        credential.client_id or client_id,
+        timeout=timeout,
+        transport=transport,
+        sleep=sleep,
+    ) as client:
+        try:
+            revoked = client.revoke(credential.access_token)
+        except DeviceFlowError as exc:
+            error = exc
+    removed = store.delete(target)
+    return LogoutResult(target, had_credential=True, revoked=revoked, removed=removed, error=error)
+
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "DEFAULT_SERVER_ENV",
+    "DEFAULT_TOKEN_ENV",
+    "BrowserOpener",
+    "LogoutResult",
+    "browser_plausible",
+    "credential_from_token",
+    "login",
+    "logout",
+    "open_in_browser",
+    "owner_key_expiry",
+    "owner_name",
+    "resolve_server",
+    "scope_covers",
+    "sign_in",
+    "whoami",
+]
