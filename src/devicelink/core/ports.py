@@ -210,8 +210,9 @@ class KeyIssuer(Protocol):
     in its own key system instead: ``issue`` creates the key there (inside devicelink's
     transaction: raising rolls the whole poll back, and the device may poll again), and
     ``revoke`` is called, in the transaction that marks the key revoked, when the user
-    or an administrator revokes the device. devicelink keeps only a keyed hash of every
-    issued key, so it can list the user's devices and answer ``/api/me`` either way.
+    or an administrator revokes the device. devicelink keeps a keyed hash of every issued
+    key and the issuer's ``external_id`` for it, so the user's connected-devices page
+    lists the device and its "Revoke" reaches the issuer.
     """
 
     async def issue(

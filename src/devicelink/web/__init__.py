@@ -4,6 +4,7 @@ This package owns no protocol decision (``core``) and no SQL (``storage``).
 """
 
 from devicelink.web.app import create_app
+from devicelink.web.embed import DeviceLink
 from devicelink.web.settings import Settings
 
-__all__ = ["Settings", "create_app"]
+__all__ = ["DeviceLink", "Settings", "create_app"]

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
 import devicelink
 from devicelink.core.ports import KeyIssuer, Store
 from devicelink.service.clock import Clock, utc_now
-from devicelink.web import api, oauth, pages
+from devicelink.web.embed import DeviceLink
 from devicelink.web.errors import install_error_handlers
 from devicelink.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
-from devicelink.web.runtime import build_runtime
 from devicelink.web.settings import Settings
 
 
@@ -24,24 +20,15 @@ def create_app(
     key_issuer: KeyIssuer | None = None,
     clock: Clock = utc_now,
 ) -> FastAPI:
-    """Build the application. Nothing global: the settings, the engine and the services
-    live on this app only, created when it starts and disposed when it stops."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await build_runtime(settings, store=store, key_issuer=key_issuer, clock=clock)
-        app.state.devicelink = runtime
-        try:
-            yield
-        finally:
-            for dispose in runtime.dispose:
-                await dispose()
-
+    """Build the standalone server. Nothing global: the settings, the engine and the
+    services live on this app only, created when it starts and disposed when it stops.
+    It is :class:`DeviceLink` mounted in an otherwise empty application."""
+    component = DeviceLink(settings, store=store, key_issuer=key_issuer, clock=clock)
     app = FastAPI(
         title="devicelink",
         version=devicelink.__version__,
         description="OAuth 2.0 Device Authorization Grant (RFC 8628) server",
-        lifespan=lifespan,
+        lifespan=component.lifespan,
         openapi_url="/openapi.json" if settings.openapi else None,
         docs_url="/docs" if settings.openapi else None,
         redoc_url=None,
@@ -50,9 +37,7 @@ def create_app(
         redirect_slashes=False,
     )
     install_error_handlers(app)
-    app.include_router(oauth.router)
-    app.include_router(api.router)
-    app.include_router(pages.router)
+    app.include_router(component.router, prefix=component.prefix)
     app.add_middleware(SecurityHeadersMiddleware, exempt_prefixes=("/docs",))
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from devicelink.core.errors import (
     InvalidRequest,
+    InvalidToken,
     MethodNotAllowed,
     NotFound,
     OAuthError,
@@ -121,18 +122,26 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error: OAuthError
+    # An application's own routes (beside devicelink's) raise HTTPException; keep their
+    # status and headers, in the same error format.
+    detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404:
         error = NotFound()
     elif exc.status_code == 405:
         error = MethodNotAllowed()
     elif exc.status_code == 413:
         error = RequestTooLarge()
+    elif exc.status_code == 401:
+        error = InvalidToken(detail)
+    elif exc.status_code == 503:
+        error = TemporarilyUnavailable(detail)
     elif exc.status_code >= 500:
         error = ServerError()
     else:
-        error = InvalidRequest()
+        error = InvalidRequest(detail)
     response = oauth_error_response(error, request)
-    if exc.status_code == 405 and exc.headers:
+    response.status_code = exc.status_code
+    if exc.headers:
         response.headers.update(exc.headers)
     return response
 
