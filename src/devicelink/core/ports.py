@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from devicelink.core.models import (
     ApiKey,
@@ -23,6 +23,7 @@ from devicelink.core.models import (
     IssuedKey,
     NewApiKey,
     NewDeviceAuthorization,
+    PendingPoll,
     Status,
     User,
 )
@@ -203,6 +204,35 @@ class Store(Protocol):
         ...
 
 
+class HotPath(Protocol):
+    """The two requests every waiting device and every signed-in CLI make, each in ONE
+    statement on the driver's connection, with no ORM in between.
+
+    Both only ever answer the common case and return None for anything else; the caller
+    then takes the full path through the repositories, which gives the same answer for
+    every case (the conformance suite holds them against each other).
+    """
+
+    async def record_pending_poll(
+        self,
+        device_code_hash: bytes,
+        *,
+        client_id: str,
+        now: datetime,
+        slow_down_step: int,
+        max_interval: int,
+    ) -> PendingPoll | None:
+        """If the code is pending, unexpired and issued to ``client_id`` (a public
+        client), record this poll exactly as :func:`devicelink.core.lifecycle.decide_poll`
+        decides it (a too-early poll raises the interval) and return the outcome.
+        Otherwise change nothing and return None."""
+        ...
+
+    async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None: ...
+
+    async def close(self) -> None: ...
+
+
 class KeyIssuer(Protocol):
     """Mints the API key a device receives, and revokes it.
 
@@ -256,4 +286,39 @@ class Authenticator(Protocol):
         self, params: Mapping[str, str], *, transient: Mapping[str, str], callback_url: str
     ) -> Identity:
         """Raise :class:`LoginFailed` when the callback proves nothing."""
+        ...
+
+
+# --- maintenance: purging what has ended (DESIGN.md defect 7) ---------------------------
+
+PurgeKind = Literal["device_authorizations", "api_keys", "browser_sessions", "audit_events"]
+PURGE_KINDS: tuple[PurgeKind, ...] = (
+    "device_authorizations",
+    "api_keys",
+    "browser_sessions",
+    "audit_events",
+)
+
+
+class Purger(Protocol):
+    """Deletes rows that have ended, a small batch at a time.
+
+    What ended "before ``before``" means per kind: device authorizations and browser
+    sessions whose ``expires_at`` is earlier; API keys revoked or expired earlier; audit
+    events that occurred earlier. The caller chooses ``before`` (the retention).
+    """
+
+    async def purge_batch(self, kind: PurgeKind, *, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` such rows in one short transaction of its own and
+        return how many went. Rows another transaction holds (another purger, a poll)
+        are skipped, never waited for, so concurrent purgers never delete a row twice."""
+        ...
+
+    async def count(self, kind: PurgeKind, *, before: datetime) -> int:
+        """How many rows a purge with this ``before`` would delete (nothing is deleted)."""
+        ...
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        """Try, without waiting, to become the one process purging: yields True when
+        this process holds the purge lock until the block ends, False when another does."""
         ...

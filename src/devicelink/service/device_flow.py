@@ -27,8 +27,8 @@ from devicelink.core.models import (
     NewDeviceAuthorization,
     Status,
 )
-from devicelink.core.ports import DuplicateCode, KeyIssuer, Store, Transaction
-from devicelink.service.clients import ClientAuthenticator, ClientCredentials
+from devicelink.core.ports import DuplicateCode, HotPath, KeyIssuer, Store, Transaction
+from devicelink.service.clients import ClientAuthenticator, ClientCredentials, is_client_id
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.keys import key_name
 
@@ -107,12 +107,15 @@ class DeviceFlowService:
         policy: FlowPolicy | None = None,
         default_client_id: str | None = None,
         clock: Clock = utc_now,
+        hot_path: HotPath | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._key_issuer = key_issuer
         self.policy = policy or FlowPolicy()
         self._clients = ClientAuthenticator(hasher, default_client_id)
+        self._default_client_id = default_client_id
+        self._hot_path = hot_path
         self._clock = clock
 
     def now(self) -> datetime:
@@ -192,6 +195,25 @@ class DeviceFlowService:
         together with its client, and the compare-and-set that records the poll.
         """
         code_hash = self._hasher.device_code(device_code)
+        client_id = creds.client_id or self._default_client_id
+        if (
+            self._hot_path is not None
+            and client_id is not None
+            and creds.client_secret is None
+            and is_client_id(client_id)
+        ):
+            # The common case, a public client polling a pending code, in one statement.
+            outcome = await self._hot_path.record_pending_poll(
+                code_hash,
+                client_id=client_id,
+                now=self._clock(),
+                slow_down_step=self.policy.slow_down_step,
+                max_interval=self.policy.max_interval,
+            )
+            if outcome is not None:
+                if outcome.too_fast:
+                    raise SlowDown(outcome.interval)
+                raise AuthorizationPending()
         for _ in range(_POLL_ATTEMPTS):
             now = self._clock()
             answer: OAuthError | None = None

@@ -17,7 +17,7 @@ from devicelink.core.models import (
     IssuedKey,
     User,
 )
-from devicelink.core.ports import KeyIssuer, Store, Transaction
+from devicelink.core.ports import HotPath, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
 
@@ -74,12 +74,14 @@ class KeyService:
         *,
         default_client_id: str | None = None,
         key_issuer: KeyIssuer | None = None,
+        hot_path: HotPath | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._clock = clock
         self._clients = ClientAuthenticator(hasher, default_client_id)
         self._issuer = key_issuer or StoredKeyIssuer()
+        self._hot_path = hot_path
 
     async def revoke(
         self, creds: ClientCredentials, presented: str, *, ip: str | None = None
@@ -182,8 +184,19 @@ class KeyService:
         if not presented or not is_well_formed_api_key(presented):
             raise InvalidToken()
         now = self._clock()
+        key_hash = self._hasher.api_key(presented)
+        if self._hot_path is not None:
+            # One statement; the full path below only when the last use is due a write.
+            found = await self._hot_path.key_with_owner(key_hash)
+            if found is None:
+                raise InvalidToken()
+            key, user = found
+            if user.disabled or not key.is_active(now):
+                raise InvalidToken()
+            if key.last_used_at is not None and now - key.last_used_at < USE_RECORD_INTERVAL:
+                return KeyOwner(key=key, user=user)
         async with self._store.transaction() as tx:
-            found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
+            found = await tx.api_keys.get_with_owner(key_hash)
             if found is None:
                 raise InvalidToken()
             key, user = found

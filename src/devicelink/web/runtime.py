@@ -17,12 +17,13 @@ from starlette.requests import Request
 from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import FlowPolicy
 from devicelink.core.models import Client, Identity
-from devicelink.core.ports import Authenticator, KeyIssuer, Store
+from devicelink.core.ports import Authenticator, HotPath, KeyIssuer, Store
 from devicelink.idp.local import LocalAccounts
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.sessions import BrowserSessions
 from devicelink.storage import SqlStore, create_engine_for_url
+from devicelink.storage.hotpath import AsyncpgHotPath
 from devicelink.storage.migrate import upgrade_engine
 from devicelink.web.settings import Settings
 
@@ -106,13 +107,18 @@ async def build_runtime(
     settings.check()
     hasher = CodeHasher(settings.secret_bytes())
     disposers: list[Callable[[], Awaitable[None]]] = []
+    hot_path: HotPath | None = None
     if store is None:
-        engine = create_engine_for_url(settings.effective_database_url())
+        url = settings.effective_database_url()
+        engine = create_engine_for_url(url)
         if settings.should_migrate():
             await upgrade_engine(engine)
         sql_store = SqlStore(engine)
         disposers.append(sql_store.dispose)
         store = cast(Store, sql_store)
+        if settings.fast_path and engine.dialect.name == "postgresql":
+            hot_path = await AsyncpgHotPath.connect(url)
+            disposers.append(hot_path.close)
     await ensure_default_client(store, settings, now=clock())
     policy = FlowPolicy(
         code_lifetime=settings.code_lifetime,
@@ -128,6 +134,7 @@ async def build_runtime(
         policy=policy,
         default_client_id=settings.default_client_id,
         clock=clock,
+        hot_path=hot_path,
     )
     limiter = RateLimiter(settings.redis_url, key_prefix=settings.redis_key_prefix)
     disposers.append(limiter.aclose)
@@ -146,6 +153,7 @@ async def build_runtime(
             clock,
             default_client_id=settings.default_client_id,
             key_issuer=issuer,
+            hot_path=hot_path,
         ),
         limiter=limiter,
         start_limit=parse(settings.start_rate_limit),

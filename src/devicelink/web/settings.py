@@ -11,13 +11,32 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name
 DATABASE_FILE = "devicelink.db"
+FIRST_PASSWORD_MARKER = "admin-password-unchanged"  # noqa: S105 - a file name
+"""Next to the embedded database while the first account keeps its printed password."""
+_DEFAULT_PASSWORDS = {  # noqa: S105 - a deny list, not a credential
+    "postgres",
+    "password",
+    "changeme",
+    "change-me",
+    "secret",
+    "admin",
+    "devicelink",
+    "redis",
+    "keycloak",
+    "root",
+    "test",
+    "example",
+    "123456",
+    "12345678",
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _WEAK_SECRETS = {  # noqa: S105 - a deny list, not a credential
     "changeme",
     "change-me",
@@ -78,12 +97,38 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=65_536, description="Largest request body accepted")
     openapi: bool = Field(default=True, description="Serve /openapi.json and /docs")
+    fast_path: bool = Field(
+        default=True,
+        description="On PostgreSQL, answer pending polls and key checks with one statement "
+        "each on a thin route (false: every request takes the general path)",
+    )
     auto_migrate: bool | None = Field(
         default=None,
         description="Apply migrations at start-up; default: only on the embedded SQLite",
     )
     session_lifetime: int = Field(
         default=43_200, description="Seconds a browser stays signed in to the pages"
+    )
+    purge_interval: int = Field(
+        default=300,
+        description="Seconds between purges of ended rows (codes, keys, sessions, audit "
+        "events) in each server process; 0 disables the periodic purge",
+    )
+    code_retention: int = Field(
+        default=86_400,
+        description="Seconds an expired device authorization is kept (it answers "
+        "expired_token until purged)",
+    )
+    key_retention: int = Field(
+        default=30 * 86_400,
+        description="Seconds a revoked or expired API key is kept before it is purged",
+    )
+    audit_retention: int = Field(
+        default=90 * 86_400, description="Seconds audit events are kept before they are purged"
+    )
+    purge_batch_size: int = Field(
+        default=500,
+        description="Rows deleted per purge transaction (kept small: polls wait at most one batch)",
     )
     code_entry_limit_session: str = Field(
         default="5/15 minutes", description="Failed code entries allowed per browser session"
@@ -114,6 +159,25 @@ class Settings(BaseSettings):
     scope_descriptions: dict[str, str] = Field(
         default={"api": "Use the API as you, with your permissions"},
         description="Plain words for each scope on the confirm page (JSON object)",
+    )
+    # --- operations (devicelink serve) ---------------------------------------------
+    log_format: str | None = Field(
+        default=None,
+        description="json or console; default: json when standard error is not a terminal",
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed; default: none",
+    )
+    graceful_timeout: int = Field(
+        default=30, description="Seconds requests in flight get to finish at shutdown"
+    )
+    shutdown_delay: float = Field(
+        default=0,
+        description="Seconds between SIGTERM and closing the listener, during which "
+        "/readyz answers 503 so a load balancer stops sending new requests",
     )
 
     @field_validator("public_url")
@@ -179,10 +243,12 @@ class Settings(BaseSettings):
                         "DEVICELINK_SECRET_KEY is not set; generate one with "
                         "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
                     )
-                elif len(secret) < 32 or secret.lower() in _WEAK_SECRETS:
+                elif is_weak_secret(secret):
                     problems.append(
-                        "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters"
+                        "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters "
+                        "(`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
                     )
+                problems.extend(self._default_password_problems())
         if self.secret_key is not None and 0 < len(self.secret_key.get_secret_value()) < 32:
             if "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
                 problems.append(
@@ -200,8 +266,87 @@ class Settings(BaseSettings):
             problems.append("DEVICELINK_CODE_LIFETIME must be between 60 and 86400 seconds")
         if self.key_lifetime < 0:
             problems.append("DEVICELINK_KEY_LIFETIME must be 0 (never expire) or positive")
+        if self.purge_interval < 0:
+            problems.append("DEVICELINK_PURGE_INTERVAL must be 0 (no periodic purge) or positive")
+        for name in ("code_retention", "key_retention", "audit_retention"):
+            if getattr(self, name) < 0:
+                problems.append(f"DEVICELINK_{name.upper()} must not be negative")
+        if not 1 <= self.purge_batch_size <= 10_000:
+            problems.append("DEVICELINK_PURGE_BATCH_SIZE must be between 1 and 10000")
+        problems.extend(self._operations_problems())
         if problems:
             raise ConfigurationError("refusing to start:\n  - " + "\n  - ".join(problems))
+
+    def _default_password_problems(self) -> list[str]:
+        """Well-known default passwords left on (outside development).
+
+        Two kinds are recognisable without storing anything new: a placeholder password
+        in a connection URL or as the upstream client secret, and the local account
+        ``admin`` that ``serve`` created on its first start (in development), whose
+        one-time password was printed on the terminal and is still unchanged (the marker
+        file next to the embedded database says so until ``users passwd admin``)."""
+        problems: list[str] = []
+        for setting, url in (
+            ("DEVICELINK_DATABASE_URL", self.database_url),
+            ("DEVICELINK_REDIS_URL", self.redis_url),
+        ):
+            password = url_password(url)
+            if password is not None and password.lower() in _DEFAULT_PASSWORDS:
+                problems.append(
+                    f"{setting} carries a well-known default password: give that account "
+                    "a strong password and put it in the URL"
+                )
+        client_secret = (
+            self.oidc_client_secret.get_secret_value() if self.oidc_client_secret else ""
+        )
+        if client_secret and client_secret.lower() in _DEFAULT_PASSWORDS:
+            problems.append(
+                "DEVICELINK_OIDC_CLIENT_SECRET is a placeholder: copy the client secret the "
+                "provider generated (Keycloak: Clients > your client > Credentials)"
+            )
+        if self.embedded and (self.data_dir / FIRST_PASSWORD_MARKER).exists():
+            problems.append(
+                "the local account 'admin' still has the one-time password printed when it "
+                "was created: change it with `devicelink users passwd admin` (or disable it "
+                "with `devicelink users disable admin`)"
+            )
+        return problems
+
+    def _operations_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.log_format is not None and self.log_format.lower() not in ("json", "console"):
+            problems.append("DEVICELINK_LOG_FORMAT must be json or console")
+        if self.log_level.lower() not in _LOG_LEVELS:
+            problems.append("DEVICELINK_LOG_LEVEL must be one of " + ", ".join(_LOG_LEVELS))
+        try:
+            self.trusted_proxy_list()
+        except ValueError as exc:
+            problems.append(f"DEVICELINK_TRUSTED_PROXIES: {exc}")
+        if self.graceful_timeout < 0:
+            problems.append("DEVICELINK_GRACEFUL_TIMEOUT must not be negative")
+        if not 0 <= self.shutdown_delay <= 600:
+            problems.append("DEVICELINK_SHUTDOWN_DELAY must be between 0 and 600 seconds")
+        return problems
+
+    def trusted_proxy_list(self) -> list[str]:
+        """The trusted proxies as uvicorn's ``forwarded_allow_ips`` (empty: trust none).
+
+        uvicorn takes anything it cannot parse as a literal that never matches, so a typo
+        would silently trust nobody: entries are checked here instead."""
+        entries = [item.strip() for item in self.trusted_proxies.split(",") if item.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                if "/" in entry:
+                    ipaddress.ip_network(entry)
+                else:
+                    ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (such as 10.0.0.0/8)"
+                ) from None
+        return entries
 
     def secret_bytes(self) -> bytes:
         """The server secret; on a loopback URL, generated once and kept with mode 0600."""
@@ -210,6 +355,30 @@ class Settings(BaseSettings):
         if not self.is_development():
             raise ConfigurationError("DEVICELINK_SECRET_KEY is required outside development")
         return load_or_create_secret(self.data_dir / SECRET_FILE)
+
+
+def is_weak_secret(secret: str) -> bool:
+    """Shorter than 32 characters, a known placeholder, a short pattern repeated, or
+    fewer than 6 distinct characters."""
+    if len(secret) < 32 or secret.lower() in _WEAK_SECRETS:
+        return True
+    if len(set(secret)) < 6:
+        return True
+    return any(
+        len(secret) % size == 0 and secret == secret[:size] * (len(secret) // size)
+        for size in range(1, 17)
+    )
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in a connection URL, decoded, or None."""
+    if not url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password is not None else None
 
 
 def is_loopback_url(url: str) -> bool:

@@ -1,0 +1,118 @@
+"""The hot paths on PostgreSQL: one statement each, on asyncpg's own pool.
+
+SQLAlchemy keeps the schema, the migrations and every other path; here the statements
+are written out once, prepared by asyncpg, and run without a unit of work around them.
+A pending poll is a single ``UPDATE ... FROM (SELECT ... FOR UPDATE) ... RETURNING``: it
+reads the record, applies the slow_down rule of RFC 8628 section 3.5 and writes the
+bookkeeping in one round trip, with the row locked so concurrent polls queue up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from devicelink.core.models import ApiKey, PendingPoll, User
+
+_POLL = """
+WITH cur AS (
+    SELECT d.id, d.interval, d.last_polled_at,
+           (d.last_polled_at IS NOT NULL
+            AND d.last_polled_at > $3::timestamptz - make_interval(secs => d.interval)) AS too_fast
+    FROM device_authorizations AS d
+    JOIN clients AS c ON c.client_id = d.client_id
+    WHERE d.device_code_hash = $1
+      AND d.client_id = $2
+      AND d.status = 'pending'
+      AND d.expires_at > $3::timestamptz
+      AND NOT c.confidential
+    FOR UPDATE OF d
+)
+UPDATE device_authorizations AS d
+SET last_polled_at = $3::timestamptz,
+    interval = CASE WHEN cur.too_fast
+                    THEN LEAST(cur.interval + $4::int, $5::int)
+                    ELSE cur.interval END
+FROM cur
+WHERE d.id = cur.id
+RETURNING d.interval, cur.too_fast
+"""
+
+_KEY = """
+SELECT k.id, k.name, k.user_id, k.client_id, k.device_authorization_id, k.scope,
+       k.created_at, k.expires_at, k.last_used_at, k.last_used_ip, k.revoked_at,
+       k.external_id, u.username, u.disabled_at, u.created_at AS user_created_at,
+       u.provider, u.subject
+FROM api_keys AS k
+JOIN users AS u ON u.id = k.user_id
+WHERE k.key_hash = $1
+"""
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as the DSN asyncpg takes."""
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+class AsyncpgHotPath:
+    """The :class:`devicelink.core.ports.HotPath` on PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, max_size: int = 20) -> AsyncpgHotPath:
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(url), min_size=1, max_size=max_size, command_timeout=15, timeout=10
+        )
+        return cls(pool)
+
+    async def record_pending_poll(
+        self,
+        device_code_hash: bytes,
+        *,
+        client_id: str,
+        now: datetime,
+        slow_down_step: int,
+        max_interval: int,
+    ) -> PendingPoll | None:
+        row = await self._pool.fetchrow(
+            _POLL, device_code_hash, client_id, now, slow_down_step, max_interval
+        )
+        if row is None:
+            return None
+        return PendingPoll(interval=row[0], too_fast=row[1])
+
+    async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
+        row = await self._pool.fetchrow(_KEY, key_hash)
+        if row is None:
+            return None
+        key = ApiKey(
+            id=row["id"],
+            name=row["name"],
+            user_id=row["user_id"],
+            client_id=row["client_id"],
+            device_authorization_id=row["device_authorization_id"],
+            scope=tuple(row["scope"].split()) if row["scope"] else (),
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            last_used_at=row["last_used_at"],
+            last_used_ip=row["last_used_ip"],
+            revoked_at=row["revoked_at"],
+            external_id=row["external_id"],
+        )
+        owner = User(
+            id=row["user_id"],
+            username=row["username"],
+            disabled=row["disabled_at"] is not None,
+            created_at=row["user_created_at"],
+            provider=row["provider"],
+            subject=row["subject"],
+        )
+        return key, owner
+
+    async def close(self) -> None:
+        await self._pool.close()
