@@ -23,6 +23,14 @@ pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
 T0 = datetime(2026, 11, 29, 12, 0, 0, 250000, tzinfo=UTC)
 POLICY = lifecycle.FlowPolicy()
+TABLES = (
+    "audit_events",
+    "browser_sessions",
+    "api_keys",
+    "device_authorizations",
+    "users",
+    "clients",
+)
 
 
 def digest(label: str) -> bytes:
@@ -31,10 +39,10 @@ def digest(label: str) -> bytes:
 
 @pytest.fixture
 async def pg(postgres_database: str) -> AsyncIterator[tuple[SqlStore, AsyncpgHotPath]]:
-    from conftest import Database  # the root conftest's helper
-
-    await Database("postgres", postgres_database).truncate()
     store = SqlStore(create_engine_for_url(postgres_database))
+    async with store.engine.begin() as conn:
+        for table in TABLES:
+            await conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
     hot = await AsyncpgHotPath.connect(postgres_database)
     async with store.transaction() as tx:
         for client_id, confidential in (("public", False), ("other", False), ("secret", True)):

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from devicelink.core.errors import InvalidToken, NotFound, TemporarilyUnavailable
 from devicelink.core.models import ApiKey, User
 from devicelink.core.ports import StorageUnavailable
+from devicelink.service.keys import KeyOwner
 from devicelink.web.errors import NO_STORE, DeviceLinkRoute
 from devicelink.web.oauth import client_ip, runtime
 from devicelink.web.pages import current_session, same_origin
@@ -32,6 +33,11 @@ def bearer_token(request: Request) -> str | None:
 async def me(request: Request) -> JSONResponse:
     """Who the bearer API key belongs to (401 for a missing, unknown, revoked or expired key)."""
     owner = await runtime(request).keys.authenticate(bearer_token(request), ip=client_ip(request))
+    return describe_owner(owner)
+
+
+def describe_owner(owner: KeyOwner) -> JSONResponse:
+    """``/api/me``'s answer (shared with the thin route of :mod:`devicelink.web.fastpath`)."""
     key = owner.key
     return JSONResponse(
         {
@@ -58,7 +64,9 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers."""
+    """Readiness: the database answers, and the server is not shutting down."""
+    if runtime(request).draining:
+        raise TemporarilyUnavailable("the server is shutting down")
     try:
         await runtime(request).store.ping()
     except StorageUnavailable:

@@ -7,8 +7,11 @@ from fastapi import FastAPI
 import devicelink
 from devicelink.core.ports import KeyIssuer, Store
 from devicelink.service.clock import Clock, utc_now
+from devicelink.web.draining import drain_on_signals
 from devicelink.web.embed import DeviceLink
 from devicelink.web.errors import install_error_handlers
+from devicelink.web.fastpath import FastPathMiddleware
+from devicelink.web.logging import AccessLogMiddleware, configure_logging
 from devicelink.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from devicelink.web.settings import Settings
 
@@ -38,6 +41,25 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(component.router, prefix=component.prefix)
+    if settings.fast_path:
+        prefix = component.prefix
+        app.add_middleware(
+            FastPathMiddleware,
+            token_path=f"{prefix}/oauth/device/token",
+            me_path=f"{prefix}/api/me",
+        )
     app.add_middleware(SecurityHeadersMiddleware, exempt_prefixes=("/docs",))
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessLogMiddleware)  # outermost: sees every answer and its id
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app ``devicelink serve`` runs in each worker (``factory=True``): settings
+    from the environment (serve passes its command-line overrides there), logging
+    configured in this process, readiness turned false first on SIGTERM."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    drain_on_signals(app, delay=settings.shutdown_delay)
     return app

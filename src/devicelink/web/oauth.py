@@ -147,15 +147,21 @@ async def token(request: Request) -> JSONResponse:
     """RFC 8628 sections 3.4 and 3.5: the device polls until it gets its key."""
     rt = runtime(request)
     form = await read_form(request, rt.settings.max_body_bytes)
+    return await answer_poll(rt, form, client_credentials(request, form), client_ip(request))
+
+
+async def answer_poll(
+    rt: Runtime, form: dict[str, str], creds: ClientCredentials, ip: str | None
+) -> JSONResponse:
+    """The token endpoint's answer to a parsed form (shared with the thin route of
+    :mod:`devicelink.web.fastpath`); raises the protocol errors."""
     grant_type = form.get("grant_type")
     if grant_type is not None and grant_type != DEVICE_CODE_GRANT:
         raise UnsupportedGrantType()
     device_code = form.get("device_code")
     if device_code is None:
         raise InvalidRequest("device_code is required")
-    grant = await rt.flows.poll(
-        client_credentials(request, form), device_code, ip=client_ip(request)
-    )
+    grant = await rt.flows.poll(creds, device_code, ip=ip)
     body: dict[str, Any] = {"access_token": grant.access_token, "token_type": "Bearer"}
     if grant.expires_in is not None:
         body["expires_in"] = grant.expires_in

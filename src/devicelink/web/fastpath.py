@@ -1,0 +1,160 @@
+"""The thin route for the two hot requests: a device's token poll and a CLI's /api/me.
+
+Every waiting device polls every few seconds and every call a signed-in CLI makes
+checks a key, so these two skip the framework: a plain ASGI layer reads the small form
+or the bearer header itself and calls the same functions the FastAPI routes call
+(:func:`devicelink.web.oauth.answer_poll`, :func:`devicelink.web.api.describe_owner`).
+Anything out of the ordinary (client authentication, an odd body, a form that does not
+parse) is handed to the full route untouched, which answers it as always. It sits inside
+the request-id and security-header middlewares, so its answers carry them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from devicelink.core.errors import InvalidToken, OAuthError, TemporarilyUnavailable
+from devicelink.core.ports import StorageUnavailable
+from devicelink.service.clients import ClientCredentials
+from devicelink.web.api import describe_owner
+from devicelink.web.errors import oauth_error_response
+from devicelink.web.forms import FORM_MEDIA_TYPE, MAX_FIELDS
+from devicelink.web.oauth import answer_poll
+from devicelink.web.runtime import Runtime
+
+log = logging.getLogger("devicelink.web")
+
+
+class FastPathMiddleware:
+    def __init__(self, app: ASGIApp, *, token_path: str, me_path: str) -> None:
+        self.app = app
+        self.token_path = token_path
+        self.me_path = me_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == self.token_path and scope["method"] == "POST":
+                await self._token(scope, receive, send)
+                return
+            if path == self.me_path and scope["method"] == "GET":
+                await self._me(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _token(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt: Runtime = scope["app"].state.devicelink
+        limit = rt.settings.max_body_bytes
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                await self.app(scope, receive, send)  # client authentication: full route
+                return
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await self.app(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(chunks, receive, message), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+            if size > limit:
+                await self.app(scope, _replay(chunks, receive, None, more), send)
+                return
+        body = b"".join(chunks)
+        form = _simple_form(content_type, body)
+        if form is None:
+            await self.app(scope, _replay([body], receive, None, False), send)
+            return
+        client = scope.get("client")
+        creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
+        response: Response
+        try:
+            response = await answer_poll(rt, form, creds, client[0] if client else None)
+        except OAuthError as exc:
+            response = oauth_error_response(exc, html=False)
+        except StorageUnavailable as exc:
+            log.warning("database unavailable: %s", exc)
+            response = oauth_error_response(
+                TemporarilyUnavailable("the database is unavailable"), html=False
+            )
+        await response(scope, receive, send)
+
+    async def _me(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt: Runtime = scope["app"].state.devicelink
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, rest = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    token = rest.strip() or None
+                break
+        if token is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        response: Response
+        try:
+            owner = await rt.keys.authenticate(token, ip=client[0] if client else None)
+            response = describe_owner(owner)
+        except InvalidToken as exc:
+            response = oauth_error_response(exc, html=False)
+        except StorageUnavailable as exc:
+            log.warning("database unavailable: %s", exc)
+            response = oauth_error_response(
+                TemporarilyUnavailable("the database is unavailable"), html=False
+            )
+        await response(scope, receive, send)
+
+
+def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:
+    """The form when it is the ordinary kind; None sends the request to the full route,
+    which explains whatever is wrong with it."""
+    if content_type.split(b";", 1)[0].strip().lower() != FORM_MEDIA_TYPE.encode():
+        return None
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        return None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            return None
+        form[name] = value
+    return {name: value for name, value in form.items() if value}
+
+
+def _replay(
+    chunks: list[bytes], receive: Receive, pending: Message | None, more: bool = False
+) -> Receive:
+    """A receive channel that gives back what the thin route already read, then the rest."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if pending is not None and not chunks:
+                return pending
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+        return await receive()
+
+    return replay
