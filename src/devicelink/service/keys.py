@@ -85,19 +85,20 @@ class KeyService:
 
     async def revoke(
         self, creds: ClientCredentials, presented: str, *, ip: str | None = None
-    ) -> None:
+    ) -> bool:
         """RFC 7009 section 2.1: revoke a key on behalf of the client it was issued to.
 
         An unknown, malformed or already revoked key is not an error (section 2.2: the
-        answer is the same, so revocation is no oracle for which keys exist).
+        answer is the same, so revocation is no oracle for which keys exist). True when
+        this call revoked a key.
         """
         async with self._store.transaction() as tx:
             client = await self._clients.authenticate(tx, creds)
             if not is_well_formed_api_key(presented):
-                return
+                return False
             found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
             if found is None:
-                return
+                return False
             key, _owner = found
             if key.client_id != client.client_id:
                 # Section 2.1: the server verifies the token was issued to this client.
@@ -118,6 +119,8 @@ class KeyService:
                         detail="revoked by the client (RFC 7009)",
                     )
                 )
+                return True
+        return False
 
     async def keys_of(self, user_id: int) -> list[ApiKey]:
         """The user's keys, newest first, revoked and expired ones included."""

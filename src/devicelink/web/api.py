@@ -56,6 +56,13 @@ def describe_owner(owner: KeyOwner) -> JSONResponse:
     )
 
 
+@router.get("/metrics", tags=["health"], include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (all worker processes added up)."""
+    body, content_type = runtime(request).metrics.render()
+    return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/healthz", tags=["health"])
 async def healthz() -> JSONResponse:
     """Liveness: the process answers."""
@@ -120,5 +127,6 @@ async def delete_key(request: Request, key_id: str) -> Response:
     owned = {key.id: key for key in await rt.keys.keys_of(user.id)}
     if not key_id.isdigit() or int(key_id) not in owned:
         raise NotFound("no such key")
-    await rt.keys.revoke_own(user, [int(key_id)], ip=client_ip(request))
+    if await rt.keys.revoke_own(user, [int(key_id)], ip=client_ip(request)):
+        rt.metrics.keys.labels("revoked").inc()
     return Response(status_code=204, headers=NO_STORE)

@@ -12,6 +12,7 @@ from devicelink.web.embed import DeviceLink
 from devicelink.web.errors import install_error_handlers
 from devicelink.web.fastpath import FastPathMiddleware
 from devicelink.web.logging import AccessLogMiddleware, configure_logging
+from devicelink.web.metrics import LatencyMiddleware
 from devicelink.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from devicelink.web.settings import Settings
 
@@ -49,6 +50,12 @@ def create_app(
             me_path=f"{prefix}/api/me",
         )
     app.add_middleware(SecurityHeadersMiddleware, exempt_prefixes=("/docs",))
+    app.add_middleware(
+        LatencyMiddleware,
+        known_paths=frozenset(
+            f"{component.prefix}{path}" for path in ("/oauth/device/token", "/api/me")
+        ),
+    )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(AccessLogMiddleware)  # outermost: sees every answer and its id
     return app

@@ -10,7 +10,13 @@ from urllib.parse import quote, unquote
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from devicelink.core.errors import InvalidClient, InvalidRequest, RateLimited, UnsupportedGrantType
+from devicelink.core.errors import (
+    InvalidClient,
+    InvalidRequest,
+    OAuthError,
+    RateLimited,
+    UnsupportedGrantType,
+)
 from devicelink.service.clients import ClientCredentials
 from devicelink.web.errors import NO_STORE, DeviceLinkRoute
 from devicelink.web.forms import FORM_MEDIA_TYPE, read_form
@@ -113,6 +119,7 @@ async def device_authorization(request: Request) -> JSONResponse:
     rt = runtime(request)
     ip = client_ip(request)
     if not await rt.limiter.hit(rt.start_limit, "start", ip or "-"):
+        rt.metrics.refusals.labels("start").inc()
         raise RateLimited(
             "too many logins started from this address; try again later",
             retry_after=await rt.limiter.retry_after(rt.start_limit, "start", ip or "-"),
@@ -124,6 +131,7 @@ async def device_authorization(request: Request) -> JSONResponse:
         request_ip=ip,
         user_agent=request.headers.get("user-agent"),
     )
+    rt.metrics.flows.labels("started").inc()
     verification_uri = f"{rt.settings.issuer}{VERIFY_PATH}"
     return JSONResponse(
         {
@@ -161,7 +169,12 @@ async def answer_poll(
     device_code = form.get("device_code")
     if device_code is None:
         raise InvalidRequest("device_code is required")
-    grant = await rt.flows.poll(creds, device_code, ip=ip)
+    try:
+        grant = await rt.flows.poll(creds, device_code, ip=ip)
+    except OAuthError as exc:
+        rt.metrics.poll_answered(exc.error)
+        raise
+    rt.metrics.poll_answered("issued")
     body: dict[str, Any] = {"access_token": grant.access_token, "token_type": "Bearer"}
     if grant.expires_in is not None:
         body["expires_in"] = grant.expires_in
@@ -182,7 +195,8 @@ async def revoke(request: Request) -> Response:
     if token is None:
         raise InvalidRequest("token is required")
     # token_type_hint is only a hint (section 2.1): every key is looked up the same way.
-    await rt.keys.revoke(client_credentials(request, form), token, ip=client_ip(request))
+    if await rt.keys.revoke(client_credentials(request, form), token, ip=client_ip(request)):
+        rt.metrics.keys.labels("revoked").inc()
     return Response(status_code=200, headers=NO_STORE)
 
 

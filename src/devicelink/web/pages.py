@@ -284,6 +284,7 @@ async def login_submit(request: Request) -> Response:
     limit = rt.login_limit
     for key in (("login-ip", ip), ("login-user", username.lower())):
         if not await rt.limiter.allows(limit, *key):
+            rt.metrics.refusals.labels("login").inc()
             wait = await rt.limiter.retry_after(limit, *key)
             limited = render(
                 request,
@@ -456,6 +457,7 @@ async def verify_submit(request: Request) -> Response:
     ip = client_ip(request) or "-"
     wait = await _limited(rt, session, ip)
     if wait is not None:
+        rt.metrics.refusals.labels("code_entry").inc()
         response = render(
             request,
             "code.html",
@@ -588,6 +590,8 @@ async def decide(request: Request) -> Response:
         verdict = await rt.flows.approve(reviewing, user_id=session.user.id, actor=actor)
     else:
         verdict = await rt.flows.deny(reviewing, user_id=session.user.id, actor=actor)
+    if verdict is Verdict.OK:
+        rt.metrics.flows.labels("approved" if action == "approve" else "denied").inc()
     title, tone, message, status = _RESULTS.get((str(action), verdict)) or _OTHER_RESULTS[verdict]
     return render(
         request,
@@ -675,6 +679,7 @@ async def devices_revoke(request: Request) -> Response:
         except ValueError:
             return redirect(request, href(request, DEVICES_PATH))
     count = await rt.keys.revoke_own(session.user, ids, ip=client_ip(request))
+    rt.metrics.keys.labels("revoked").inc(count)
     notice = (
         "Nothing to revoke."
         if count == 0

@@ -25,6 +25,7 @@ from devicelink.service.sessions import BrowserSessions
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.hotpath import AsyncpgHotPath
 from devicelink.storage.migrate import upgrade_engine
+from devicelink.web.metrics import Metrics
 from devicelink.web.settings import Settings
 
 log = logging.getLogger("devicelink")
@@ -89,6 +90,9 @@ class Runtime:
     login_limit: RateLimitItem
     dispose: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     resolve_user: UserResolver | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    draining: bool = False
+    """Set when the server is asked to stop: /readyz answers 503 from then on."""
 
     @property
     def base_path(self) -> str:

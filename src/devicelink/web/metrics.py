@@ -1,0 +1,98 @@
+"""Prometheus metrics at ``/metrics`` (names start with ``devicelink_``).
+
+With several worker processes (``devicelink serve --workers N``) prometheus-client's
+multiprocess mode is used: ``serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+directory before the workers start, every worker writes its samples there, and whichever
+worker answers ``/metrics`` adds them all up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The counters of one application (its own registry: nothing global)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.flows = Counter(
+            "devicelink_flows_total",
+            "Device flows by outcome: started, approved, denied, expired (a poll answered "
+            "expired_token)",
+            ["outcome"],
+            registry=r,
+        )
+        self.polls = Counter(
+            "devicelink_polls_total", "Token endpoint answers by answer", ["answer"], registry=r
+        )
+        self.keys = Counter(
+            "devicelink_keys_total", "API keys issued and revoked", ["event"], registry=r
+        )
+        self.refusals = Counter(
+            "devicelink_rate_limited_total",
+            "Requests refused by a rate or brute-force limit, by limit",
+            ["limit"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "devicelink_request_duration_seconds",
+            "Time to answer a request, by route",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+
+    def poll_answered(self, answer: str) -> None:
+        self.polls.labels(answer).inc()
+        if answer == "expired_token":
+            self.flows.labels("expired").inc()
+        elif answer == "issued":
+            self.keys.labels("issued").inc()
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get(MULTIPROCESS_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class LatencyMiddleware:
+    """Observes every request's duration under its route's path template (or "other",
+    so that unknown paths cannot blow up the number of series)."""
+
+    def __init__(self, app: ASGIApp, *, known_paths: frozenset[str]) -> None:
+        self.app = app
+        self.known_paths = known_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            if template is None:
+                template = scope["path"] if scope["path"] in self.known_paths else "other"
+            metrics = getattr(scope["app"].state, "devicelink", None)
+            if metrics is not None:
+                metrics.metrics.latency.labels(template).observe(time.perf_counter() - started)

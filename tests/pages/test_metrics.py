@@ -1,0 +1,69 @@
+"""/metrics counts what happened: flows, polls by answer, keys, refusals, latency."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pagetools import Browser, Site, csrf_of
+
+pytestmark = pytest.mark.anyio
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    label_text = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = re.escape(f"{name}{{{label_text}}}" if labels else name) + r" ([0-9.e+]+)"
+    match = re.search(pattern, text)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_a_complete_flow_is_counted(site: Site, browser: Browser) -> None:
+    await site.add_user()
+    approved = await site.start_flow()
+    denied = await site.start_flow()
+    await site.poll(approved["device_code"])
+    site.clock.advance(1)
+    await site.poll(approved["device_code"])  # too early: slow_down
+    await browser.sign_in()
+    await browser.decide(await browser.enter_code(approved["user_code"]), "approve")
+    await browser.decide(await browser.enter_code(denied["user_code"]), "deny")
+    await browser.enter_code("BCDF-GHJK")
+    site.clock.advance(10)
+    key = (await site.poll(approved["device_code"])).json()["access_token"]
+    await site.poll(denied["device_code"])
+    page = await browser.http.get("/devices")
+    await browser.http.post("/devices", data={"revoke": "all", "csrf_token": csrf_of(page)})
+
+    response = await site.device.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert sample(text, "devicelink_flows_total", outcome="started") == 2
+    assert sample(text, "devicelink_flows_total", outcome="approved") == 1
+    assert sample(text, "devicelink_flows_total", outcome="denied") == 1
+    assert sample(text, "devicelink_polls_total", answer="authorization_pending") == 1
+    assert sample(text, "devicelink_polls_total", answer="slow_down") == 1
+    assert sample(text, "devicelink_polls_total", answer="issued") == 1
+    assert sample(text, "devicelink_polls_total", answer="access_denied") == 1
+    assert sample(text, "devicelink_keys_total", event="issued") == 1
+    assert sample(text, "devicelink_keys_total", event="revoked") == 1
+    assert (
+        sample(text, "devicelink_request_duration_seconds_count", route="/oauth/device/token") == 4
+    )
+    assert key not in text and approved["device_code"] not in text
+
+
+async def test_refusals_are_counted(site: Site) -> None:
+    for _ in range(31):
+        await site.device.post("/oauth/device/authorize", data={})
+    text = (await site.device.get("/metrics")).text
+    assert sample(text, "devicelink_rate_limited_total", limit="start") == 1
+    assert sample(text, "devicelink_flows_total", outcome="started") == 30
+
+
+async def test_unknown_paths_share_one_latency_series(site: Site) -> None:
+    for n in range(5):
+        await site.device.get(f"/nowhere-{n}")
+    text = (await site.device.get("/metrics")).text
+    assert "nowhere" not in text
+    assert sample(text, "devicelink_request_duration_seconds_count", route="other") == 5
