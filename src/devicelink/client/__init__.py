@@ -5,9 +5,11 @@ server code, so ``pip install devicelink`` gives a CLI author the client alone.
   (RFC 7009) and the key check, as generators that yield commands;
 - ``http``: drivers that run those generators on httpx, sync and async, and
   :class:`DeviceFlowClient` / :class:`AsyncDeviceFlowClient`;
-- ``errors``: the typed failures, each with a message for the user.
-
-This package does not store credentials and has no command-line interface of its own.
+- ``errors``: the typed failures, each with a message for the user;
+- ``credentials``: the key per server, in the OS keyring or a private file;
+- ``api``: :func:`login`, :func:`whoami`, :func:`logout` for programs;
+- ``commands``: the ``login / status / token / logout`` commands, and
+  :func:`make_auth_group` for a host CLI to mount them as its own.
 """
 
 from devicelink.client.api import (

@@ -218,12 +218,13 @@ def sign_in(
     on_code: OnCode | None = None,
     on_wait: OnWait | None = None,
     open_browser: bool | None = None,
-    browser: BrowserOpener = open_in_browser,
+    browser: BrowserOpener | None = None,
 ) -> Credential:
     """Run the device flow on ``client`` and return the credential, without storing it.
 
     ``on_code`` shows the code and the link (first); then, if ``open_browser`` (``None``:
-    :func:`browser_plausible`), ``browser`` opens ``verification_uri_complete``. The
+    :func:`browser_plausible`), ``browser`` (default :func:`open_in_browser`) opens
+    ``verification_uri_complete``. The
     owner's name and the key's expiry come from ``/api/me`` when the server answers it.
     """
     should_open = browser_plausible() if open_browser is None else open_browser
@@ -231,7 +232,8 @@ def sign_in(
     def code_issued(authorization: DeviceAuthorization) -> None:
         (on_code or show_code_on_stderr)(authorization)
         if should_open:
-            browser(authorization.verification_uri_complete or authorization.verification_uri)
+            opener = browser or open_in_browser
+            opener(authorization.verification_uri_complete or authorization.verification_uri)
 
     token = client.login(on_code=code_issued, on_wait=on_wait)
     issued_at = time.time()
@@ -254,6 +256,7 @@ def login(
     open_browser: bool | None = None,
     on_code: OnCode | None = None,
     on_wait: OnWait | None = None,
+    browser: BrowserOpener | None = None,
     timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -264,7 +267,9 @@ def login(
       in to, then :data:`DEFAULT_SERVER`);
     - ``client_id``, ``scope``: sent with the device authorization request;
     - ``store``: where the key goes (default: ``CredentialStore()``, devicelink's own);
-    - ``open_browser``: ``True``/``False``, or ``None`` to open one where plausible;
+    - ``open_browser``: ``True``/``False``, or ``None`` to open one where plausible
+      (:func:`browser_plausible`); ``browser(url)`` opens it (default
+      :func:`open_in_browser`);
     - ``on_code(authorization)``: shows ``user_code`` and ``verification_uri`` (default:
       one line on standard error); ``on_wait(seconds, remaining)``: before each wait;
     - ``timeout``, ``transport``, ``sleep``: passed to :class:`DeviceFlowClient` (tests give
@@ -277,9 +282,11 @@ def login(
     store = store if store is not None else CredentialStore()
     target = resolve_server(server, store=store)
     with DeviceFlowClient(
-        target, client_id, scope=scope, timeout=timeout, transport=transport
-    ) as c:
-        credential = sign_in(c, on_code=on_code, on_wait=on_wait, open_browser=open_browser)
+        target, client_id, scope=scope, timeout=timeout, transport=transport, sleep=sleep
+    ) as client:
+        credential = sign_in(
+            client, on_code=on_code, on_wait=on_wait, open_browser=open_browser, browser=browser
+        )
     store.save(credential)
     return credential
 

@@ -42,7 +42,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -135,8 +135,8 @@ class ClientHooks:
 
     ``transport`` carries every HTTP request (e.g. ``httpx.MockTransport``), ``sleep``
     replaces ``time.sleep`` between polls, ``browser`` replaces opening a browser,
-    ``config_dir`` the credential store's directory, ``env`` the environment consulted
-    for the browser decision.
+    ``config_dir`` the credential store's directory, ``browser_env`` the environment
+    consulted for the browser decision (:func:`browser_plausible`).
     """
 
     transport: httpx.BaseTransport | None = None
@@ -185,7 +185,7 @@ def failure_for(exc: DeviceFlowError) -> CommandFailed:
 # --- output ------------------------------------------------------------------------------
 
 
-def colour_allowed(env: dict[str, str] | os._Environ[str] | None = None) -> bool:
+def colour_allowed(env: Mapping[str, str] | None = None) -> bool:
     """``NO_COLOR`` (any non-empty value, https://no-color.org) turns colour off."""
     env = os.environ if env is None else env
     return not env.get("NO_COLOR")
@@ -602,6 +602,8 @@ def _existing_login(
     except InvalidToken:
         output.note(f"The server no longer accepts the stored key for {target}; logging in again.")
         return None
+    except ServerUnreachable:
+        raise  # logging in again could not reach it either
     except DeviceFlowError:
         return None  # the login itself will say what is wrong
     return credential, owner

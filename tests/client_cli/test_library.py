@@ -1,0 +1,241 @@
+"""The embedding API: ``devicelink.client.login`` / ``whoami`` / ``logout`` and the Click
+group factory that a host CLI mounts (and devicelink's own top level uses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+import pytest
+
+import devicelink.client as client
+from devicelink.cli import main
+from devicelink.client import (
+    AccessDenied,
+    CredentialStore,
+    DeviceAuthorization,
+    InvalidToken,
+    make_auth_group,
+)
+from devicelink.client.api import resolve_server, scope_covers
+
+from .conftest import EXPIRES_AT, SERVER, USER_CODE, Cli, FakeServer, Sleeps, json_lines
+
+
+def file_store(tmp_path: Path, service: str = "devicelink") -> CredentialStore:
+    return CredentialStore(service=service, config_dir=tmp_path / "keys", use_keyring=False)
+
+
+def test_login_returns_the_stored_credential(fake_server: FakeServer, tmp_path: Path) -> None:
+    store = file_store(tmp_path)
+    shown: list[DeviceAuthorization] = []
+    credential = client.login(
+        SERVER,
+        client_id="devicelink-cli",
+        scope="api",
+        store=store,
+        open_browser=False,
+        on_code=shown.append,
+        transport=fake_server.transport(),
+        sleep=Sleeps(),
+    )
+    assert [a.user_code for a in shown] == [USER_CODE]
+    assert credential.server == SERVER and credential.username == "alice"
+    assert credential.access_token == "dlk_issued1_check"
+    assert credential.expires_at == EXPIRES_AT and credential.scope == "api"
+    assert store.get(SERVER) == credential
+    assert store.default_server() == SERVER
+
+    owner = client.whoami(store=store, transport=fake_server.transport())
+    assert owner["username"] == "alice"
+
+    result = client.logout(store=store, transport=fake_server.transport())
+    assert result.revoked and result.removed and result.error is None
+    assert fake_server.revoked[0]["token"] == "dlk_issued1_check"
+    assert store.get(SERVER) is None
+    with pytest.raises(InvalidToken):
+        client.whoami(SERVER, store=store, transport=fake_server.transport())
+
+
+def test_login_raises_the_typed_errors(fake_server: FakeServer, tmp_path: Path) -> None:
+    fake_server.token_answers = ["access_denied"]
+    with pytest.raises(AccessDenied):
+        client.login(
+            SERVER,
+            store=file_store(tmp_path),
+            open_browser=False,
+            on_code=lambda authorization: None,
+            transport=fake_server.transport(),
+            sleep=Sleeps(),
+        )
+    assert file_store(tmp_path).get(SERVER) is None
+
+
+@pytest.mark.parametrize(("open_browser", "opens"), [(True, True), (False, False)])
+def test_login_opens_the_browser_after_showing_the_code(
+    fake_server: FakeServer, tmp_path: Path, open_browser: bool, opens: bool
+) -> None:
+    events: list[str] = []
+
+    def browser(url: str) -> bool:
+        events.append("browser " + url)
+        return True
+
+    client.login(
+        SERVER,
+        store=file_store(tmp_path),
+        open_browser=open_browser,
+        on_code=lambda authorization: events.append("code " + authorization.user_code),
+        browser=browser,
+        transport=fake_server.transport(),
+        sleep=Sleeps(),
+    )
+    link = f"{SERVER}/oauth/device/verify?user_code={USER_CODE}"
+    assert events == [f"code {USER_CODE}"] + ([f"browser {link}"] if opens else [])
+
+
+def test_logout_reports_a_revocation_that_did_not_happen(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    store = file_store(tmp_path)
+    client.login(
+        SERVER,
+        store=store,
+        open_browser=False,
+        on_code=lambda authorization: None,
+        transport=fake_server.transport(),
+        sleep=Sleeps(),
+    )
+    fake_server.down = True
+    result = client.logout(SERVER, store=store, transport=fake_server.transport(), sleep=Sleeps())
+    assert result.had_credential and result.removed and not result.revoked
+    assert isinstance(result.error, client.ServerUnreachable)
+    assert store.get(SERVER) is None
+
+
+def test_resolve_server_precedence(tmp_path: Path) -> None:
+    store = file_store(tmp_path)
+    env = {"DEVICELINK_SERVER": "https://env.example.com/"}
+    assert resolve_server("HTTPS://Explicit.example.com:443/", store=store, env=env) == (
+        "https://explicit.example.com"
+    )
+    assert resolve_server(None, store=store, env=env) == "https://env.example.com"
+    assert resolve_server(None, store=store, env={}) == "http://127.0.0.1:8000"
+    assert resolve_server(None, store=store, env={}, default="https://d.example") == (
+        "https://d.example"
+    )
+    with pytest.raises(ValueError, match="https:// or http://"):
+        resolve_server("ftp://x", store=store, env={})
+
+
+def test_scope_covers() -> None:
+    assert scope_covers("api read", None)
+    assert scope_covers("api read", "read")
+    assert scope_covers("api read", ["api", "read"])
+    assert not scope_covers("api", "api write")
+    assert not scope_covers(None, "api")
+
+
+# --- the group factory -------------------------------------------------------------------
+
+
+def test_devicelink_mounts_the_factory_commands_at_its_top_level() -> None:
+    group = make_auth_group()
+    for name in ("login", "status", "token", "logout"):
+        mounted = main.commands[name]
+        assert type(mounted) is type(group.commands[name])
+        assert [p.name for p in mounted.params] == [p.name for p in group.commands[name].params]
+
+
+def test_a_host_cli_mounts_the_group_with_its_own_names(cli: Cli, tmp_path: Path) -> None:
+    @click.group()
+    def mycli() -> None:
+        """A host CLI."""
+
+    mycli.add_command(
+        make_auth_group(
+            name="auth",
+            server=SERVER,
+            client_id="mycli",
+            keyring_service="mycli",
+            env_prefix="MYCLI",
+        )
+    )
+    auth = mycli.commands["auth"]
+    assert isinstance(auth, click.Group)
+    assert set(auth.commands) == {"login", "status", "token", "logout"}
+
+    cli.config_dir = None  # each store in its own ~/.config/<service> (XDG_CONFIG_HOME)
+    result = cli(mycli, "auth", "login", "--no-browser", "--json", prog_name="mycli")
+    assert result.exit_code == 0, result.output
+    document = json_lines(result.stdout)[0]
+    assert document["server"] == SERVER  # the host CLI's default server
+    assert document["client_id"] == "mycli"
+    assert document["stored_in"] == str(
+        tmp_path / "home" / ".config" / "mycli" / "credentials.json"
+    )
+    authorize = next(r for r in cli.server.requests if r.url.path == "/oauth/device/authorize")
+    assert b"client_id=mycli" in authorize.content
+
+    # Its keys are its own: devicelink's store does not see them.
+    assert cli.store("mycli").get(SERVER) is not None
+    assert cli.store("devicelink").get(SERVER) is None
+    token = cli(mycli, "auth", "token", prog_name="mycli")
+    assert token.stdout == "dlk_issued1_check\n"
+    # MYCLI_TOKEN overrides it; DEVICELINK_TOKEN is another program's business.
+    assert cli(mycli, "auth", "token", env={"MYCLI_TOKEN": "dlk_env"}).stdout == "dlk_env\n"
+    other = cli(mycli, "auth", "token", env={"DEVICELINK_TOKEN": "dlk_env"})
+    assert other.stdout == "dlk_issued1_check\n"
+
+    missing = cli(
+        mycli, "auth", "status", prog_name="mycli", env={"MYCLI_SERVER": "https://x.example"}
+    )
+    assert missing.exit_code == 6
+    assert "Not logged in to https://x.example" in missing.stderr
+    assert "Run mycli auth login to log in." in missing.stderr
+    help_text = cli(mycli, "auth", "token", "--help", prog_name="mycli").stdout
+    assert "$(mycli auth token)" in help_text
+    assert "MYCLI_SERVER" in help_text
+
+
+def test_the_client_only_install_has_the_four_commands(tmp_path: Path) -> None:
+    """Without the [server] extra (every server package unimportable), `devicelink` still
+    has login, status, token and logout, and `token` works."""
+    program = textwrap.dedent(
+        """
+        import sys
+        BLOCKED = {"fastapi", "starlette", "sqlalchemy", "alembic", "asyncpg", "aiosqlite",
+                   "pydantic_settings", "uvicorn", "authlib", "argon2", "limits", "jinja2"}
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"blocked server package {name}")
+                return None
+        sys.meta_path.insert(0, Block())
+        from devicelink.cli import main
+        assert {"login", "status", "token", "logout"} <= set(main.commands), main.commands
+        assert "serve" not in main.commands
+        main(["token", "--server", "https://login.example.com"])
+        """
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DEVICELINK_")},
+        "DEVICELINK_TOKEN": "dlk_from_env_check",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / ".config"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "dlk_from_env_check\n"

@@ -1,0 +1,189 @@
+"""``status``, ``token`` and ``logout``: exit codes, ``--json``, the default server,
+``DEVICELINK_TOKEN``, and logging out when the server cannot be reached (defect 10)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from devicelink.cli import main
+from devicelink.client import ExitCode
+
+from .conftest import EXPIRES_AT, SERVER, Cli, json_lines
+
+STATUS_KEYS = {"server", "user", "expires_at", "scope", "client_id", "stored_in", "logged_in"}
+PAST = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def test_status_names_the_server_user_and_expiry(cli: Cli) -> None:
+    cli.save()
+    result = cli(main, "status")  # the server last logged in to
+    assert result.exit_code == 0, result.output
+    assert f"Server:      {SERVER}" in result.stdout
+    assert "User:        alice" in result.stdout
+    assert "Key expires: 2030-01-01 12:00 UTC" in result.stdout
+    assert "Logged in; the server accepts the key." in result.stdout
+    assert cli.server.paths() == ["/api/me"]
+
+    machine = cli(main, "status", "--json")
+    (document,) = json_lines(machine.stdout)
+    assert set(document) == STATUS_KEYS
+    assert document["user"] == "alice" and document["logged_in"] is True
+    assert document["expires_at"] == EXPIRES_AT.isoformat()
+    assert document["stored_in"] == str(cli.credentials_file)
+
+
+def test_status_when_not_logged_in_is_exit_6(cli: Cli) -> None:
+    result = cli(main, "status", "--server", SERVER)
+    assert result.exit_code == ExitCode.NOT_LOGGED_IN == 6
+    assert f"Not logged in to {SERVER}" in result.stderr
+    assert "Run devicelink login to log in." in result.stderr
+    machine = cli(main, "status", "--server", SERVER, "--json")
+    assert json_lines(machine.stdout) == [
+        {"error": "not_logged_in", "message": f"not logged in to {SERVER}", "server": SERVER}
+    ]
+    assert cli.server.requests == []
+
+
+def test_status_when_the_server_refuses_the_key_is_exit_7(cli: Cli) -> None:
+    cli.save(valid=False)
+    result = cli(main, "status")
+    assert result.exit_code == ExitCode.KEY_REJECTED == 7
+    assert "no longer accepts the key" in result.stderr
+    machine = cli(main, "status", "--json")
+    assert json_lines(machine.stdout)[0]["error"] == "invalid_token"
+
+
+def test_status_with_an_expired_key_is_exit_7_without_asking(cli: Cli) -> None:
+    cli.save(expires_at=PAST, created_at=datetime(2019, 12, 1, tzinfo=UTC))
+    result = cli(main, "status", "--json")
+    assert result.exit_code == 7
+    assert json_lines(result.stdout)[0]["error"] == "expired"
+    assert cli.server.requests == []
+
+
+def test_status_when_the_server_is_unreachable_is_exit_5(cli: Cli) -> None:
+    cli.save()
+    cli.server.down = True
+    result = cli(main, "status", "--json")
+    assert result.exit_code == ExitCode.NETWORK
+    assert json_lines(result.stdout)[0]["error"] == "server_unreachable"
+
+
+def test_devicelink_server_in_the_environment_picks_the_server(cli: Cli) -> None:
+    cli.save()
+    result = cli(main, "status", "--json", env={"DEVICELINK_SERVER": "https://elsewhere.example"})
+    assert result.exit_code == 6
+    assert json_lines(result.stdout)[0]["server"] == "https://elsewhere.example"
+
+
+# --- token -------------------------------------------------------------------------------
+
+
+def test_token_prints_the_key_and_nothing_else(cli: Cli) -> None:
+    cli.save("dlk_stored_check")
+    result = cli(main, "token")
+    assert result.exit_code == 0
+    assert result.stdout == "dlk_stored_check\n"
+    assert result.stderr == ""
+    assert cli.server.requests == []  # fast: no network
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [(None, ExitCode.NOT_LOGGED_IN), ({"expires_at": PAST}, ExitCode.KEY_REJECTED)],
+    ids=["none", "expired"],
+)
+def test_token_without_a_usable_key_prints_nothing_on_stdout(
+    cli: Cli, fields: dict[str, Any] | None, code: ExitCode
+) -> None:
+    if fields is not None:
+        cli.save(created_at=datetime(2019, 12, 1, tzinfo=UTC), **fields)
+    result = cli(main, "token", "--server", SERVER)
+    assert result.exit_code == code
+    assert result.stdout == ""
+    assert "Error: " in result.stderr
+
+
+def test_devicelink_token_overrides_the_stored_key(cli: Cli) -> None:
+    env = {"DEVICELINK_TOKEN": "dlk_from_env_check"}
+    assert cli(main, "token", "--server", SERVER, env=env).stdout == "dlk_from_env_check\n"
+    cli.save("dlk_stored_check")
+    assert cli(main, "token", env=env).stdout == "dlk_from_env_check\n"
+
+    cli.server.keys.add("dlk_from_env_check")
+    status = cli(main, "status", "--json", env=env)
+    assert status.exit_code == 0, status.output
+    assert json_lines(status.stdout)[0]["stored_in"] == "environment"
+    me = cli.server.requests[-1]
+    assert me.headers["authorization"] == "Bearer dlk_from_env_check"
+
+
+# --- logout ------------------------------------------------------------------------------
+
+
+@pytest.mark.defect(10)
+@pytest.mark.rfc("7009", "2.1")
+def test_logout_revokes_on_the_server_then_forgets(cli: Cli) -> None:
+    cli.save("dlk_stored_check")
+    result = cli(main, "logout")
+    assert result.exit_code == 0, result.output
+    assert cli.server.revoked == [
+        {
+            "token": "dlk_stored_check",
+            "token_type_hint": "access_token",
+            "client_id": "devicelink-cli",
+        }
+    ]
+    assert "the key was revoked on the server and removed" in result.stdout
+    assert cli.store().get(SERVER) is None
+    assert not (cli.credentials_file).exists()
+    assert cli(main, "token").exit_code == ExitCode.NOT_LOGGED_IN
+
+
+@pytest.mark.defect(10)
+def test_logout_when_the_server_is_unreachable_forgets_and_says_not_revoked(cli: Cli) -> None:
+    cli.save("dlk_stored_check")
+    cli.server.down = True
+    result = cli(main, "logout")
+    assert result.exit_code == ExitCode.NOT_REVOKED == 8
+    assert "could not revoke it on the server" in result.stderr
+    assert "keeps working until it expires (2030-01-01 12:00 UTC" in result.stderr
+    assert cli.store().get(SERVER) is None
+    assert len(cli.sleeps.waited) == 3  # retried with backoff, without waiting for real
+
+
+def test_logout_json_shapes(cli: Cli) -> None:
+    cli.save("dlk_a_check")
+    ok = cli(main, "logout", "--json")
+    assert json_lines(ok.stdout) == [{"server": SERVER, "revoked": True, "removed": True}]
+
+    cli.save("dlk_b_check")
+    cli.server.down = True
+    failed = cli(main, "logout", "--json")
+    assert failed.exit_code == 8
+    (document,) = json_lines(failed.stdout)
+    assert document["error"] == "not_revoked" and document["reason"] == "server_unreachable"
+    assert document["revoked"] is False and document["removed"] is True
+    assert failed.stderr == ""
+
+
+def test_logout_when_not_logged_in_has_nothing_to_do(cli: Cli) -> None:
+    result = cli(main, "logout", "--server", SERVER)
+    assert result.exit_code == 0
+    assert "Not logged in" in result.stdout and "nothing to do" in result.stdout
+    assert cli.server.requests == []
+
+
+def test_logout_leaves_other_servers_logged_in(cli: Cli) -> None:
+    cli.save("dlk_one_check")
+    other = cli.save("dlk_two_check", server="https://other.example.com")
+    result = cli(main, "logout", "--server", SERVER)
+    assert result.exit_code == 0, result.output
+    assert cli.store().get(SERVER) is None
+    assert cli.store().get(other.server) == other
