@@ -126,6 +126,11 @@ class DeviceAuthorizationRow(Base):
 
 class ApiKeyRow(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # The purge finds keys that expired or were revoked long ago (bounded batches).
+        Index("ix_api_keys_expires_at", "expires_at"),
+        Index("ix_api_keys_revoked_at", "revoked_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)

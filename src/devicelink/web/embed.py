@@ -27,6 +27,7 @@ from fastapi import APIRouter, FastAPI
 from devicelink.core.ports import KeyIssuer, Store
 from devicelink.service.clock import Clock, utc_now
 from devicelink.web import api, oauth, pages
+from devicelink.web.maintenance_commands import start_periodic_purge, stop_periodic_purge
 from devicelink.web.runtime import Runtime, UserResolver, build_runtime
 from devicelink.web.settings import Settings
 
@@ -70,9 +71,11 @@ class DeviceLink:
             clock=self._clock,
         )
         app.state.devicelink = runtime
+        purging = start_periodic_purge(runtime, self._clock)
         try:
             yield
         finally:
+            await stop_periodic_purge(purging)
             for dispose in runtime.dispose:
                 await dispose()
 

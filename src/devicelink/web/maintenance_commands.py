@@ -1,0 +1,85 @@
+"""``devicelink purge``, and the periodic purge each server process runs.
+
+The periodic purge is an asyncio task started by the lifespan
+(:meth:`devicelink.web.embed.DeviceLink.lifespan`) and cancelled when the application
+stops; a failed run is logged and tried again at the next interval, never raised into
+the server. ``DEVICELINK_PURGE_INTERVAL=0`` turns it off (then run ``devicelink purge``
+from cron).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from devicelink.core.ports import PURGE_KINDS, Purger
+from devicelink.service.clock import Clock, utc_now
+from devicelink.service.maintenance import Maintenance, PurgeReport
+from devicelink.storage import SqlStore
+from devicelink.storage.purge import SqlPurger
+from devicelink.web.commands import _table, data_dir_option, load_settings, run_with_store
+from devicelink.web.runtime import Runtime
+from devicelink.web.settings import Settings
+
+
+def build_maintenance(settings: Settings, purger: Purger, clock: Clock = utc_now) -> Maintenance:
+    """The purge the settings describe (retentions and batch size)."""
+    return Maintenance(
+        purger,
+        clock,
+        code_retention=timedelta(seconds=settings.code_retention),
+        key_retention=timedelta(seconds=settings.key_retention),
+        audit_retention=timedelta(seconds=settings.audit_retention),
+        batch_size=settings.purge_batch_size,
+    )
+
+
+def start_periodic_purge(runtime: Runtime, clock: Clock = utc_now) -> asyncio.Task[None] | None:
+    """Start the periodic purge of this process; None when it is turned off or the
+    store is not devicelink's SQL store (an embedding application's own)."""
+    settings = runtime.settings
+    store = runtime.store
+    if settings.purge_interval <= 0 or not isinstance(store, SqlStore):
+        return None
+    maintenance = build_maintenance(settings, SqlPurger(store.engine), clock)
+    return asyncio.create_task(
+        maintenance.run_periodically(settings.purge_interval), name="devicelink-purge"
+    )
+
+
+async def stop_periodic_purge(task: asyncio.Task[None] | None) -> None:
+    """Cancel the task and wait until it has stopped (a batch in flight rolls back),
+    before the engine it uses is disposed of."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: run_periodically only ends by cancellation
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@data_dir_option
+def purge(dry_run: bool, data_dir: Path | None) -> None:
+    """Delete what has ended, now: device authorizations expired past
+    DEVICELINK_CODE_RETENTION, keys revoked or expired past DEVICELINK_KEY_RETENTION,
+    expired browser sessions, audit events older than DEVICELINK_AUDIT_RETENTION.
+
+    Safe beside running servers: rows go in small batches, each its own transaction,
+    and rows another purge holds are skipped, never waited for.
+    """
+    settings = load_settings(data_dir)
+
+    async def action(store: SqlStore) -> PurgeReport:
+        maintenance = build_maintenance(settings, SqlPurger(store.engine))
+        return await (maintenance.pending() if dry_run else maintenance.purge_all())
+
+    report = run_with_store(settings, action)
+    rows = [["KIND", "WOULD DELETE" if dry_run else "DELETED"]]
+    rows += [[kind, str(report.deleted[kind])] for kind in PURGE_KINDS]
+    rows.append(["total", str(report.total)])
+    _table(rows)
