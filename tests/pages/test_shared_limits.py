@@ -85,3 +85,24 @@ async def test_failed_code_entries_count_across_processes(settings: Settings, cl
             data={"user_code": flow["user_code"], "csrf_token": csrf_of(page)},
         )
     assert right.status_code == 429
+
+
+async def test_without_redis_the_limits_still_hold_in_this_process(
+    settings: Settings, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis unreachable: flows keep starting, the limit is counted locally, and the
+    log and the metrics say so."""
+    unreachable = settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:9", "start_rate_limit": "3/minute"}
+    )
+    app = create_app(unreachable, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.5", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url=unreachable.issuer) as http:
+            answers = [
+                (await http.post("/oauth/device/authorize", data={})).status_code for _ in range(4)
+            ]
+            metrics = (await http.get("/metrics")).text
+    assert answers == [200, 200, 200, 429]
+    assert "Redis is unreachable" in caplog.text
+    assert "devicelink_rate_limit_fallbacks_total 1.0" in metrics

@@ -50,6 +50,11 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        self.limiter_fallbacks = Counter(
+            "devicelink_rate_limit_fallbacks_total",
+            "Times Redis could not be reached and limits were counted in this process",
+            registry=r,
+        )
         self.latency = Histogram(
             "devicelink_request_duration_seconds",
             "Time to answer a request, by route",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from starlette.requests import Request
 
@@ -40,35 +43,70 @@ DEFAULT_SCOPES = ("api",)
 
 
 class RateLimiter:
-    """Counters for starting flows (and, later, code entry): in memory for one process,
-    in Redis when several share the load (``DEVICELINK_REDIS_URL``)."""
+    """Counters for starting flows, code entry and sign-in: in memory for one process,
+    in Redis when several share the load (``DEVICELINK_REDIS_URL``).
 
-    def __init__(self, redis_url: str | None, *, key_prefix: str = "devicelink") -> None:
+    When Redis cannot be reached the limits still hold, counted in this process alone
+    (a warning in the log, ``devicelink_rate_limit_fallbacks_total`` in the metrics),
+    and Redis is tried again a few seconds later.
+    """
+
+    RETRY_SECONDS = 5.0
+    TIMEOUT_SECONDS = 0.5
+
+    def __init__(
+        self,
+        redis_url: str | None,
+        *,
+        key_prefix: str = "devicelink",
+        on_fallback: Callable[[], None] | None = None,
+    ) -> None:
+        self._shared_storage = None
+        self._shared = None
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-            storage = storage_from_string(uri, key_prefix=key_prefix, wrap_exceptions=True)
-        else:
-            storage = storage_from_string("async+memory://")
-        self._storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
+            self._shared_storage = storage_from_string(
+                uri, key_prefix=key_prefix, wrap_exceptions=True
+            )
+            self._shared = MovingWindowRateLimiter(self._shared_storage)
+        self._local = MovingWindowRateLimiter(storage_from_string("async+memory://"))
+        self._shared_down_until = 0.0
+        self._on_fallback = on_fallback
 
     async def aclose(self) -> None:
         """Close the Redis connections (``limits`` offers no close of its own)."""
-        bridge = getattr(self._storage, "bridge", None)
+        bridge = getattr(self._shared_storage, "bridge", None)
         client = getattr(bridge, "storage", None)
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
             pool.disconnect()
 
+    async def _limiter_call(self, method: str, limit: RateLimitItem, *identifiers: str) -> Any:
+        if self._shared is not None and time.monotonic() >= self._shared_down_until:
+            try:
+                return await asyncio.wait_for(
+                    getattr(self._shared, method)(limit, *identifiers),
+                    timeout=self.TIMEOUT_SECONDS,
+                )
+            except (StorageError, TimeoutError, OSError, ConnectionError) as exc:
+                self._shared_down_until = time.monotonic() + self.RETRY_SECONDS
+                log.warning(
+                    "Redis is unreachable (%s): counting rate limits in this process alone for now",
+                    type(exc).__name__,
+                )
+                if self._on_fallback is not None:
+                    self._on_fallback()
+        return await getattr(self._local, method)(limit, *identifiers)
+
     async def hit(self, limit: RateLimitItem, *identifiers: str) -> bool:
-        return await self._limiter.hit(limit, *identifiers)
+        return bool(await self._limiter_call("hit", limit, *identifiers))
 
     async def allows(self, limit: RateLimitItem, *identifiers: str) -> bool:
         """True when ``limit`` has room left, without spending any of it."""
-        return await self._limiter.test(limit, *identifiers)
+        return bool(await self._limiter_call("test", limit, *identifiers))
 
     async def retry_after(self, limit: RateLimitItem, *identifiers: str) -> int:
-        stats = await self._limiter.get_window_stats(limit, *identifiers)
+        stats = await self._limiter_call("get_window_stats", limit, *identifiers)
         return max(1, int(stats.reset_time - datetime.now(UTC).timestamp()) + 1)
 
 
@@ -140,7 +178,12 @@ async def build_runtime(
         clock=clock,
         hot_path=hot_path,
     )
-    limiter = RateLimiter(settings.redis_url, key_prefix=settings.redis_key_prefix)
+    metrics = Metrics()
+    limiter = RateLimiter(
+        settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        on_fallback=metrics.limiter_fallbacks.inc,
+    )
     disposers.append(limiter.aclose)
     oidc = oidc_authenticator(settings)
     close_oidc = getattr(oidc, "aclose", None)
@@ -172,6 +215,7 @@ async def build_runtime(
         login_limit=parse(settings.login_limit),
         dispose=disposers,
         resolve_user=resolve_user,
+        metrics=metrics,
     )
 
 
