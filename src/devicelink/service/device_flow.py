@@ -337,17 +337,39 @@ class DeviceFlowService:
             typed_user_code, user_id=user_id, to_status=Status.DENIED, actor=actor
         )
 
+    def reference(self, typed_user_code: str) -> str | None:
+        """An opaque reference to a code, to keep between the confirm page and the
+        decision (a browser session must not hold the code itself in clear)."""
+        normalised = normalise_user_code(typed_user_code)
+        return self._hasher.user_code(normalised).hex() if normalised is not None else None
+
+    async def decide_reviewed(
+        self, reference: str, *, approve: bool, user_id: int, actor: Actor | None = None
+    ) -> Verdict:
+        """Approve or deny the code behind a :meth:`reference`."""
+        try:
+            code_hash = bytes.fromhex(reference)
+        except ValueError:
+            return Verdict.UNKNOWN
+        to_status = Status.APPROVED if approve else Status.DENIED
+        return await self._decide_hash(code_hash, user_id=user_id, to_status=to_status, actor=actor)
+
     async def _decide(
         self, typed_user_code: str, *, user_id: int, to_status: Status, actor: Actor | None
     ) -> Verdict:
         normalised = normalise_user_code(typed_user_code)
         if normalised is None:
             return Verdict.UNKNOWN
+        return await self._decide_hash(
+            self._hasher.user_code(normalised), user_id=user_id, to_status=to_status, actor=actor
+        )
+
+    async def _decide_hash(
+        self, code_hash: bytes, *, user_id: int, to_status: Status, actor: Actor | None
+    ) -> Verdict:
         now = self._clock()
         async with self._store.transaction() as tx:
-            authorization = await tx.device_authorizations.get_by_user_code(
-                self._hasher.user_code(normalised)
-            )
+            authorization = await tx.device_authorizations.get_by_user_code(code_hash)
             verdict = lifecycle.decide_review(authorization, now=now)
             if verdict is not Verdict.OK:
                 return verdict
@@ -373,9 +395,7 @@ class DeviceFlowService:
                 return Verdict.OK
             # Someone else decided first (a double submit, another tab): report what
             # the record says now; nothing was changed by this request.
-            current = await tx.device_authorizations.get_by_user_code(
-                self._hasher.user_code(normalised)
-            )
+            current = await tx.device_authorizations.get_by_user_code(code_hash)
             return lifecycle.decide_review(current, now=now)
 
 

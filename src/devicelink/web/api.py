@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
 from devicelink.core.errors import InvalidToken, NotFound, TemporarilyUnavailable
@@ -13,10 +14,65 @@ from devicelink.core.models import ApiKey, User
 from devicelink.core.ports import StorageUnavailable
 from devicelink.service.keys import KeyOwner
 from devicelink.web.errors import NO_STORE, DeviceLinkRoute
-from devicelink.web.oauth import client_ip, runtime
+from devicelink.web.oauth import (
+    API_KEY_BEARER,
+    INVALID_TOKEN_RESPONSE,
+    NO_STORE_HEADER_DOC,
+    UNAVAILABLE_RESPONSE,
+    client_ip,
+    documented_answer,
+    documented_error,
+    runtime,
+)
 from devicelink.web.pages import current_session, same_origin
 
 router = APIRouter(route_class=DeviceLinkRoute)
+
+
+# --- OpenAPI description (the routes write their JSON themselves; see oauth.py) ---------
+
+
+class KeySummary(BaseModel):
+    id: str
+    name: str
+    created_at: str = Field(description="ISO 8601")
+    expires_at: str | None = Field(description="ISO 8601; null for a key that never expires")
+
+
+class KeyOwnerResponse(BaseModel):
+    """The owner of the API key the request carries."""
+
+    sub: str
+    username: str
+    client_id: str
+    scope: str = Field(description="Space-separated scopes of the key")
+    key: KeySummary
+
+
+class KeyDescription(BaseModel):
+    id: str
+    name: str
+    client_id: str
+    scope: str
+    created_at: str = Field(description="ISO 8601")
+    last_used_at: str | None
+    last_used_ip: str | None
+    expires_at: str | None
+    revoked_at: str | None
+    active: bool
+
+
+class KeyListResponse(BaseModel):
+    """The caller's keys, newest first."""
+
+    keys: list[KeyDescription]
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="ok (liveness) or ready (readiness)")
+
+
+_BEARER = [Security(API_KEY_BEARER)]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -29,7 +85,17 @@ def bearer_token(request: Request) -> str | None:
     return value.strip() or None
 
 
-@router.get("/api/me", tags=["api"])
+@router.get(
+    "/api/me",
+    tags=["api"],
+    summary="The key's owner",
+    dependencies=_BEARER,
+    responses={
+        200: documented_answer(KeyOwnerResponse, "Who the key belongs to"),
+        401: INVALID_TOKEN_RESPONSE,
+        503: UNAVAILABLE_RESPONSE,
+    },
+)
 async def me(request: Request) -> JSONResponse:
     """Who the bearer API key belongs to (401 for a missing, unknown, revoked or expired key)."""
     owner = await runtime(request).keys.authenticate(bearer_token(request), ip=client_ip(request))
@@ -56,20 +122,44 @@ def describe_owner(owner: KeyOwner) -> JSONResponse:
     )
 
 
-@router.get("/metrics", tags=["health"], include_in_schema=False)
+@router.get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format; metric names start with devicelink_",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (all worker processes added up)."""
     body, content_type = runtime(request).metrics.render()
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/healthz", tags=["health"])
+@router.get(
+    "/healthz",
+    tags=["health"],
+    summary="Liveness",
+    responses={200: {"model": HealthResponse, "description": "The process answers"}},
+)
 async def healthz() -> JSONResponse:
     """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz",
+    tags=["health"],
+    summary="Readiness",
+    responses={
+        200: {"model": HealthResponse, "description": "Ready to serve"},
+        503: UNAVAILABLE_RESPONSE,
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers, and the server is not shutting down."""
     if runtime(request).draining:
@@ -109,7 +199,19 @@ def _describe(key: ApiKey, now: datetime) -> dict[str, Any]:
     }
 
 
-@router.get("/api/keys", tags=["api"])
+@router.get(
+    "/api/keys",
+    tags=["api"],
+    summary="The caller's keys",
+    dependencies=_BEARER,
+    responses={
+        200: documented_answer(
+            KeyListResponse, "Every key of the key's owner (or the signed-in user)"
+        ),
+        401: INVALID_TOKEN_RESPONSE,
+        503: UNAVAILABLE_RESPONSE,
+    },
+)
 async def list_keys(request: Request) -> JSONResponse:
     """The caller's keys (every device they signed in), newest first."""
     rt = runtime(request)
@@ -119,7 +221,22 @@ async def list_keys(request: Request) -> JSONResponse:
     return JSONResponse({"keys": [_describe(key, now) for key in keys]}, headers=NO_STORE)
 
 
-@router.delete("/api/keys/{key_id}", tags=["api"], status_code=204)
+@router.delete(
+    "/api/keys/{key_id}",
+    tags=["api"],
+    status_code=204,
+    summary="Revoke one of the caller's keys",
+    dependencies=_BEARER,
+    responses={
+        204: {"description": "Revoked (or already revoked)", "headers": NO_STORE_HEADER_DOC},
+        401: INVALID_TOKEN_RESPONSE,
+        404: documented_error("not_found: no key with this id among the caller's"),
+        503: UNAVAILABLE_RESPONSE,
+        # Declaring the 4XX range keeps FastAPI from adding its 422 validation answer
+        # for the path parameter, which this route never gives.
+        "4XX": documented_error("Any other client error, in the same format"),
+    },
+)
 async def delete_key(request: Request, key_id: str) -> Response:
     """Revoke one of the caller's keys; another user's key is "not found"."""
     rt = runtime(request)

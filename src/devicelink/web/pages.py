@@ -485,7 +485,8 @@ async def verify_submit(request: Request) -> Response:
     normalised = normalise_user_code(typed)
     assert normalised is not None and review.authorization is not None
     data = dict(session.record.data)
-    data[_REVIEWING] = normalised
+    # A reference (the code's keyed hash), not the code: sessions are stored too.
+    data[_REVIEWING] = rt.flows.reference(normalised) or ""
     session = await rt.sessions.save_data(session, data)
     authorization = review.authorization
     now = rt.flows.now()
@@ -587,9 +588,13 @@ async def decide(request: Request) -> Response:
     # decision cannot be used to guess codes past the limits of the code form.
     actor = actor_of(request, session)
     if action == "approve":
-        verdict = await rt.flows.approve(reviewing, user_id=session.user.id, actor=actor)
+        verdict = await rt.flows.decide_reviewed(
+            reviewing, approve=True, user_id=session.user.id, actor=actor
+        )
     else:
-        verdict = await rt.flows.deny(reviewing, user_id=session.user.id, actor=actor)
+        verdict = await rt.flows.decide_reviewed(
+            reviewing, approve=False, user_id=session.user.id, actor=actor
+        )
     if verdict is Verdict.OK:
         rt.metrics.flows.labels("approved" if action == "approve" else "denied").inc()
     title, tone, message, status = _RESULTS.get((str(action), verdict)) or _OTHER_RESULTS[verdict]
@@ -601,7 +606,6 @@ async def decide(request: Request) -> Response:
         title=title,
         tone=tone,
         message=message,
-        user_code=f"{reviewing[:4]}-{reviewing[4:]}",
     )
 
 

@@ -1,0 +1,139 @@
+"""``devicelink config check``: the effective configuration, secrets masked, and whether
+``serve`` would start with it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import click
+from pydantic import SecretStr, ValidationError
+
+from devicelink.web.settings import SECRET_FILE, ConfigurationError, Settings
+
+MASK = "********"
+_URL_SETTINGS = ("database_url", "redis_url")
+_SECRET_WORDS = ("pass", "secret", "token", "key")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user info, and any password-like query value,
+    replaced by a mask."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return MASK  # unparseable: show nothing of it
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        username = userinfo.split(":", 1)[0]
+        netloc = f"{username}:{MASK}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [
+                (name, MASK if any(word in name.lower() for word in _SECRET_WORDS) else value)
+                for name, value in pairs
+            ],
+            safe="*/",
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def describe(settings: Settings, name: str) -> str:
+    """The value of one setting as ``config check`` shows it: never a secret."""
+    value = getattr(settings, name)
+    if isinstance(value, SecretStr):
+        if value.get_secret_value():
+            return f"{MASK} (set, {len(value.get_secret_value())} characters)"
+        return "(empty)"
+    if value is None:
+        if name == "secret_key":
+            if not settings.is_development():
+                return "(not set)"
+            kept = settings.data_dir / SECRET_FILE
+            state = "kept in" if kept.exists() else "generated at start in"
+            return f"(not set: development, {state} {kept})"
+        if name == "database_url":
+            return f"(not set: embedded SQLite {settings.effective_database_url()[10:]})"
+        return "(not set)"
+    if name in _URL_SETTINGS:
+        return mask_url(str(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if value == "":
+        return "(empty)"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _validation_problems(error: ValidationError) -> list[str]:
+    # Never the input: a malformed value may be a secret.
+    return [
+        f"DEVICELINK_{'_'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+
+
+@click.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+@click.option("--host", default="127.0.0.1", show_default=True, help="As given to serve.")
+@click.option("--port", default=8000, show_default=True, type=int, help="As given to serve.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="As given to serve [env: DEVICELINK_DATA_DIR].",
+)
+def config_check(host: str, port: int, data_dir: Path | None) -> None:
+    """Print the effective configuration (secrets masked) and exit non-zero, with the
+    problems, when `devicelink serve` would refuse it."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _refuse(_validation_problems(exc))
+        return
+    updates: dict[str, object] = {}
+    if data_dir is not None:
+        updates["data_dir"] = data_dir
+    public_url_note = ""
+    if not settings.public_url:
+        shown = f"[{host}]" if ":" in host else host
+        updates["public_url"] = f"http://{shown}:{port}"
+        public_url_note = " (not set: the listening address, as serve does)"
+    if updates:
+        settings = settings.model_copy(update=updates)
+    explicit = settings.model_fields_set
+    width = max(len(name) for name in Settings.model_fields) + len("DEVICELINK_")
+    for name in Settings.model_fields:
+        variable = f"DEVICELINK_{name.upper()}"
+        note = ""
+        if name == "public_url":
+            note = public_url_note
+        elif name not in explicit and getattr(settings, name) is not None:
+            note = " (default)"
+        click.echo(f"{variable:<{width}}  {describe(settings, name)}{note}")
+    click.echo(f"{'development':<{width}}  {'yes' if settings.is_development() else 'no'}")
+    try:
+        settings.check()
+    except ConfigurationError as exc:
+        click.echo("", err=True)
+        click.echo(f"devicelink: {exc}", err=True)
+        sys.exit(1)
+    click.echo("\nconfiguration OK: devicelink serve would start with it")
+
+
+def _refuse(problems: list[str]) -> None:
+    click.echo("devicelink: refusing to start:\n  - " + "\n  - ".join(problems), err=True)
+    sys.exit(1)

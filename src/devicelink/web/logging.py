@@ -1,0 +1,187 @@
+"""Structured logs for ``devicelink serve``, and the one access-log line per request.
+
+:func:`configure_logging` sends every standard-library logger (devicelink's own
+``logging.getLogger(...)`` calls, uvicorn's, Alembic's) through one structlog formatter:
+one JSON object per line (``DEVICELINK_LOG_FORMAT=json``, the default when standard
+error is not a terminal) or a console rendering for a person.
+
+:class:`AccessLogMiddleware` writes one line per request: method, path, status, duration
+in milliseconds, request id and client address (as uvicorn sees it through the trusted
+proxies). What is never logged: request bodies, query strings (the query of
+``verification_uri_complete`` carries the user code), headers (``Authorization``,
+``Cookie``), and local variables in tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+ACCESS_LOGGER = "devicelink.access"
+_HANDLER_NAME = "devicelink-structlog"
+
+# Loggers that could write request data (URLs, SQL parameters, form parts) when verbose:
+# never below WARNING, whatever DEVICELINK_LOG_LEVEL says.
+_QUIET = ("httpx", "httpcore", "sqlalchemy", "multipart", "python_multipart", "asyncio")
+
+
+_pid = os.getpid()
+
+
+def _add_pid(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    # Which worker wrote the line. Cached: a system call per line is measurable.
+    event_dict["pid"] = _pid
+    return event_dict
+
+
+_SHARED: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    _add_pid,
+]
+
+
+def resolve_format(value: str | None, stream: TextIO | None = None) -> str:
+    """``json`` or ``console``: the setting, else json unless ``stream`` is a terminal."""
+    if value:
+        return value.lower()
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return "console" if stream.isatty() else "json"
+    except (AttributeError, ValueError):
+        return "json"
+
+
+def configure_logging(log_format: str | None = None, level: str = "info") -> str:
+    """Route all logging through structlog to standard error; the format chosen.
+
+    Idempotent: calling it again (each uvicorn worker does, in its own process)
+    replaces the handler it installed before."""
+    global _pid
+    _pid = os.getpid()
+    # The records' own process and thread fields are never shown: skip their lookups
+    # (the logging documentation's advice for a hot path).
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    chosen = resolve_format(log_format)
+    renderer: list[Processor]
+    if chosen == "json":
+        renderer = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        # plain_traceback: the default rich traceback would print local variables.
+        renderer = [
+            structlog.dev.ConsoleRenderer(
+                colors=resolve_format(None) == "console",  # colours on a terminal only
+                exception_formatter=structlog.dev.plain_traceback,
+            )
+        ]
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if existing.get_name() == _HANDLER_NAME:
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    numeric = logging.getLevelName(level.upper())
+    root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # Ours is the access log: uvicorn's would repeat each request, query string included.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    for name in _QUIET:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    return chosen
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger writing through the standard-library logger ``name``.
+
+    It does not depend on :func:`configure_logging` having run: inside a test or a host
+    application its records go to whatever handlers the standard library has."""
+    return structlog.wrap_logger(
+        logging.getLogger(name),
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+
+
+class AccessLogMiddleware:
+    """One log line per HTTP request, written when the response is complete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = get_logger(ACCESS_LOGGER)
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # isEnabledFor is cached by the logging module: next to free when the level
+        # (DEVICELINK_LOG_LEVEL=warning) turns the access log off.
+        if scope["type"] != "http" or not self._logger.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        request_id: str | None = None
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status, request_id
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for name, value in message.get("headers", ()):
+                    if name == b"x-request-id":
+                        request_id = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except BaseException:
+            status = status or 500
+            raise
+        finally:
+            client = scope.get("client")
+            self.log.info(
+                "request",
+                method=scope.get("method"),
+                # The path only: a query string may hold a user code.
+                path=scope.get("path"),
+                status=status or 500,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                request_id=request_id or scope.get("state", {}).get("request_id"),
+                client_ip=client[0] if client else None,
+            )
