@@ -14,10 +14,12 @@ proxies). What is never logged: request bodies, query strings (the query of
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -33,6 +35,10 @@ _QUIET = ("httpx", "httpcore", "sqlalchemy", "multipart", "python_multipart", "a
 
 
 _pid = os.getpid()
+# The access log's own writer when the format is JSON: one json.dumps and one write per
+# request instead of the whole structlog and logging pipeline (which cost about 15 % of
+# the server's time on the token poll). Same keys as every other line.
+_fast_access_stream: TextIO | None = None
 
 
 def _add_pid(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -66,7 +72,7 @@ def configure_logging(log_format: str | None = None, level: str = "info") -> str
 
     Idempotent: calling it again (each uvicorn worker does, in its own process)
     replaces the handler it installed before."""
-    global _pid
+    global _pid, _fast_access_stream
     _pid = os.getpid()
     # The records' own process and thread fields are never shown: skip their lookups
     # (the logging documentation's advice for a hot path).
@@ -108,6 +114,7 @@ def configure_logging(log_format: str | None = None, level: str = "info") -> str
         if existing.get_name() == _HANDLER_NAME:
             root.removeHandler(existing)
     root.addHandler(handler)
+    _fast_access_stream = sys.stderr if chosen == "json" else None
     numeric = logging.getLevelName(level.upper())
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
@@ -123,6 +130,13 @@ def configure_logging(log_format: str | None = None, level: str = "info") -> str
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
     return chosen
+
+
+def _root_is_ours() -> bool:
+    """The fast access-log writer only stands in for configure_logging's own handler
+    (under pytest's log capture, say, the records must go through logging)."""
+    handlers = logging.getLogger().handlers
+    return len(handlers) == 1 and handlers[0].get_name() == _HANDLER_NAME
 
 
 def get_logger(name: str) -> Any:
@@ -175,13 +189,40 @@ class AccessLogMiddleware:
             raise
         finally:
             client = scope.get("client")
-            self.log.info(
-                "request",
-                method=scope.get("method"),
-                # The path only: a query string may hold a user code.
-                path=scope.get("path"),
-                status=status or 500,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                request_id=request_id or scope.get("state", {}).get("request_id"),
-                client_ip=client[0] if client else None,
-            )
+            stream = _fast_access_stream
+            if stream is not None and self._logger.handlers == [] and _root_is_ours():
+                stream.write(
+                    json.dumps(
+                        {
+                            "method": scope.get("method"),
+                            "path": scope.get("path"),
+                            "status": status or 500,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                            "request_id": request_id or scope.get("state", {}).get("request_id"),
+                            "client_ip": client[0] if client else None,
+                            "event": "request",
+                            "level": "info",
+                            "logger": ACCESS_LOGGER,
+                            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                            "pid": _pid,
+                        }
+                    )
+                    + "\n"
+                )
+            else:
+                self._log_through_structlog(scope, status, started, request_id)
+
+    def _log_through_structlog(
+        self, scope: Scope, status: int, started: float, request_id: str | None
+    ) -> None:
+        client = scope.get("client")
+        self.log.info(
+            "request",
+            method=scope.get("method"),
+            # The path only: a query string may hold a user code.
+            path=scope.get("path"),
+            status=status or 500,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            request_id=request_id or scope.get("state", {}).get("request_id"),
+            client_ip=client[0] if client else None,
+        )
