@@ -50,10 +50,10 @@ def create_engine_for_url(url: str, **kwargs: Any) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     if "poolclass" not in kwargs:
-        # Enough steady connections for a process's concurrent requests: overflow
-        # connections are opened and closed per burst, which costs more than they save.
-        kwargs.setdefault("pool_size", 20)
-        kwargs.setdefault("max_overflow", 10)
+        # Steady connections for the cold paths (the hot path has its own asyncpg pool
+        # of 10): several processes on one PostgreSQL stay well under max_connections.
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 5)
         kwargs.setdefault("pool_timeout", 10)
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("timeout", 10)

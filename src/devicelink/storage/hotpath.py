@@ -71,7 +71,7 @@ class AsyncpgHotPath:
         self._pool = pool
 
     @classmethod
-    async def connect(cls, url: str, *, max_size: int = 20) -> AsyncpgHotPath:
+    async def connect(cls, url: str, *, max_size: int = 10) -> AsyncpgHotPath:
         pool = await asyncpg.create_pool(
             asyncpg_dsn(url),
             min_size=1,
