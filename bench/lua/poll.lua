@@ -1,7 +1,14 @@
 -- Token poll (RFC 8628 section 3.4) over a pool of distinct pending device codes.
---   wrk ... -s poll.lua http://host:port/oauth/device/token -- CODES_FILE THREADS OFFSETS [CLIENT_ID]
+--   wrk ... -s poll.lua http://host:port/oauth/device/token -- CODES_FILE THREADS OFFSETS [CLIENT_ID [DELAY_MS]]
 -- CODES_FILE: one device code a line. THREADS: wrk's -t. OFFSETS: "o0,o1,...", where
 -- each thread starts in its slice (so consecutive runs continue where the last stopped).
+-- CLIENT_ID: the public client the codes were issued to (default devicelink-cli).
+-- DELAY_MS: when above 0, each connection waits that long after every answer before its
+-- next request (wrk's delay() hook). Only the smoke mode uses it, to poll a tiny pool
+-- slowly enough that no code is polled twice within its interval.
+--
+-- The same script serves the slow_down scenario: a pool of a few codes, polled as fast
+-- as possible, so every poll comes before the code's interval has passed.
 --
 -- Thread i owns the i-th slice of the pool and walks it round-robin, so a code is polled
 -- again only after the thread has polled every other code of its slice: with N codes
@@ -27,6 +34,11 @@ issued = 0
 function init(args)
    local path, nthreads, offsets = args[1], tonumber(args[2]), args[3] or ""
    local client_id = args[4] or "devicelink-cli"
+   local delay_ms = tonumber(args[5] or "0") or 0
+   if delay_ms > 0 then
+      -- wrk looks for a global delay() after init() has run in the first thread.
+      delay = function() return delay_ms end
+   end
    local codes = {}
    for line in io.lines(path) do
       if #line > 0 then codes[#codes + 1] = line end

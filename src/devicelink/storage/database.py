@@ -128,7 +128,9 @@ class SqlStore:
         begin = self.engine.begin()
         try:
             connection = await begin.__aenter__()
-        except _CONNECT_FAILURES as exc:
+        except (*_CONNECT_FAILURES, DBAPIError) as exc:
+            # Any failure to connect, "the database system is shutting down" included
+            # (SQLSTATE 57P03, which SQLAlchemy wraps as a plain DBAPIError).
             raise StorageUnavailable(type(exc).__name__) from exc
         try:
             yield SqlTransaction(connection)
@@ -151,7 +153,7 @@ class SqlStore:
         try:
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except (*_UNAVAILABLE, DBAPIError) as exc:
+        except (*_CONNECT_FAILURES, DBAPIError) as exc:
             raise StorageUnavailable(type(exc).__name__) from exc
 
     async def dispose(self) -> None:

@@ -15,6 +15,17 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from devicelink.core.models import ApiKey, PendingPoll, User
+from devicelink.core.ports import StorageUnavailable
+
+# What asyncpg raises when PostgreSQL is down, restarting or unreachable (SQLSTATE
+# classes 08 and 57), and what the driver raises for a connection it lost.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+)
 
 _POLL = """
 WITH cur AS (
@@ -91,15 +102,21 @@ class AsyncpgHotPath:
         slow_down_step: int,
         max_interval: int,
     ) -> PendingPoll | None:
-        row = await self._pool.fetchrow(
-            _POLL, device_code_hash, client_id, now, slow_down_step, max_interval
-        )
+        try:
+            row = await self._pool.fetchrow(
+                _POLL, device_code_hash, client_id, now, slow_down_step, max_interval
+            )
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
         if row is None:
             return None
         return PendingPoll(interval=row[0], too_fast=row[1])
 
     async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
-        row = await self._pool.fetchrow(_KEY, key_hash)
+        try:
+            row = await self._pool.fetchrow(_KEY, key_hash)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
         if row is None:
             return None
         key = ApiKey(

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from devicelink.core.errors import InvalidToken, OAuthError, TemporarilyUnavailable
+from devicelink.core.errors import InvalidToken, OAuthError, ServerError, TemporarilyUnavailable
 from devicelink.core.ports import StorageUnavailable
 from devicelink.service.clients import ClientCredentials
 from devicelink.web.api import describe_owner
@@ -91,6 +91,8 @@ class FastPathMiddleware:
             response = oauth_error_response(
                 TemporarilyUnavailable("the database is unavailable"), html=False
             )
+        except Exception as exc:  # noqa: BLE001 - answer in the protocol's format, always
+            response = _unexpected(scope, exc)
         await response(scope, receive, send)
 
     async def _me(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,7 +119,23 @@ class FastPathMiddleware:
             response = oauth_error_response(
                 TemporarilyUnavailable("the database is unavailable"), html=False
             )
+        except Exception as exc:  # noqa: BLE001 - answer in the protocol's format, always
+            response = _unexpected(scope, exc)
         await response(scope, receive, send)
+
+
+def _unexpected(scope: Scope, exc: Exception) -> Response:
+    """As :class:`devicelink.web.errors.DeviceLinkRoute` does: the detail to the log
+    under the request id, a plain ``server_error`` to the client."""
+    log.error(
+        "unhandled %s on %s %s (request %s)",
+        type(exc).__name__,
+        scope.get("method"),
+        scope.get("path"),
+        scope.get("state", {}).get("request_id", "-"),
+        exc_info=exc,
+    )
+    return oauth_error_response(ServerError(), html=False)
 
 
 def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:
