@@ -27,6 +27,10 @@ from devicelink.web.app import create_app
 from devicelink.web.runtime import Runtime
 from devicelink.web.settings import Settings
 
+# At the end of the session no code or key the tests handled may be found in clear in the
+# logs or the databases (tests/secrets_audit.py).
+pytest_plugins = ["secrets_audit"]
+
 ADMIN_POSTGRES_URL = os.environ.get(
     "DEVICELINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -10,6 +10,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from devicelink.web.errors import SECURITY_HEADERS
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+MAX_HEADER_BYTES = 32 * 1024
+_TOO_LARGE = b'{"error":"invalid_request","error_description":"the request headers are too large"}'
+
+
+async def _too_large_headers(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 431,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_TOO_LARGE)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _TOO_LARGE})
 
 
 class RequestIdMiddleware:
@@ -23,12 +41,17 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = None
+        header_bytes = 0
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            header_bytes += len(name) + len(value)
+            if name == b"x-request-id" and request_id is None:
                 candidate = value.decode("latin-1")
                 if _VALID_REQUEST_ID.match(candidate):
                     request_id = candidate
-                break
+        if header_bytes > MAX_HEADER_BYTES:
+            # The HTTP parser accepts headers of any size: refuse them here (RFC 6585).
+            await _too_large_headers(send)
+            return
         if request_id is None:
             request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id

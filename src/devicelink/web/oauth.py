@@ -49,7 +49,7 @@ def client_credentials(request: Request, form: dict[str, str]) -> ClientCredenti
         try:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
             raw_id, sep, raw_secret = decoded.partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII base64 text too
             raise InvalidClient("malformed Basic credentials") from None
         if not sep:
             raise InvalidClient("malformed Basic credentials")

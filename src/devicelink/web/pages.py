@@ -21,7 +21,7 @@ from devicelink.core.codes import normalise_user_code
 from devicelink.core.lifecycle import Verdict
 from devicelink.core.models import ApiKey
 from devicelink.core.ports import LoginFailed
-from devicelink.service.device_flow import Actor
+from devicelink.service.device_flow import Actor, Review
 from devicelink.service.sessions import OpenSession
 from devicelink.web.errors import PageRoute
 from devicelink.web.forms import read_body
@@ -281,6 +281,21 @@ async def login_submit(request: Request) -> Response:
         return to_login(request, next_path)
     username = form.get("username", "").strip()
     ip = client_ip(request) or "-"
+    async with rt.limiter.serialized(("login-ip", ip), ("login-user", username.lower())):
+        return await _sign_in(request, rt, session, form, username, ip, next_path)
+
+
+async def _sign_in(
+    request: Request,
+    rt: Runtime,
+    session: OpenSession,
+    form: dict[str, str],
+    username: str,
+    ip: str,
+    next_path: str,
+) -> Response:
+    """Check the limits, verify the password, count a failure: one step per limit key."""
+    assert rt.local_accounts is not None
     limit = rt.login_limit
     for key in (("login-ip", ip), ("login-user", username.lower())):
         if not await rt.limiter.allows(limit, *key):
@@ -443,18 +458,10 @@ def _limit_key(scope: str, session: OpenSession, ip: str) -> tuple[str, str]:
     return (scope, str(session.user.id))
 
 
-@router.post(VERIFY_PATH)
-async def verify_submit(request: Request) -> Response:
-    rt = runtime(request)
-    session = await current_session(request)
-    form = await read_page_form(request, rt)
-    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
-        return forbidden(request, session)
-    assert session is not None
-    if session.user is None:
-        return to_login(request, href(request, VERIFY_PATH))
-    typed = form.get("user_code", "")[:64]
-    ip = client_ip(request) or "-"
+async def _enter_code(
+    request: Request, rt: Runtime, session: OpenSession, typed: str, ip: str
+) -> Review | Response:
+    """Check the limits, look the code up, count a failure: one step per limit key."""
     wait = await _limited(rt, session, ip)
     if wait is not None:
         rt.metrics.refusals.labels("code_entry").inc()
@@ -482,6 +489,27 @@ async def verify_submit(request: Request) -> Response:
             user_code=typed,
             error="That code is not valid. Check the code shown on your device and try again.",
         )
+    return review
+
+
+@router.post(VERIFY_PATH)
+async def verify_submit(request: Request) -> Response:
+    rt = runtime(request)
+    session = await current_session(request)
+    form = await read_page_form(request, rt)
+    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
+        return forbidden(request, session)
+    assert session is not None
+    if session.user is None:
+        return to_login(request, href(request, VERIFY_PATH))
+    typed = form.get("user_code", "")[:64]
+    ip = client_ip(request) or "-"
+    keys = [("code", *_limit_key(scope, session, ip)) for scope in rt.code_entry_limits]
+    async with rt.limiter.serialized(*keys):
+        outcome = await _enter_code(request, rt, session, typed, ip)
+    if isinstance(outcome, Response):
+        return outcome
+    review = outcome
     normalised = normalise_user_code(typed)
     assert normalised is not None and review.authorization is not None
     data = dict(session.record.data)

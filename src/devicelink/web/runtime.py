@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -72,6 +73,35 @@ class RateLimiter:
         self._local = MovingWindowRateLimiter(storage_from_string("async+memory://"))
         self._shared_down_until = 0.0
         self._on_fallback = on_fallback
+        self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def serialized(self, *keys: tuple[str, ...]) -> AsyncIterator[None]:
+        """Check, act and count as one step for these keys, in this process.
+
+        Limits count failures, and a failure is only known after the lookup: without
+        this, guesses sent at the same moment would all pass the check before any of
+        them is counted. Across processes the overshoot is at most one attempt per
+        other process. Locks are taken in a fixed order and dropped when unused."""
+        ordered = sorted(set(keys))
+        for key in ordered:
+            lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        acquired: list[tuple[str, ...]] = []
+        try:
+            for key in ordered:
+                await self._locks[key][0].acquire()
+                acquired.append(key)
+            yield
+        finally:
+            for key in reversed(acquired):
+                self._locks[key][0].release()
+            for key in ordered:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
     async def aclose(self) -> None:
         """Close the Redis connections (``limits`` offers no close of its own)."""
