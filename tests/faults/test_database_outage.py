@@ -398,6 +398,9 @@ def test_requests_after_a_quiet_restart_work_after_at_most_one_retry(
             for _ in range(3)
         ]
     statuses = [answer.status_code for answer in answers]
-    assert statuses in ([200, 200, 200], [503, 200, 200]), [a.text for a in answers]
-    if statuses[0] == 503:
-        assert_temporarily_unavailable(answers[0])
+    # Which request meets the first dead connection depends on the pool's order; the
+    # first such error invalidates the whole pool, so there is at most one.
+    assert set(statuses) <= {200, 503} and statuses.count(503) <= 1, [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code == 503:
+            assert_temporarily_unavailable(answer)
