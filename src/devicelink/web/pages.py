@@ -193,6 +193,23 @@ async def read_page_form(request: Request, rt: Runtime) -> dict[str, str]:
     return fields
 
 
+async def checked_post(
+    request: Request,
+) -> tuple[Runtime, OpenSession, dict[str, str]] | Response:
+    """Every page's post: its session and form, once the CSRF token and the same-origin
+    check pass; otherwise the 403 page, and nothing changes."""
+    rt = runtime(request)
+    session = await current_session(request)
+    form = await read_page_form(request, rt)
+    if (
+        session is None
+        or not same_origin(request, rt)
+        or not rt.sessions.check_csrf(session, form.get("csrf_token"))
+    ):
+        return forbidden(request, session)
+    return rt, session, form
+
+
 def forbidden(request: Request, session: OpenSession | None) -> HTMLResponse:
     return render(
         request,
@@ -270,12 +287,10 @@ async def login_page(request: Request) -> Response:
 
 @router.post(LOGIN_PATH)
 async def login_submit(request: Request) -> Response:
-    rt = runtime(request)
-    session = await current_session(request)
-    form = await read_page_form(request, rt)
-    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
-        return forbidden(request, session)
-    assert session is not None
+    posted = await checked_post(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, session, form = posted
     next_path = safe_next(form.get(_NEXT), rt.base_path)
     if rt.local_accounts is None:
         return to_login(request, next_path)
@@ -405,12 +420,10 @@ async def oidc_callback(request: Request) -> Response:
 
 @router.post(LOGOUT_PATH)
 async def logout(request: Request) -> Response:
-    rt = runtime(request)
-    session = await current_session(request)
-    form = await read_page_form(request, rt)
-    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
-        return forbidden(request, session)
-    assert session is not None
+    posted = await checked_post(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, session, form = posted
     await rt.sessions.sign_out(session)
     response = render(
         request,
@@ -494,12 +507,10 @@ async def _enter_code(
 
 @router.post(VERIFY_PATH)
 async def verify_submit(request: Request) -> Response:
-    rt = runtime(request)
-    session = await current_session(request)
-    form = await read_page_form(request, rt)
-    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
-        return forbidden(request, session)
-    assert session is not None
+    posted = await checked_post(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, session, form = posted
     if session.user is None:
         return to_login(request, href(request, VERIFY_PATH))
     typed = form.get("user_code", "")[:64]
@@ -600,12 +611,10 @@ _OTHER_RESULTS: dict[Verdict, tuple[str, str, str, int]] = {
 
 @router.post(DECIDE_PATH)
 async def decide(request: Request) -> Response:
-    rt = runtime(request)
-    session = await current_session(request)
-    form = await read_page_form(request, rt)
-    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
-        return forbidden(request, session)
-    assert session is not None
+    posted = await checked_post(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, session, form = posted
     if session.user is None:
         return to_login(request, href(request, VERIFY_PATH))
     action = form.get("action")
@@ -695,12 +704,10 @@ async def _render_devices(
 
 @router.post(DEVICES_PATH)
 async def devices_revoke(request: Request) -> Response:
-    rt = runtime(request)
-    session = await current_session(request)
-    form = await read_page_form(request, rt)
-    if not same_origin(request, rt) or not rt.sessions.check_csrf(session, form.get("csrf_token")):
-        return forbidden(request, session)
-    assert session is not None
+    posted = await checked_post(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, session, form = posted
     if session.user is None:
         return login_redirect(request)
     if form.get("revoke") == "all":
