@@ -8,7 +8,7 @@ from datetime import datetime
 from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
 from devicelink.core.ports import KeyIssuer, Store
 from devicelink.service.clock import Clock, utc_now
-from devicelink.service.keys import StoredKeyIssuer
+from devicelink.service.keys import StoredKeyIssuer, revoke_key
 
 
 class NotFound(Exception):
@@ -45,22 +45,17 @@ class AdminService:
             key = await tx.api_keys.get(key_id)
             if key is None:
                 raise NotFound(f"no key with id {key_id}")
-            if not await tx.api_keys.revoke(key.id, now=now):
-                return False
-            await self._issuer.revoke(tx, key=key, now=now)
             owner = await tx.users.get(key.user_id)
-            await tx.audit.record(
-                AuditEvent(
-                    kind=AuditKind.REVOKED,
-                    occurred_at=now,
-                    user_id=key.user_id,
-                    username=owner.username if owner else None,
-                    client_id=key.client_id,
-                    device_authorization_id=key.device_authorization_id,
-                    api_key_id=key.id,
-                    detail=f"revoked by {actor}",
-                )
-            )
+            if not await revoke_key(
+                tx,
+                self._issuer,
+                key,
+                owner_name=owner.username if owner else None,
+                now=now,
+                ip=None,
+                detail=f"revoked by {actor}",
+            ):
+                return False
         return True
 
     async def disable_user(self, username: str, *, actor: str = "an administrator") -> bool:

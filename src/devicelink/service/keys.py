@@ -59,6 +59,37 @@ class StoredKeyIssuer:
         """Nothing beyond devicelink's own row, which the caller marks revoked."""
 
 
+async def revoke_key(
+    tx: Transaction,
+    issuer: KeyIssuer,
+    key: ApiKey,
+    *,
+    owner_name: str | None,
+    now: datetime,
+    ip: str | None,
+    detail: str,
+) -> bool:
+    """Revoke one key everywhere, in the caller's transaction: devicelink's row (a
+    compare-and-set), the issuer's copy, and the audit line. False when it already was."""
+    if not await tx.api_keys.revoke(key.id, now=now):
+        return False
+    await issuer.revoke(tx, key=key, now=now)
+    await tx.audit.record(
+        AuditEvent(
+            kind=AuditKind.REVOKED,
+            occurred_at=now,
+            user_id=key.user_id,
+            username=owner_name,
+            client_id=key.client_id,
+            device_authorization_id=key.device_authorization_id,
+            api_key_id=key.id,
+            ip=ip,
+            detail=detail,
+        )
+    )
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class KeyOwner:
     key: ApiKey
@@ -103,24 +134,15 @@ class KeyService:
             if key.client_id != client.client_id:
                 # Section 2.1: the server verifies the token was issued to this client.
                 raise UnauthorizedClient("this key was issued to another client")
-            now = self._clock()
-            if await tx.api_keys.revoke(key.id, now=now):
-                await self._issuer.revoke(tx, key=key, now=now)
-                await tx.audit.record(
-                    AuditEvent(
-                        kind=AuditKind.REVOKED,
-                        occurred_at=now,
-                        user_id=key.user_id,
-                        username=_owner.username,
-                        client_id=key.client_id,
-                        device_authorization_id=key.device_authorization_id,
-                        api_key_id=key.id,
-                        ip=ip,
-                        detail="revoked by the client (RFC 7009)",
-                    )
-                )
-                return True
-        return False
+            return await revoke_key(
+                tx,
+                self._issuer,
+                key,
+                owner_name=_owner.username,
+                now=self._clock(),
+                ip=ip,
+                detail="revoked by the client (RFC 7009)",
+            )
 
     async def keys_of(self, user_id: int) -> list[ApiKey]:
         """The user's keys, newest first, revoked and expired ones included."""
@@ -139,22 +161,16 @@ class KeyService:
             for key in await tx.api_keys.list_for_user(user.id):
                 if key_ids is not None and key.id not in key_ids:
                     continue
-                if await tx.api_keys.revoke(key.id, now=now):
-                    await self._issuer.revoke(tx, key=key, now=now)
+                if await revoke_key(
+                    tx,
+                    self._issuer,
+                    key,
+                    owner_name=user.username,
+                    now=now,
+                    ip=ip,
+                    detail="revoked by its owner",
+                ):
                     revoked += 1
-                    await tx.audit.record(
-                        AuditEvent(
-                            kind=AuditKind.REVOKED,
-                            occurred_at=now,
-                            user_id=user.id,
-                            username=user.username,
-                            client_id=key.client_id,
-                            device_authorization_id=key.device_authorization_id,
-                            api_key_id=key.id,
-                            ip=ip,
-                            detail="revoked by its owner",
-                        )
-                    )
         return revoked
 
     async def introspect(self, creds: ClientCredentials, presented: str) -> KeyOwner | None:
