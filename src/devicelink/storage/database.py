@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from devicelink.core.ports import StorageUnavailable
@@ -105,8 +105,10 @@ class SqlTransaction:
         self.audit = SqlAuditLog(connection)
 
 
-# Raised by SQLAlchemy when the database is gone or does not answer.
-_UNAVAILABLE = (OperationalError, InterfaceError)
+# Raised by SQLAlchemy when the database is gone or does not answer. InternalError
+# too: asyncpg's "cannot switch to state ...; another operation is in progress" on a
+# connection the outage broke mid-statement arrives as one.
+_UNAVAILABLE = (OperationalError, InterfaceError, InternalError)
 # Raised by the drivers while connecting (asyncpg lets these through unwrapped).
 _CONNECT_FAILURES = (*_UNAVAILABLE, OSError, TimeoutError)
 
