@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from devicelink.core import lifecycle
 from devicelink.core.models import Client, NewApiKey, NewDeviceAuthorization, Status
@@ -208,3 +209,112 @@ async def test_concurrent_polls_of_one_code_are_judged_one_after_the_other(pg) -
         45,
         50,
     ]
+
+
+# --- device authorization in one statement -------------------------------------------
+
+START_CASES = {
+    "the client's scopes": dict(client="public", requested=None, granted=("api",)),
+    "a scope it may have": dict(client="public", requested=("api",), granted=("api",)),
+    "no scope at all": dict(client="public", requested=(), granted=()),
+    "a scope it may not have": dict(client="public", requested=("admin",), granted=None),
+    "one scope too many": dict(client="public", requested=("api", "admin"), granted=None),
+    "a confidential client": dict(client="secret", requested=None, granted=None),
+    "an unknown client": dict(client="nobody", requested=None, granted=None),
+}  # fmt: skip
+
+
+def new_flow(client_id: str, device: str = "d", user: str = "u") -> NewDeviceAuthorization:
+    return NewDeviceAuthorization(
+        device_code_hash=digest(device),
+        user_code_hash=digest(user),
+        client_id=client_id,
+        scope=(),
+        created_at=T0,
+        expires_at=T0 + timedelta(seconds=600),
+        interval=5,
+        request_ip="203.0.113.9",
+        user_agent="cli/1.0",
+    )
+
+
+async def _stored(store: SqlStore) -> tuple[list[object], list[object]]:
+    async with store.engine.connect() as conn:
+        flows = list(
+            await conn.exec_driver_sql(
+                "SELECT device_code_hash, user_code_hash, client_id, scope, status, created_at,"
+                " expires_at, interval, request_ip, user_agent, last_polled_at, user_id"
+                " FROM device_authorizations ORDER BY id"
+            )
+        )
+        events = list(
+            await conn.exec_driver_sql(
+                "SELECT event, occurred_at, client_id, device_authorization_id, ip, user_agent,"
+                " user_id FROM audit_events ORDER BY id"
+            )
+        )
+    return flows, events
+
+
+@pytest.mark.rfc("8628", "3.1")
+@pytest.mark.parametrize("case", list(START_CASES), ids=list(START_CASES))
+async def test_start_in_one_statement_agrees_with_the_full_path(pg, case: str) -> None:
+    """The same clients and scopes the full path accepts, the same rows it writes (the
+    flow and its flow_started event); anything else stores nothing."""
+    store, hot = pg
+    spec = START_CASES[case]
+    granted = await hot.start_flow(new_flow(spec["client"]), requested_scope=spec["requested"])
+    assert granted == spec["granted"]
+    flows, events = await _stored(store)
+    if granted is None:
+        assert (flows, events) == ([], [])
+        return
+    # The full path (the repositories) writing the same flow, for comparison.
+    async with store.transaction() as tx:
+        client = await tx.clients.get(spec["client"])
+        assert client is not None
+        assert lifecycle.granted_scope(spec["requested"], client.scopes) == granted
+        full = await tx.device_authorizations.add(
+            NewDeviceAuthorization(
+                **{**vars_of(new_flow(spec["client"], "d2", "u2")), "scope": granted}
+            )
+        )
+    flows, events = await _stored(store)
+    assert len(flows) == 2
+    assert flows[0][2:] == flows[1][2:]  # all but the code hashes
+    assert (flows[0][0], flows[0][1]) == (digest("d"), digest("u"))
+    assert flows[0][4] == "pending"
+    assert len(events) == 1
+    async with store.engine.connect() as conn:
+        first_id = await conn.scalar(
+            text("SELECT id FROM device_authorizations WHERE device_code_hash = :h"),
+            {"h": digest("d")},
+        )
+    assert events[0] == (
+        "flow_started",
+        T0,
+        spec["client"],
+        first_id,
+        "203.0.113.9",
+        "cli/1.0",
+        None,
+    )
+    assert full.scope == granted
+
+
+@pytest.mark.parametrize("colliding", ["device code", "user code"])
+async def test_start_with_a_colliding_code_stores_nothing(pg, colliding: str) -> None:
+    store, hot = pg
+    assert await hot.start_flow(new_flow("public"), requested_scope=None) == ("api",)
+    before = await _stored(store)
+    again = (
+        new_flow("public", "d", "u2")
+        if colliding == "device code"
+        else new_flow("public", "d2", "u")
+    )
+    assert await hot.start_flow(again, requested_scope=None) is None
+    assert await _stored(store) == before
+
+
+def vars_of(new: NewDeviceAuthorization) -> dict[str, object]:
+    return {name: getattr(new, name) for name in new.__dataclass_fields__}

@@ -228,6 +228,18 @@ class HotPath(Protocol):
         Otherwise change nothing and return None."""
         ...
 
+    async def start_flow(
+        self,
+        new: NewDeviceAuthorization,
+        *,
+        requested_scope: tuple[str, ...] | None,
+    ) -> tuple[str, ...] | None:
+        """Store ``new`` as a pending flow, with its ``flow_started`` audit event, if
+        ``new.client_id`` is a public client that may have ``requested_scope`` (None: the
+        client's own scopes), and return the scope granted (``new.scope`` is ignored).
+        Otherwise, or when a code collides, store nothing and return None."""
+        ...
+
     async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None: ...
 
     async def close(self) -> None: ...

@@ -136,6 +136,23 @@ class DeviceFlowService:
         except ValueError:
             raise InvalidScope("scope is malformed") from None
         now = self._clock()
+        user_agent = (user_agent or None) and user_agent[:512]
+        client_id = creds.client_id or self._default_client_id
+        if (
+            self._hot_path is not None
+            and client_id is not None
+            and creds.client_secret is None
+            and is_client_id(client_id)
+        ):
+            # The common case, a public client, in one statement (the flow and its
+            # audit event); anything else (an unknown or confidential client, a scope
+            # it may not have, a code collision) stored nothing and takes the full path.
+            device_code, user_code, new = self._new_codes(
+                client_id, (), now, request_ip, user_agent
+            )
+            granted = await self._hot_path.start_flow(new, requested_scope=requested)
+            if granted is not None:
+                return self._started(device_code, user_code, granted)
         async with self._store.transaction() as tx:
             client = await self._clients.authenticate(tx, creds)
             try:
@@ -145,24 +162,11 @@ class DeviceFlowService:
                     f"this client may ask for: {' '.join(client.scopes) or 'no scope'}"
                 ) from None
             for _ in range(_CODE_ATTEMPTS):
-                device_code = new_device_code()
-                user_code = new_user_code()
-                normalised = normalise_user_code(user_code)
-                assert normalised is not None
+                device_code, user_code, new = self._new_codes(
+                    client.client_id, granted, now, request_ip, user_agent
+                )
                 try:
-                    added = await tx.device_authorizations.add(
-                        NewDeviceAuthorization(
-                            device_code_hash=self._hasher.device_code(device_code),
-                            user_code_hash=self._hasher.user_code(normalised),
-                            client_id=client.client_id,
-                            scope=granted,
-                            created_at=now,
-                            expires_at=self.policy.expires_at(now),
-                            interval=self.policy.interval,
-                            request_ip=request_ip,
-                            user_agent=(user_agent or None) and user_agent[:512],
-                        )
-                    )
+                    added = await tx.device_authorizations.add(new)
                 except DuplicateCode:
                     continue
                 await tx.audit.record(
@@ -175,14 +179,45 @@ class DeviceFlowService:
                         user_agent=user_agent,
                     )
                 )
-                return StartedFlow(
-                    device_code=device_code,
-                    user_code=user_code,
-                    expires_in=self.policy.code_lifetime,
-                    interval=self.policy.interval,
-                    scope=granted,
-                )
+                return self._started(device_code, user_code, granted)
         raise ServerError("could not allocate a unique code")
+
+    def _new_codes(
+        self,
+        client_id: str,
+        scope: tuple[str, ...],
+        now: datetime,
+        request_ip: str | None,
+        user_agent: str | None,
+    ) -> tuple[str, str, NewDeviceAuthorization]:
+        device_code = new_device_code()
+        user_code = new_user_code()
+        normalised = normalise_user_code(user_code)
+        assert normalised is not None
+        return (
+            device_code,
+            user_code,
+            NewDeviceAuthorization(
+                device_code_hash=self._hasher.device_code(device_code),
+                user_code_hash=self._hasher.user_code(normalised),
+                client_id=client_id,
+                scope=scope,
+                created_at=now,
+                expires_at=self.policy.expires_at(now),
+                interval=self.policy.interval,
+                request_ip=request_ip,
+                user_agent=user_agent,
+            ),
+        )
+
+    def _started(self, device_code: str, user_code: str, scope: tuple[str, ...]) -> StartedFlow:
+        return StartedFlow(
+            device_code=device_code,
+            user_code=user_code,
+            expires_in=self.policy.code_lifetime,
+            interval=self.policy.interval,
+            scope=scope,
+        )
 
     # --- RFC 8628 sections 3.4 and 3.5 -----------------------------------------------
 

@@ -4,7 +4,9 @@ SQLAlchemy keeps the schema, the migrations and every other path; here the state
 are written out once, prepared by asyncpg, and run without a unit of work around them.
 A pending poll is a single ``UPDATE ... FROM (SELECT ... FOR UPDATE) ... RETURNING``: it
 reads the record, applies the slow_down rule of RFC 8628 section 3.5 and writes the
-bookkeeping in one round trip, with the row locked so concurrent polls queue up.
+bookkeeping in one round trip, with the row locked so concurrent polls queue up. A device
+authorization is a single ``INSERT ... SELECT`` from the client's row, which checks the
+client and its scopes, with the audit event inserted by the same statement.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from devicelink.core.models import ApiKey, PendingPoll, User
+from devicelink.core.models import ApiKey, AuditKind, NewDeviceAuthorization, PendingPoll, User
 from devicelink.core.ports import StorageUnavailable
 
 # What asyncpg raises when PostgreSQL is down, restarting or unreachable (SQLSTATE
@@ -50,6 +52,32 @@ SET last_polled_at = $3::timestamptz,
 FROM cur
 WHERE d.id = cur.id
 RETURNING d.interval, cur.too_fast
+"""
+
+_START = """
+WITH c AS (
+    SELECT client_id, COALESCE($3::text, scopes) AS scope
+    FROM clients
+    WHERE client_id = $4
+      AND NOT confidential
+      AND ($3::text IS NULL
+           OR string_to_array(scopes, ' ') @> string_to_array($3::text, ' '))
+), d AS (
+    INSERT INTO device_authorizations
+        (device_code_hash, user_code_hash, client_id, scope, status, created_at,
+         expires_at, interval, request_ip, user_agent)
+    SELECT $1, $2, c.client_id, c.scope, 'pending', $5::timestamptz, $6::timestamptz,
+           $7::int, $8::text, $9::text
+    FROM c
+    ON CONFLICT DO NOTHING
+    RETURNING id, client_id, scope
+), a AS (
+    INSERT INTO audit_events (occurred_at, event, client_id, device_authorization_id, ip,
+                              user_agent)
+    SELECT $5::timestamptz, $10::text, d.client_id, d.id, $8::text, $9::text
+    FROM d
+)
+SELECT scope FROM d
 """
 
 _KEY = """
@@ -112,6 +140,32 @@ class AsyncpgHotPath:
         if row is None:
             return None
         return PendingPoll(interval=row[0], too_fast=row[1])
+
+    async def start_flow(
+        self,
+        new: NewDeviceAuthorization,
+        *,
+        requested_scope: tuple[str, ...] | None,
+    ) -> tuple[str, ...] | None:
+        try:
+            row = await self._pool.fetchrow(
+                _START,
+                new.device_code_hash,
+                new.user_code_hash,
+                None if requested_scope is None else " ".join(requested_scope),
+                new.client_id,
+                new.created_at,
+                new.expires_at,
+                new.interval,
+                new.request_ip,
+                new.user_agent,
+                AuditKind.FLOW_STARTED.value,
+            )
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+        if row is None:
+            return None
+        return tuple(row[0].split()) if row[0] else ()
 
     async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
         try:

@@ -47,13 +47,15 @@ def create_app(
         app.add_middleware(
             FastPathMiddleware,
             token_path=f"{prefix}/oauth/device/token",
+            authorize_path=f"{prefix}/oauth/device/authorize",
             me_path=f"{prefix}/api/me",
         )
     app.add_middleware(SecurityHeadersMiddleware, exempt_prefixes=("/docs",))
     app.add_middleware(
         LatencyMiddleware,
         known_paths=frozenset(
-            f"{component.prefix}{path}" for path in ("/oauth/device/token", "/api/me")
+            f"{component.prefix}{path}"
+            for path in ("/oauth/device/authorize", "/oauth/device/token", "/api/me")
         ),
     )
     app.add_middleware(RequestIdMiddleware)

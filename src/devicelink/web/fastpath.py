@@ -1,9 +1,11 @@
-"""The thin route for the two hot requests: a device's token poll and a CLI's /api/me.
+"""The thin route for the hot requests: a device's authorization and token poll, and a
+CLI's /api/me.
 
 Every waiting device polls every few seconds and every call a signed-in CLI makes
-checks a key, so these two skip the framework: a plain ASGI layer reads the small form
-or the bearer header itself and calls the same functions the FastAPI routes call
-(:func:`devicelink.web.oauth.answer_poll`, :func:`devicelink.web.api.describe_owner`).
+checks a key, so these skip the framework: a plain ASGI layer reads the small form or
+the bearer header itself and calls the same functions the FastAPI routes call
+(:func:`devicelink.web.oauth.answer_authorization`,
+:func:`devicelink.web.oauth.answer_poll`, :func:`devicelink.web.api.describe_owner`).
 Anything out of the ordinary (client authentication, an odd body, a form that does not
 parse) is handed to the full route untouched, which answers it as always. It sits inside
 the request-id and security-header middlewares, so its answers carry them too.
@@ -12,6 +14,7 @@ the request-id and security-header middlewares, so its answers carry them too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from starlette.responses import Response
@@ -23,30 +26,68 @@ from devicelink.service.clients import ClientCredentials
 from devicelink.web.api import describe_owner
 from devicelink.web.errors import oauth_error_response
 from devicelink.web.forms import FORM_MEDIA_TYPE, MAX_FIELDS
-from devicelink.web.oauth import answer_poll
+from devicelink.web.oauth import answer_authorization, answer_poll, check_start_limit
 from devicelink.web.runtime import Runtime
 
 log = logging.getLogger("devicelink.web")
 
 
+FormAnswer = Callable[[Runtime, dict[str, str], ClientCredentials, Scope], Awaitable[Response]]
+
+
+async def _poll(
+    rt: Runtime, form: dict[str, str], creds: ClientCredentials, scope: Scope
+) -> Response:
+    return await answer_poll(rt, form, creds, _ip(scope))
+
+
+async def _authorize(
+    rt: Runtime, form: dict[str, str], creds: ClientCredentials, scope: Scope
+) -> Response:
+    user_agent = None
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")
+            break
+    return await answer_authorization(rt, form, creds, _ip(scope), user_agent)
+
+
+def _ip(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
 class FastPathMiddleware:
-    def __init__(self, app: ASGIApp, *, token_path: str, me_path: str) -> None:
+    def __init__(self, app: ASGIApp, *, token_path: str, authorize_path: str, me_path: str) -> None:
         self.app = app
         self.token_path = token_path
+        self.authorize_path = authorize_path
         self.me_path = me_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path == self.token_path and scope["method"] == "POST":
-                await self._token(scope, receive, send)
+            method = scope["method"]
+            if path == self.token_path and method == "POST":
+                await self._form(scope, receive, send, _poll)
                 return
-            if path == self.me_path and scope["method"] == "GET":
+            if path == self.authorize_path and method == "POST":
+                await self._form(scope, receive, send, _authorize, limit_starts=True)
+                return
+            if path == self.me_path and method == "GET":
                 await self._me(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _token(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _form(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        answer: FormAnswer,
+        *,
+        limit_starts: bool = False,
+    ) -> None:
         rt: Runtime = scope["app"].state.devicelink
         limit = rt.settings.max_body_bytes
         content_type = b""
@@ -79,11 +120,14 @@ class FastPathMiddleware:
         if form is None:
             await self.app(scope, _replay([body], receive, None, False), send)
             return
-        client = scope.get("client")
         creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
         response: Response
         try:
-            response = await answer_poll(rt, form, creds, client[0] if client else None)
+            if limit_starts:
+                # Counted here, once the request is known to stay on this route: what
+                # goes to the full route is counted there.
+                await check_start_limit(rt, _ip(scope))
+            response = await answer(rt, form, creds, scope)
         except OAuthError as exc:
             response = oauth_error_response(exc, html=False)
         except StorageUnavailable as exc:

@@ -63,8 +63,16 @@ class Metrics:
             registry=r,
         )
 
+        # The children counted on every hot request, looked up once.
+        self.flows_started = self.flows.labels("started")
+        self._poll_answers = {
+            answer: self.polls.labels(answer)
+            for answer in ("authorization_pending", "slow_down", "issued")
+        }
+
     def poll_answered(self, answer: str) -> None:
-        self.polls.labels(answer).inc()
+        child = self._poll_answers.get(answer)
+        (child if child is not None else self.polls.labels(answer)).inc()
         if answer == "expired_token":
             self.flows.labels("expired").inc()
         elif answer == "issued":

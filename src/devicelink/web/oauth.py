@@ -339,20 +339,37 @@ async def device_authorization(request: Request) -> JSONResponse:
     """RFC 8628 sections 3.1 and 3.2: start a flow and hand out the two codes."""
     rt = runtime(request)
     ip = client_ip(request)
+    await check_start_limit(rt, ip)
+    form = await read_form(request, rt.settings.max_body_bytes)
+    return await answer_authorization(
+        rt, form, client_credentials(request, form), ip, request.headers.get("user-agent")
+    )
+
+
+async def check_start_limit(rt: Runtime, ip: str | None) -> None:
+    """The per-address limit on starting flows (checked before the body is read)."""
     if not await rt.limiter.hit(rt.start_limit, "start", ip or "-"):
         rt.metrics.refusals.labels("start").inc()
         raise RateLimited(
             "too many logins started from this address; try again later",
             retry_after=await rt.limiter.retry_after(rt.start_limit, "start", ip or "-"),
         )
-    form = await read_form(request, rt.settings.max_body_bytes)
+
+
+async def answer_authorization(
+    rt: Runtime,
+    form: dict[str, str],
+    creds: ClientCredentials,
+    ip: str | None,
+    user_agent: str | None,
+) -> JSONResponse:
+    """The device authorization endpoint's answer to a parsed form, once the rate limit
+    let it through (shared with the thin route of :mod:`devicelink.web.fastpath`);
+    raises the protocol errors."""
     started = await rt.flows.start(
-        client_credentials(request, form),
-        scope=form.get("scope"),
-        request_ip=ip,
-        user_agent=request.headers.get("user-agent"),
+        creds, scope=form.get("scope"), request_ip=ip, user_agent=user_agent
     )
-    rt.metrics.flows.labels("started").inc()
+    rt.metrics.flows_started.inc()
     verification_uri = f"{rt.settings.issuer}{VERIFY_PATH}"
     return JSONResponse(
         {

@@ -1,0 +1,170 @@
+"""The thin route (``DEVICELINK_FAST_PATH``, on by default) answers every request exactly
+as the full FastAPI route does: the device authorization, the token poll and /api/me,
+in the common case it takes and in every case it hands over.
+
+Each request goes to two apps on the same database, one with the thin route and one
+without; the status, the protocol headers and the body (secrets replaced by their shape)
+must be the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+HEADERS = ("content-type", "cache-control", "www-authenticate", "retry-after", "pragma")
+SHAPES = (
+    (re.compile(r"^[A-Za-z0-9_-]{43}$"), "<device code>"),
+    (re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$"), "<user code>"),
+    (re.compile(r"user_code=[A-Z-]+$"), "user_code=<user code>"),
+    (re.compile(r"^dlk_\w+$"), "<key>"),
+)
+
+
+def shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {name: shape(item) for name, item in value.items()}
+    if isinstance(value, str):
+        for pattern, replacement in SHAPES:
+            value = pattern.sub(replacement, value)
+    return value
+
+
+def seen(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    try:
+        body = shape(response.json())
+    except ValueError:
+        body = response.text
+    return (
+        response.status_code,
+        {name: response.headers[name] for name in HEADERS if name in response.headers},
+        body,
+    )
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+AUTHORIZE_REQUESTS: dict[str, dict[str, Any]] = {
+    "the default client": dict(data={"client_id": "devicelink-cli"}),
+    "no client_id (the default client)": dict(data={}, headers=FORM),
+    "a scope it may have": dict(data={"client_id": "devicelink-cli", "scope": "api"}),
+    "a scope it may not have": dict(data={"client_id": "devicelink-cli", "scope": "admin"}),
+    "a malformed scope": dict(data={"client_id": "devicelink-cli", "scope": 'a"b'}),
+    "an unknown client": dict(data={"client_id": "nobody"}),
+    "a client_id that cannot be one": dict(data={"client_id": "bad\u00e9id"}),
+    "a confidential client without its secret": dict(data={"client_id": "ci-bot"}),
+    "a confidential client, secret in the form": dict(
+        data={"client_id": "ci-bot", "client_secret": "s3cret"}
+    ),
+    "a confidential client, wrong secret": dict(
+        data={"client_id": "ci-bot", "client_secret": "wrong"}
+    ),
+    "a confidential client, HTTP Basic": dict(
+        data={}, headers={**FORM, **basic("ci-bot", "s3cret")}
+    ),
+    "a repeated parameter": dict(content=b"client_id=devicelink-cli&client_id=x", headers=FORM),
+    "not a form": dict(json={"client_id": "devicelink-cli"}),
+    "not UTF-8": dict(content=b"client_id=\xff", headers=FORM),
+    "too large": dict(content=b"client_id=devicelink-cli&x=" + b"a" * 70_000, headers=FORM),
+}
+
+
+@pytest.mark.rfc("8628", "3.1")
+@pytest.mark.parametrize("case", list(AUTHORIZE_REQUESTS), ids=list(AUTHORIZE_REQUESTS))
+async def test_device_authorization_answers_alike(make_server, register_client, case) -> None:
+    request = AUTHORIZE_REQUESTS[case]
+    async with make_server(fast_path=True) as thin, make_server(fast_path=False) as full:
+        await register_client(thin, "ci-bot", secret="s3cret")
+        answers = [
+            seen(await srv.http.post("/oauth/device/authorize", **request)) for srv in (thin, full)
+        ]
+    assert answers[0] == answers[1]
+    assert answers[0][0] != 500
+
+
+@pytest.mark.rfc("8628", "3.1")
+async def test_the_rate_limit_counts_each_start_once_on_either_route(make_server) -> None:
+    """Three starts a minute: the fourth is refused with Retry-After, whichever route
+    (thin, or full because the form is odd) the requests took."""
+    async with make_server(fast_path=True, start_rate_limit="3/minute") as srv:
+        post = srv.http.post
+        assert (
+            await post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
+        ).status_code == 200
+        odd = await post(
+            "/oauth/device/authorize",
+            content=b"client_id=devicelink-cli&client_id=x",
+            headers=FORM,
+        )
+        assert odd.status_code == 400  # the full route's answer, counted once
+        assert (
+            await post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
+        ).status_code == 200
+        refused = await post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"] == "temporarily_unavailable"
+        assert int(refused.headers["retry-after"]) >= 1
+
+
+async def _pending_code(srv) -> str:
+    response = await srv.http.post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
+    return response.json()["device_code"]
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_token_polls_answer_alike(make_server, register_client) -> None:
+    async with make_server(fast_path=True) as thin, make_server(fast_path=False) as full:
+        await register_client(thin, "ci-bot", secret="s3cret")
+        user = await thin.add_user("alice")
+        cases: dict[str, Any] = {}
+        for name, srv in (("thin", thin), ("full", full)):
+            pending = await _pending_code(srv)
+            approved = await _pending_code(srv)
+            flows = srv.runtime.flows
+            review = await srv.http.post(
+                "/oauth/device/authorize", data={"client_id": "devicelink-cli"}
+            )
+            denied_flow = review.json()
+            assert await flows.deny(denied_flow["user_code"], user_id=user.id) == "ok"
+            approved_flow = await srv.http.post(
+                "/oauth/device/authorize", data={"client_id": "devicelink-cli"}
+            )
+            assert await flows.approve(approved_flow.json()["user_code"], user_id=user.id) == "ok"
+            grant = {"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli"}
+            answers = []
+            for data in (
+                {**grant, "device_code": pending},  # pending
+                {**grant, "device_code": pending},  # too soon: slow_down
+                {**grant, "device_code": approved_flow.json()["device_code"]},  # the key
+                {**grant, "device_code": approved_flow.json()["device_code"]},  # consumed
+                {**grant, "device_code": denied_flow["device_code"]},
+                {**grant, "device_code": "no-such-code"},
+                {**grant, "device_code": pending, "client_id": "ci-bot"},
+                {"device_code": approved},  # no client_id: the default client
+                {**grant, "grant_type": "password", "device_code": pending},
+                {"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli"},
+            ):
+                answers.append(seen(await srv.http.post("/oauth/device/token", data=data)))
+            answers.append(
+                seen(
+                    await srv.http.post(
+                        "/oauth/device/token",
+                        data={"grant_type": DEVICE_GRANT, "device_code": pending},
+                        headers=basic("ci-bot", "s3cret"),
+                    )
+                )
+            )
+            cases[name] = answers
+    assert cases["thin"] == cases["full"]
+    statuses = [status for status, _, _ in cases["thin"]]
+    assert 200 in statuses and 500 not in statuses
