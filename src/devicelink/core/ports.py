@@ -240,7 +240,16 @@ class HotPath(Protocol):
         Otherwise, or when a code collides, store nothing and return None."""
         ...
 
-    async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None: ...
+    async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
+        """The key and its owner, possibly as remembered from an earlier lookup: an
+        implementation may remember only what it hears every change of (a revocation,
+        an account disabled) before it could answer again."""
+        ...
+
+    def forget(self, key_hash: bytes) -> None:
+        """Forget what :meth:`key_with_owner` remembers of this key (the full path has
+        just read or written its row)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -214,6 +214,17 @@ class KeyService:
                 raise InvalidToken()
             if key.last_used_at is not None and now - key.last_used_at < USE_RECORD_INTERVAL:
                 return KeyOwner(key=key, user=user)
+        try:
+            return await self._authenticate_in_full(key_hash, now, ip)
+        finally:
+            if self._hot_path is not None:
+                # The row was read again and perhaps written (its last use): what the hot
+                # path remembers of it is out of date.
+                self._hot_path.forget(key_hash)
+
+    async def _authenticate_in_full(
+        self, key_hash: bytes, now: datetime, ip: str | None
+    ) -> KeyOwner:
         async with self._store.transaction() as tx:
             found = await tx.api_keys.get_with_owner(key_hash)
             if found is None:

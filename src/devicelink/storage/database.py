@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, Operationa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from devicelink.core.ports import StorageUnavailable
+from devicelink.storage.keycache import CHANNEL
 from devicelink.storage.repositories import (
     SqlApiKeyRepository,
     SqlAuditLog,
@@ -86,6 +87,7 @@ class SqlTransaction:
     """The repositories of one transaction, sharing its connection."""
 
     __slots__ = (
+        "announcements",
         "api_keys",
         "audit",
         "browser_sessions",
@@ -97,10 +99,13 @@ class SqlTransaction:
 
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
+        self.announcements: list[str] = []
+        """Changes to keys and accounts that cached key lookups must hear of (see
+        :mod:`devicelink.storage.keycache`), announced when the transaction commits."""
         self.clients = SqlClientRepository(connection)
-        self.users = SqlUserRepository(connection)
+        self.users = SqlUserRepository(connection, self.announcements)
         self.device_authorizations = SqlDeviceAuthorizationRepository(connection)
-        self.api_keys = SqlApiKeyRepository(connection)
+        self.api_keys = SqlApiKeyRepository(connection, self.announcements)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
         self.audit = SqlAuditLog(connection)
 
@@ -118,6 +123,12 @@ class SqlStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._listeners: list[Callable[[list[str]], None]] = []
+
+    def on_commit_announce(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener`` with the announcements of every transaction of this store
+        once it has committed (other processes hear of them by PostgreSQL ``NOTIFY``)."""
+        self._listeners.append(listener)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTransaction]:
@@ -134,8 +145,16 @@ class SqlStore:
             # Any failure to connect, "the database system is shutting down" included
             # (SQLSTATE 57P03, which SQLAlchemy wraps as a plain DBAPIError).
             raise StorageUnavailable(type(exc).__name__) from exc
+        tx = SqlTransaction(connection)
         try:
-            yield SqlTransaction(connection)
+            yield tx
+            if tx.announcements and connection.dialect.name == "postgresql":
+                # Delivered by PostgreSQL at commit, and only if it commits.
+                for announcement in tx.announcements:
+                    await connection.execute(
+                        text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": CHANNEL, "payload": announcement},
+                    )
         except BaseException as exc:
             try:
                 await begin.__aexit__(type(exc), exc, exc.__traceback__)
@@ -150,6 +169,9 @@ class SqlStore:
             await begin.__aexit__(None, None, None)
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(type(exc).__name__) from exc
+        if tx.announcements:
+            for listener in self._listeners:
+                listener(tx.announcements)
 
     async def ping(self) -> None:
         try:

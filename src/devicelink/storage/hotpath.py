@@ -11,6 +11,9 @@ client and its scopes, with the audit event inserted by the same statement.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from datetime import datetime
 
 import asyncpg
@@ -18,6 +21,9 @@ from sqlalchemy.engine import make_url
 
 from devicelink.core.models import ApiKey, AuditKind, NewDeviceAuthorization, PendingPoll, User
 from devicelink.core.ports import StorageUnavailable
+from devicelink.storage.keycache import CHANNEL, KeyCache
+
+log = logging.getLogger(__name__)
 
 # What asyncpg raises when PostgreSQL is down, restarting or unreachable (SQLSTATE
 # classes 08 and 57), and what the driver raises for a connection it lost.
@@ -105,22 +111,74 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 class AsyncpgHotPath:
-    """The :class:`devicelink.core.ports.HotPath` on PostgreSQL."""
+    """The :class:`devicelink.core.ports.HotPath` on PostgreSQL.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    Key lookups are answered from a :class:`~devicelink.storage.keycache.KeyCache` while
+    this process listens for the announcements of key and account changes on a
+    connection of its own; the store's transactions announce them
+    (``store.on_commit_announce(hot_path.changed)`` for this process's own changes).
+    """
+
+    RECONNECT_SECONDS = 1.0
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, cache: KeyCache) -> None:
         self._pool = pool
+        self._dsn = dsn
+        self.cache = cache
+        self._listener: asyncpg.Connection | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
-    async def connect(cls, url: str, *, max_size: int = 10) -> AsyncpgHotPath:
+    async def connect(
+        cls, url: str, *, max_size: int = 10, key_cache_size: int = 0
+    ) -> AsyncpgHotPath:
+        dsn = asyncpg_dsn(url)
         pool = await asyncpg.create_pool(
-            asyncpg_dsn(url),
+            dsn,
             min_size=1,
             max_size=max_size,
             command_timeout=15,
             timeout=10,
             reset=_keep_session,
         )
-        return cls(pool)
+        hot = cls(pool, dsn, KeyCache(key_cache_size))
+        if key_cache_size > 0:
+            hot._listening = asyncio.create_task(hot._listen(), name="devicelink key changes")
+        return hot
+
+    # --- the announcements of key and account changes ---------------------------------
+
+    def changed(self, announcements: list[str]) -> None:
+        self.cache.changed(announcements)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.cache.changed([payload])
+
+    def _lost(self, _conn: object) -> None:
+        self.cache.live = False
+        self.cache.clear()
+        if not self._closed:
+            log.warning("lost the connection that hears of key changes: key lookups uncached")
+
+    async def _listen(self) -> None:
+        """Keep one connection listening; the cache is live only while it is."""
+        while not self._closed:
+            if self._listener is None or self._listener.is_closed():
+                self.cache.live = False
+                self.cache.clear()
+                try:
+                    listener = await asyncpg.connect(self._dsn, timeout=10)
+                    listener.add_termination_listener(self._lost)
+                    await listener.add_listener(CHANNEL, self._notified)
+                except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                    log.debug("cannot listen for key changes yet: %s", type(exc).__name__)
+                else:
+                    self._listener = listener
+                    self.cache.clear()  # nothing kept from before LISTEN took effect
+                    self.cache.live = True
+                pass
+            await asyncio.sleep(self.RECONNECT_SECONDS)
 
     async def record_pending_poll(
         self,
@@ -167,7 +225,14 @@ class AsyncpgHotPath:
             return None
         return tuple(row[0].split()) if row[0] else ()
 
+    def forget(self, key_hash: bytes) -> None:
+        self.cache.forget(key_hash)
+
     async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
+        cached = self.cache.get(key_hash)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
         try:
             row = await self._pool.fetchrow(_KEY, key_hash)
         except _UNAVAILABLE as exc:
@@ -196,7 +261,18 @@ class AsyncpgHotPath:
             provider=row["provider"],
             subject=row["subject"],
         )
+        self.cache.put(key_hash, key, owner, generation=generation)
         return key, owner
 
     async def close(self) -> None:
+        self._closed = True
+        self.cache.live = False
+        self.cache.clear()
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+        if self._listener is not None and not self._listener.is_closed():
+            with contextlib.suppress(*_UNAVAILABLE):
+                await self._listener.close(timeout=5)
         await self._pool.close()

@@ -30,6 +30,7 @@ from devicelink.core.models import (
     User,
 )
 from devicelink.core.ports import DuplicateCode
+from devicelink.storage.keycache import key_changed, user_changed
 from devicelink.storage.tables import (
     ApiKeyRow,
     AuditEventRow,
@@ -184,10 +185,11 @@ class SqlClientRepository:
 
 
 class SqlUserRepository:
-    __slots__ = ("_conn",)
+    __slots__ = ("_announcements", "_conn")
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, announcements: list[str]) -> None:
         self._conn = connection
+        self._announcements = announcements
 
     async def get(self, user_id: int) -> User | None:
         row = (await self._conn.execute(select(users_t).where(users_t.c.id == user_id))).first()
@@ -241,7 +243,10 @@ class SqlUserRepository:
             .where(users_t.c.id == user_id, users_t.c.disabled_at.is_(None))
             .values(disabled_at=now)
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return False
+        self._announcements.append(user_changed(user_id))
+        return True
 
     async def set_password(self, user_id: int, password_hash: str) -> bool:
         result = await self._conn.execute(
@@ -382,10 +387,11 @@ class SqlDeviceAuthorizationRepository:
 
 
 class SqlApiKeyRepository:
-    __slots__ = ("_conn",)
+    __slots__ = ("_announcements", "_conn")
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, announcements: list[str]) -> None:
         self._conn = connection
+        self._announcements = announcements
 
     async def add(self, new: NewApiKey) -> ApiKey:
         try:
@@ -477,7 +483,10 @@ class SqlApiKeyRepository:
             .where(keys_t.c.id == key_id, keys_t.c.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return False
+        self._announcements.append(key_changed(key_id))
+        return True
 
     async def count_for_authorization(self, device_authorization_id: int) -> int:
         return int(

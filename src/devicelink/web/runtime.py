@@ -189,8 +189,10 @@ async def build_runtime(
         disposers.append(sql_store.dispose)
         store = cast(Store, sql_store)
         if settings.fast_path and engine.dialect.name == "postgresql":
-            hot_path = await AsyncpgHotPath.connect(url)
-            disposers.append(hot_path.close)
+            hot = await AsyncpgHotPath.connect(url, key_cache_size=settings.key_cache_size)
+            sql_store.on_commit_announce(hot.changed)
+            disposers.append(hot.close)
+            hot_path = hot
     await ensure_default_client(store, settings, now=clock())
     policy = FlowPolicy(
         code_lifetime=settings.code_lifetime,

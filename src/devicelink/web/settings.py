@@ -102,6 +102,13 @@ class Settings(BaseSettings):
         description="On PostgreSQL, answer pending polls and key checks with one statement "
         "each on a thin route (false: every request takes the general path)",
     )
+    key_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="On PostgreSQL with the fast path, how many API keys each process "
+        "remembers between checks; a revocation or a disabled account reaches every "
+        "process at once (PostgreSQL NOTIFY). 0: every check reads the database",
+    )
     auto_migrate: bool | None = Field(
         default=None,
         description="Apply migrations at start-up; default: only on the embedded SQLite",

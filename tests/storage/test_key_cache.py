@@ -1,0 +1,222 @@
+"""Key checks answered from memory on PostgreSQL, and revocation still at once.
+
+One process (a store, its hot path with a key cache, the key service) checks keys;
+"another process" (a second engine on the same database, as the admin command or a
+second server would have) revokes keys and disables accounts. A revoked key or a
+disabled account must be refused by the first process as soon as the change commits:
+through PostgreSQL NOTIFY for changes made elsewhere, directly for its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from devicelink.core.apikeys import new_api_key
+from devicelink.core.codes import CodeHasher
+from devicelink.core.errors import InvalidToken
+from devicelink.core.models import Client, NewApiKey
+from devicelink.service import KeyService
+from devicelink.service.admin import AdminService
+from devicelink.service.clients import ClientCredentials
+from devicelink.storage import SqlStore, create_engine_for_url
+from devicelink.storage.hotpath import AsyncpgHotPath
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+TABLES = (
+    "audit_events",
+    "browser_sessions",
+    "api_keys",
+    "device_authorizations",
+    "users",
+    "clients",
+)
+CLI = ClientCredentials("devicelink-cli")
+HASHER = CodeHasher(b"key-cache-test-secret-".ljust(40, b"x"))
+
+
+@dataclass
+class Processes:
+    here: KeyService
+    hot: AsyncpgHotPath
+    store: SqlStore
+    elsewhere: KeyService
+    elsewhere_admin: AdminService
+    elsewhere_store: SqlStore
+    keys: dict[str, list[str]]
+
+
+async def until(condition, limit: float = 10.0) -> float:
+    """Seconds until ``condition()`` held (fails after ``limit`` seconds)."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < limit, "timed out"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def refused_within(service: KeyService, token: str, limit: float = 5.0) -> float:
+    started = time.monotonic()
+    while True:
+        try:
+            await service.authenticate(token)
+        except InvalidToken:
+            return time.monotonic() - started
+        assert time.monotonic() - started < limit, "the key is still accepted"
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def processes(postgres_database: str) -> AsyncIterator[Processes]:
+    store = SqlStore(create_engine_for_url(postgres_database, pool_size=2, max_overflow=0))
+    other = SqlStore(create_engine_for_url(postgres_database, pool_size=2, max_overflow=0))
+    now = datetime.now(UTC)
+    keys: dict[str, list[str]] = {"alice": [], "bob": []}
+    async with store.transaction() as tx:
+        for table in TABLES:
+            await tx.connection.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
+        await tx.clients.add(
+            Client(
+                client_id="devicelink-cli",
+                name="CLI",
+                scopes=("api",),
+                key_lifetime=None,
+                created_at=now,
+            )
+        )
+        for name in keys:
+            user = await tx.users.add(name, None, now)
+            for n in range(2):
+                token = new_api_key()
+                await tx.api_keys.add(
+                    NewApiKey(
+                        key_hash=HASHER.api_key(token),
+                        name=f"{name} {n}",
+                        user_id=user.id,
+                        client_id="devicelink-cli",
+                        device_authorization_id=None,
+                        scope=("api",),
+                        created_at=now,
+                        expires_at=now + timedelta(days=1),
+                    )
+                )
+                keys[name].append(token)
+    hot = await AsyncpgHotPath.connect(postgres_database, max_size=2, key_cache_size=100)
+    hot.RECONNECT_SECONDS = 0.05
+    store.on_commit_announce(hot.changed)
+    try:
+        await until(lambda: hot.cache.live)
+        yield Processes(
+            here=KeyService(store, HASHER, hot_path=hot),
+            hot=hot,
+            store=store,
+            elsewhere=KeyService(other, HASHER),
+            elsewhere_admin=AdminService(other),
+            elsewhere_store=other,
+            keys=keys,
+        )
+    finally:
+        await hot.close()
+        await store.dispose()
+        await other.dispose()
+
+
+async def warm(p: Processes, token: str) -> None:
+    """Check a key until it is answered from memory (the first check records its use,
+    the second reads it again, the third is remembered)."""
+    for _ in range(3):
+        owner = await p.here.authenticate(token)
+    hits = p.hot.cache.hits
+    again = await p.here.authenticate(token)
+    assert p.hot.cache.hits == hits + 1, "not answered from memory"
+    assert again == owner
+
+
+async def test_a_key_checked_again_is_answered_from_memory_as_from_the_database(
+    processes: Processes,
+) -> None:
+    p = processes
+    token = p.keys["alice"][0]
+    await warm(p, token)
+    remembered = await p.here.authenticate(token)
+    read = await KeyService(p.store, HASHER).authenticate(token)
+    assert remembered == read
+    assert remembered.user.username == "alice"
+
+
+@pytest.mark.rfc("7009", "2.1")
+async def test_a_revocation_by_another_process_is_refused_at_once(processes: Processes) -> None:
+    p = processes
+    token, other_token = p.keys["alice"]
+    await warm(p, token)
+    await warm(p, other_token)
+    assert await p.elsewhere.revoke(CLI, token) is True
+    # NOTIFY is delivered when the revoking transaction commits.
+    assert await refused_within(p.here, token) < 2.0
+    # The other key of the same account is still answered, from memory.
+    hits = p.hot.cache.hits
+    assert (await p.here.authenticate(other_token)).user.username == "alice"
+    assert p.hot.cache.hits == hits + 1
+
+
+async def test_a_revocation_in_this_process_is_refused_by_the_very_next_check(
+    processes: Processes,
+) -> None:
+    p = processes
+    token = p.keys["bob"][0]
+    await warm(p, token)
+    assert await p.here.revoke(CLI, token) is True
+    with pytest.raises(InvalidToken):
+        await p.here.authenticate(token)
+
+
+async def test_disabling_an_account_elsewhere_refuses_all_its_keys_and_only_them(
+    processes: Processes,
+) -> None:
+    p = processes
+    for token in p.keys["alice"] + p.keys["bob"]:
+        await warm(p, token)
+    assert await p.elsewhere_admin.disable_user("alice") is True
+    for token in p.keys["alice"]:
+        assert await refused_within(p.here, token) < 2.0
+    hits = p.hot.cache.hits
+    for token in p.keys["bob"]:
+        assert (await p.here.authenticate(token)).user.username == "bob"
+    assert p.hot.cache.hits == hits + 2
+
+
+async def test_a_revocation_while_the_listening_connection_is_down_is_not_missed(
+    processes: Processes, postgres_database: str
+) -> None:
+    """The connection that hears of changes is cut (an administrator's
+    pg_terminate_backend, a failover): the cache empties and stays unused until it
+    listens again, so a revocation made in between is refused all the same."""
+    p = processes
+    token, other_token = p.keys["alice"]
+    await warm(p, token)
+    async with p.elsewhere_store.engine.begin() as conn:
+        terminated = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            )
+        )
+        assert terminated == 1
+        # Revoked in the same transaction as the cut: no notification can reach us.
+        await conn.execute(
+            text("UPDATE api_keys SET revoked_at = now() WHERE key_hash = :h"),
+            {"h": HASHER.api_key(token)},
+        )
+    await until(lambda: not p.hot.cache.live or len(p.hot.cache) == 0)
+    with pytest.raises(InvalidToken):
+        await p.here.authenticate(token)
+    # It listens again, and remembers again.
+    await until(lambda: p.hot.cache.live)
+    await warm(p, other_token)
