@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 import devicelink
 from devicelink.core.ports import KeyIssuer, Store
@@ -10,11 +11,29 @@ from devicelink.service.clock import Clock, utc_now
 from devicelink.web.draining import drain_on_signals
 from devicelink.web.embed import DeviceLink
 from devicelink.web.errors import install_error_handlers
-from devicelink.web.fastpath import FastPathMiddleware
+from devicelink.web.fastpath import FastPath
 from devicelink.web.logging import AccessLogMiddleware, configure_logging
 from devicelink.web.metrics import LatencyMiddleware
 from devicelink.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from devicelink.web.settings import Settings
+
+
+class DeviceLinkApp(FastAPI):
+    """FastAPI with a front door: the hot requests go straight to the thin route
+    (:class:`devicelink.web.fastpath.FastPath`), everything else through the whole stack."""
+
+    fast_path: FastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and scope["path"] in fast.paths:
+            scope["app"] = self
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def call_full_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -28,7 +47,7 @@ def create_app(
     services live on this app only, created when it starts and disposed when it stops.
     It is :class:`DeviceLink` mounted in an otherwise empty application."""
     component = DeviceLink(settings, store=store, key_issuer=key_issuer, clock=clock)
-    app = FastAPI(
+    app = DeviceLinkApp(
         title="devicelink",
         version=devicelink.__version__,
         description="OAuth 2.0 Device Authorization Grant (RFC 8628) server",
@@ -44,8 +63,8 @@ def create_app(
     app.include_router(component.router, prefix=component.prefix)
     if settings.fast_path:
         prefix = component.prefix
-        app.add_middleware(
-            FastPathMiddleware,
+        app.fast_path = FastPath(
+            app.call_full_stack,
             token_path=f"{prefix}/oauth/device/token",
             authorize_path=f"{prefix}/oauth/device/authorize",
             me_path=f"{prefix}/api/me",

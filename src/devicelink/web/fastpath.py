@@ -2,145 +2,140 @@
 CLI's /api/me.
 
 Every waiting device polls every few seconds and every call a signed-in CLI makes
-checks a key, so these skip the framework: a plain ASGI layer reads the small form or
-the bearer header itself and calls the same functions the FastAPI routes call
+checks a key, so these skip the framework: the application's front door
+(:class:`devicelink.web.app.DeviceLinkApp`) hands them to :class:`FastPath` before
+FastAPI, Starlette and the middleware stack see them. FastPath reads the small form or
+the bearer header itself, calls the same functions the FastAPI routes call
 (:func:`devicelink.web.oauth.answer_authorization`,
-:func:`devicelink.web.oauth.answer_poll`, :func:`devicelink.web.api.describe_owner`).
+:func:`devicelink.web.oauth.answer_poll`, :func:`devicelink.web.api.describe_owner`),
+and does what the middlewares would have done, with their own pieces: the request id
+and the header-size limit, the security headers, the latency metric, the access log.
 Anything out of the ordinary (client authentication, an odd body, a form that does not
-parse) is handed to the full route untouched, which answers it as always. It sits inside
-the request-id and security-header middlewares, so its answers carry them too.
+parse, another method) is handed to the full stack untouched, which answers it as always.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from devicelink.core.errors import InvalidToken, OAuthError, ServerError, TemporarilyUnavailable
+from devicelink.core.errors import OAuthError, ServerError, TemporarilyUnavailable
 from devicelink.core.ports import StorageUnavailable
 from devicelink.service.clients import ClientCredentials
 from devicelink.web.api import describe_owner
 from devicelink.web.errors import oauth_error_response
 from devicelink.web.forms import FORM_MEDIA_TYPE, MAX_FIELDS
+from devicelink.web.logging import AccessLog
+from devicelink.web.middleware import SECURITY_HEADER_LIST, request_id_of
 from devicelink.web.oauth import answer_authorization, answer_poll, check_start_limit
 from devicelink.web.runtime import Runtime
 
 log = logging.getLogger("devicelink.web")
 
 
-FormAnswer = Callable[[Runtime, dict[str, str], ClientCredentials, Scope], Awaitable[Response]]
-
-
-async def _poll(
-    rt: Runtime, form: dict[str, str], creds: ClientCredentials, scope: Scope
-) -> Response:
-    return await answer_poll(rt, form, creds, _ip(scope))
-
-
-async def _authorize(
-    rt: Runtime, form: dict[str, str], creds: ClientCredentials, scope: Scope
-) -> Response:
-    user_agent = None
-    for name, value in scope["headers"]:
-        if name == b"user-agent":
-            user_agent = value.decode("latin-1")
-            break
-    return await answer_authorization(rt, form, creds, _ip(scope), user_agent)
-
-
-def _ip(scope: Scope) -> str | None:
-    client = scope.get("client")
-    return client[0] if client else None
-
-
-class FastPathMiddleware:
-    def __init__(self, app: ASGIApp, *, token_path: str, authorize_path: str, me_path: str) -> None:
-        self.app = app
-        self.token_path = token_path
-        self.authorize_path = authorize_path
-        self.me_path = me_path
+class FastPath:
+    def __init__(
+        self, full: ASGIApp, *, token_path: str, authorize_path: str, me_path: str
+    ) -> None:
+        self.full = full
+        """The whole application (FastAPI with its middlewares): everything else."""
+        self.routes = {
+            (token_path, "POST"): self._poll,
+            (authorize_path, "POST"): self._authorize,
+            (me_path, "GET"): self._me,
+        }
+        self.paths = frozenset(path for path, _ in self.routes)
+        self.access_log = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            method = scope["method"]
-            if path == self.token_path and method == "POST":
-                await self._form(scope, receive, send, _poll)
-                return
-            if path == self.authorize_path and method == "POST":
-                await self._form(scope, receive, send, _authorize, limit_starts=True)
-                return
-            if path == self.me_path and method == "GET":
-                await self._me(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def _form(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        answer: FormAnswer,
-        *,
-        limit_starts: bool = False,
-    ) -> None:
+        handler = self.routes.get((scope["path"], scope["method"]))
+        if handler is None:
+            await self.full(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(scope)
+        if request_id is None:
+            await self.full(scope, receive, send)  # 431, from the middleware
+            return
         rt: Runtime = scope["app"].state.devicelink
+        response = await handler(rt, scope, receive)
+        if response is None:
+            await self.full(scope, _Replayed.of(scope), send)
+            return
+        headers = response.raw_headers
+        if not any(name == b"x-frame-options" for name, _ in headers):
+            headers.extend(SECURITY_HEADER_LIST)
+        headers.append((b"x-request-id", request_id.encode("ascii")))
+        try:
+            await response(scope, receive, send)
+        finally:
+            rt.metrics.observe_latency(scope["path"], time.perf_counter() - started)
+            if self.access_log.enabled():
+                self.access_log.write(scope, response.status_code, started, request_id)
+
+    async def _form(self, rt: Runtime, scope: Scope, receive: Receive) -> dict[str, str] | None:
+        """The request's form when it is the ordinary kind; otherwise None, with what
+        was read kept for the full stack (see :class:`_Replayed`)."""
         limit = rt.settings.max_body_bytes
         content_type = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
-                await self.app(scope, receive, send)  # client authentication: full route
-                return
+                return _Replayed.keep(scope, receive, [], None, True)  # client authentication
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await self.app(scope, receive, send)
-                return
+                return _Replayed.keep(scope, receive, [], None, True)
         chunks: list[bytes] = []
         size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay(chunks, receive, message), send)
-                return
+                return _Replayed.keep(scope, receive, chunks, message, False)
             chunk = message.get("body", b"")
             size += len(chunk)
             chunks.append(chunk)
             more = message.get("more_body", False)
             if size > limit:
-                await self.app(scope, _replay(chunks, receive, None, more), send)
-                return
+                return _Replayed.keep(scope, receive, chunks, None, more)
         body = b"".join(chunks)
         form = _simple_form(content_type, body)
         if form is None:
-            await self.app(scope, _replay([body], receive, None, False), send)
-            return
-        creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
-        response: Response
-        try:
-            if limit_starts:
-                # Counted here, once the request is known to stay on this route: what
-                # goes to the full route is counted there.
-                await check_start_limit(rt, _ip(scope))
-            response = await answer(rt, form, creds, scope)
-        except OAuthError as exc:
-            response = oauth_error_response(exc, html=False)
-        except StorageUnavailable as exc:
-            log.warning("database unavailable: %s", exc)
-            response = oauth_error_response(
-                TemporarilyUnavailable("the database is unavailable"), html=False
-            )
-        except Exception as exc:  # noqa: BLE001 - answer in the protocol's format, always
-            response = _unexpected(scope, exc)
-        await response(scope, receive, send)
+            return _Replayed.keep(scope, receive, [body], None, False)
+        return form
 
-    async def _me(self, scope: Scope, receive: Receive, send: Send) -> None:
-        rt: Runtime = scope["app"].state.devicelink
+    async def _poll(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | None:
+        form = await self._form(rt, scope, receive)
+        if form is None:
+            return None
+        creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
+        return await _answering(scope, answer_poll(rt, form, creds, _ip(scope)))
+
+    async def _authorize(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | None:
+        form = await self._form(rt, scope, receive)
+        if form is None:
+            return None
+        creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
+        user_agent = None
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                user_agent = value.decode("latin-1")
+                break
+
+        async def start() -> Response:
+            # Counted here, once the request is known to stay on this route: what goes
+            # to the full stack is counted there.
+            await check_start_limit(rt, _ip(scope))
+            return await answer_authorization(rt, form, creds, _ip(scope), user_agent)
+
+        return await _answering(scope, start())
+
+    async def _me(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | None:
         token = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -149,23 +144,33 @@ class FastPathMiddleware:
                     token = rest.strip() or None
                 break
         if token is None:
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        response: Response
-        try:
-            owner = await rt.keys.authenticate(token, ip=client[0] if client else None)
-            response = describe_owner(owner)
-        except InvalidToken as exc:
-            response = oauth_error_response(exc, html=False)
-        except StorageUnavailable as exc:
-            log.warning("database unavailable: %s", exc)
-            response = oauth_error_response(
-                TemporarilyUnavailable("the database is unavailable"), html=False
-            )
-        except Exception as exc:  # noqa: BLE001 - answer in the protocol's format, always
-            response = _unexpected(scope, exc)
-        await response(scope, receive, send)
+            return _Replayed.keep(scope, receive, [], None, True)
+
+        async def me() -> Response:
+            return describe_owner(await rt.keys.authenticate(token, ip=_ip(scope)))
+
+        return await _answering(scope, me())
+
+
+def _ip(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+async def _answering(scope: Scope, answer: Awaitable[Response]) -> Response:
+    """The answer, or the error in the protocol's format, always (as
+    :class:`devicelink.web.errors.DeviceLinkRoute` answers on the full stack)."""
+    try:
+        return await answer
+    except OAuthError as exc:
+        return oauth_error_response(exc, html=False)
+    except StorageUnavailable as exc:
+        log.warning("database unavailable: %s", exc)
+        return oauth_error_response(
+            TemporarilyUnavailable("the database is unavailable"), html=False
+        )
+    except Exception as exc:  # noqa: BLE001 - answer in the protocol's format, always
+        return _unexpected(scope, exc)
 
 
 def _unexpected(scope: Scope, exc: Exception) -> Response:
@@ -204,19 +209,37 @@ def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:
     return {name: value for name, value in form.items() if value}
 
 
-def _replay(
-    chunks: list[bytes], receive: Receive, pending: Message | None, more: bool = False
-) -> Receive:
-    """A receive channel that gives back what the thin route already read, then the rest."""
-    sent = False
+class _Replayed:
+    """What the thin route read of a request it hands over, given back to the full
+    stack as if it had not been read, then the rest of the request."""
 
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            if pending is not None and not chunks:
-                return pending
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
-        return await receive()
+    _KEY = "devicelink.replay"
 
-    return replay
+    @classmethod
+    def keep(
+        cls,
+        scope: Scope,
+        receive: Receive,
+        chunks: list[bytes],
+        pending: Message | None,
+        more: bool,
+    ) -> None:
+        scope[cls._KEY] = (receive, chunks, pending, more)
+
+    @classmethod
+    def of(cls, scope: Scope) -> Receive:
+        receive, chunks, pending, more = scope.pop(cls._KEY)
+        if not chunks and pending is None and more:
+            return receive  # nothing was read
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                if pending is not None and not chunks:
+                    return pending
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+            return await receive()
+
+        return replay

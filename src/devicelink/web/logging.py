@@ -155,18 +155,65 @@ def get_logger(name: str) -> Any:
     )
 
 
+class AccessLog:
+    """Writes the access log's line of one request (the middleware below, and the thin
+    route of :mod:`devicelink.web.fastpath`, which answers outside the middleware)."""
+
+    def __init__(self) -> None:
+        self.log = get_logger(ACCESS_LOGGER)
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+
+    def enabled(self) -> bool:
+        # isEnabledFor is cached by the logging module: next to free when the level
+        # (DEVICELINK_LOG_LEVEL=warning) turns the access log off.
+        return self._logger.isEnabledFor(logging.INFO)
+
+    def write(self, scope: Scope, status: int, started: float, request_id: str | None) -> None:
+        client = scope.get("client")
+        request_id = request_id or scope.get("state", {}).get("request_id")
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        stream = _fast_access_stream
+        if stream is not None and self._logger.handlers == [] and _root_is_ours():
+            stream.write(
+                json.dumps(
+                    {
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status or 500,
+                        "duration_ms": duration_ms,
+                        "request_id": request_id,
+                        "client_ip": client[0] if client else None,
+                        "event": "request",
+                        "level": "info",
+                        "logger": ACCESS_LOGGER,
+                        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                        "pid": _pid,
+                    }
+                )
+                + "\n"
+            )
+            return
+        self.log.info(
+            "request",
+            method=scope.get("method"),
+            # The path only: a query string may hold a user code.
+            path=scope.get("path"),
+            status=status or 500,
+            duration_ms=duration_ms,
+            request_id=request_id,
+            client_ip=client[0] if client else None,
+        )
+
+
 class AccessLogMiddleware:
     """One log line per HTTP request, written when the response is complete."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.log = get_logger(ACCESS_LOGGER)
-        self._logger = logging.getLogger(ACCESS_LOGGER)
+        self.access_log = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # isEnabledFor is cached by the logging module: next to free when the level
-        # (DEVICELINK_LOG_LEVEL=warning) turns the access log off.
-        if scope["type"] != "http" or not self._logger.isEnabledFor(logging.INFO):
+        if scope["type"] != "http" or not self.access_log.enabled():
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -188,41 +235,4 @@ class AccessLogMiddleware:
             status = status or 500
             raise
         finally:
-            client = scope.get("client")
-            stream = _fast_access_stream
-            if stream is not None and self._logger.handlers == [] and _root_is_ours():
-                stream.write(
-                    json.dumps(
-                        {
-                            "method": scope.get("method"),
-                            "path": scope.get("path"),
-                            "status": status or 500,
-                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                            "request_id": request_id or scope.get("state", {}).get("request_id"),
-                            "client_ip": client[0] if client else None,
-                            "event": "request",
-                            "level": "info",
-                            "logger": ACCESS_LOGGER,
-                            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                            "pid": _pid,
-                        }
-                    )
-                    + "\n"
-                )
-            else:
-                self._log_through_structlog(scope, status, started, request_id)
-
-    def _log_through_structlog(
-        self, scope: Scope, status: int, started: float, request_id: str | None
-    ) -> None:
-        client = scope.get("client")
-        self.log.info(
-            "request",
-            method=scope.get("method"),
-            # The path only: a query string may hold a user code.
-            path=scope.get("path"),
-            status=status or 500,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            request_id=request_id or scope.get("state", {}).get("request_id"),
-            client_ip=client[0] if client else None,
-        )
+            self.access_log.write(scope, status, started, request_id)

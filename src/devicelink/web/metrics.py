@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -63,12 +64,19 @@ class Metrics:
             registry=r,
         )
 
+        self._latency_children: dict[str, Any] = {}
         # The children counted on every hot request, looked up once.
         self.flows_started = self.flows.labels("started")
         self._poll_answers = {
             answer: self.polls.labels(answer)
             for answer in ("authorization_pending", "slow_down", "issued")
         }
+
+    def observe_latency(self, route: str, seconds: float) -> None:
+        child = self._latency_children.get(route)
+        if child is None:
+            child = self._latency_children[route] = self.latency.labels(route)
+        child.observe(seconds)
 
     def poll_answered(self, answer: str) -> None:
         child = self._poll_answers.get(answer)
@@ -106,6 +114,6 @@ class LatencyMiddleware:
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
             if template is None:
                 template = scope["path"] if scope["path"] in self.known_paths else "other"
-            metrics = getattr(scope["app"].state, "devicelink", None)
-            if metrics is not None:
-                metrics.metrics.latency.labels(template).observe(time.perf_counter() - started)
+            runtime = getattr(scope["app"].state, "devicelink", None)
+            if runtime is not None:
+                runtime.metrics.observe_latency(template, time.perf_counter() - started)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,7 +14,7 @@ MAX_HEADER_BYTES = 32 * 1024
 _TOO_LARGE = b'{"error":"invalid_request","error_description":"the request headers are too large"}'
 
 
-async def _too_large_headers(send: Send) -> None:
+async def too_large_headers(send: Send) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -30,6 +30,26 @@ async def _too_large_headers(send: Send) -> None:
     await send({"type": "http.response.body", "body": _TOO_LARGE})
 
 
+def request_id_of(scope: Scope) -> str | None:
+    """The request's id (the caller's ``X-Request-ID`` when it is sane, else a new one),
+    also put in ``scope["state"]``; None when the headers are too large to serve (the
+    HTTP parser accepts headers of any size: they are refused with 431, RFC 6585)."""
+    request_id = None
+    header_bytes = 0
+    for name, value in scope["headers"]:
+        header_bytes += len(name) + len(value)
+        if name == b"x-request-id" and request_id is None:
+            candidate = value.decode("latin-1")
+            if _VALID_REQUEST_ID.match(candidate):
+                request_id = candidate
+    if header_bytes > MAX_HEADER_BYTES:
+        return None
+    if request_id is None:
+        request_id = os.urandom(16).hex()  # as random as uuid4().hex, and cheaper
+    scope.setdefault("state", {})["request_id"] = request_id
+    return request_id
+
+
 class RequestIdMiddleware:
     """Echo ``X-Request-ID`` on every response: the caller's when it is sane, else a new one."""
 
@@ -40,21 +60,10 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        header_bytes = 0
-        for name, value in scope["headers"]:
-            header_bytes += len(name) + len(value)
-            if name == b"x-request-id" and request_id is None:
-                candidate = value.decode("latin-1")
-                if _VALID_REQUEST_ID.match(candidate):
-                    request_id = candidate
-        if header_bytes > MAX_HEADER_BYTES:
-            # The HTTP parser accepts headers of any size: refuse them here (RFC 6585).
-            await _too_large_headers(send)
-            return
+        request_id = request_id_of(scope)
         if request_id is None:
-            request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+            await too_large_headers(send)
+            return
         encoded = request_id.encode("ascii")
 
         async def send_with_id(message: Message) -> None:
@@ -67,7 +76,7 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-_SECURITY_HEADERS = [
+SECURITY_HEADER_LIST = [
     (name.lower().encode("ascii"), value.encode("ascii"))
     for name, value in SECURITY_HEADERS.items()
 ]
@@ -84,10 +93,10 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers_to_add = _SECURITY_HEADERS
+        headers_to_add = SECURITY_HEADER_LIST
         if self.exempt_prefixes and scope["path"].startswith(self.exempt_prefixes):
             # The interactive API docs load their own scripts; they still may not be framed.
-            headers_to_add = _SECURITY_HEADERS[:3] + [
+            headers_to_add = SECURITY_HEADER_LIST[:3] + [
                 (b"content-security-policy", b"frame-ancestors 'none'")
             ]
 
