@@ -137,13 +137,8 @@ class DeviceFlowService:
             raise InvalidScope("scope is malformed") from None
         now = self._clock()
         user_agent = (user_agent or None) and user_agent[:512]
-        client_id = creds.client_id or self._default_client_id
-        if (
-            self._hot_path is not None
-            and client_id is not None
-            and creds.client_secret is None
-            and is_client_id(client_id)
-        ):
+        client_id = self._public_client_id(creds)
+        if self._hot_path is not None and client_id is not None:
             # The common case, a public client, in one statement (the flow and its
             # audit event); anything else (an unknown or confidential client, a scope
             # it may not have, a code collision) stored nothing and takes the full path.
@@ -181,6 +176,14 @@ class DeviceFlowService:
                 )
                 return self._started(device_code, user_code, granted)
         raise ServerError("could not allocate a unique code")
+
+    def _public_client_id(self, creds: ClientCredentials) -> str | None:
+        """The client a request without a secret names, if it could be a public client
+        the hot path may serve; None sends it down the full path."""
+        client_id = creds.client_id or self._default_client_id
+        if client_id is None or creds.client_secret is not None or not is_client_id(client_id):
+            return None
+        return client_id
 
     def _new_codes(
         self,
@@ -230,13 +233,8 @@ class DeviceFlowService:
         together with its client, and the compare-and-set that records the poll.
         """
         code_hash = self._hasher.device_code(device_code)
-        client_id = creds.client_id or self._default_client_id
-        if (
-            self._hot_path is not None
-            and client_id is not None
-            and creds.client_secret is None
-            and is_client_id(client_id)
-        ):
+        client_id = self._public_client_id(creds)
+        if self._hot_path is not None and client_id is not None:
             # The common case, a public client polling a pending code, in one statement.
             outcome = await self._hot_path.record_pending_poll(
                 code_hash,
