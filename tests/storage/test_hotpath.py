@@ -318,3 +318,56 @@ async def test_start_with_a_colliding_code_stores_nothing(pg, colliding: str) ->
 
 def vars_of(new: NewDeviceAuthorization) -> dict[str, object]:
     return {name: getattr(new, name) for name in new.__dataclass_fields__}
+
+
+async def test_polls_that_arrive_together_share_statements_and_are_judged_alone(pg) -> None:
+    """Sixty polls at once, two of each of thirty codes: they leave in a few batches
+    (one statement each), and every code is judged as if polled twice in a row."""
+    store, hot = pg
+    async with store.transaction() as tx:
+        for n in range(30):
+            await tx.device_authorizations.add(new_flow("public", f"d{n}", f"u{n}"))
+    now = T0 + timedelta(seconds=1)
+    outcomes = await asyncio.gather(
+        *(
+            hot.record_pending_poll(
+                digest(f"d{n % 30}"),
+                client_id="public",
+                now=now,
+                slow_down_step=5,
+                max_interval=60,
+            )
+            for n in range(60)
+        )
+    )
+    for n in range(30):
+        mine = [outcomes[n], outcomes[n + 30]]
+        assert all(o is not None for o in mine)
+        assert sorted((o.too_fast, o.interval) for o in mine) == [(False, 5), (True, 10)]
+    (batcher,) = hot._poll_batchers.values()
+    assert batcher.requests == 60
+    assert batcher.batches < 60
+
+
+async def test_starts_that_arrive_together_share_statements_and_are_judged_alone(pg) -> None:
+    """Starts at once, among them a confidential client's, a scope not allowed and two
+    flows whose user codes collide: each gets the answer it would alone, and exactly
+    the flows that were granted are stored, each with its audit event."""
+    store, hot = pg
+    requests = [(new_flow("public", f"d{n}", f"u{n}"), None) for n in range(12)]
+    requests += [
+        (new_flow("secret", "ds", "us"), None),
+        (new_flow("public", "dx", "ux"), ("admin",)),
+        (new_flow("public", "dc", "u3"), None),  # the user code of d3
+    ]
+    granted = await asyncio.gather(
+        *(hot.start_flow(new, requested_scope=scope) for new, scope in requests)
+    )
+    assert granted[:12] == [("api",)] * 12
+    assert granted[12:] == [None, None, None]
+    flows, events = await _stored(store)
+    stored = {row[0] for row in flows}
+    assert stored == {digest(f"d{n}") for n in range(12)}
+    assert len(events) == 12
+    assert hot._start_batcher.requests == 15
+    assert hot._start_batcher.batches < 15

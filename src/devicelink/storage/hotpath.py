@@ -4,9 +4,11 @@ SQLAlchemy keeps the schema, the migrations and every other path; here the state
 are written out once, prepared by asyncpg, and run without a unit of work around them.
 A pending poll is a single ``UPDATE ... FROM (SELECT ... FOR UPDATE) ... RETURNING``: it
 reads the record, applies the slow_down rule of RFC 8628 section 3.5 and writes the
-bookkeeping in one round trip, with the row locked so concurrent polls queue up. A device
+bookkeeping in one round trip, with the row locked so concurrent polls queue up; polls
+that arrive together share that statement (:mod:`devicelink.storage.batching`). A device
 authorization is a single ``INSERT ... SELECT`` from the client's row, which checks the
-client and its scopes, with the audit event inserted by the same statement.
+client and its scopes, with the audit event inserted by the same statement; starts that
+arrive together share it too.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from devicelink.core.models import ApiKey, AuditKind, NewDeviceAuthorization, PendingPoll, User
 from devicelink.core.ports import StorageUnavailable
+from devicelink.storage.batching import Batcher
 from devicelink.storage.keycache import CHANNEL, KeyCache
 
 log = logging.getLogger(__name__)
@@ -37,53 +43,68 @@ _UNAVAILABLE = (
 )
 
 _POLL = """
-WITH cur AS (
-    SELECT d.id, d.interval, d.last_polled_at,
+WITH req AS (
+    SELECT *
+    FROM unnest($1::bytea[], $2::text[], $3::timestamptz[]) WITH ORDINALITY
+         AS r(device_code_hash, client_id, now, n)
+), cur AS (
+    SELECT d.id, r.n, r.now, d.interval,
            (d.last_polled_at IS NOT NULL
-            AND d.last_polled_at > $3::timestamptz - make_interval(secs => d.interval)) AS too_fast
-    FROM device_authorizations AS d
+            AND d.last_polled_at > r.now - make_interval(secs => d.interval)) AS too_fast
+    FROM req AS r
+    JOIN device_authorizations AS d ON d.device_code_hash = r.device_code_hash
     JOIN clients AS c ON c.client_id = d.client_id
-    WHERE d.device_code_hash = $1
-      AND d.client_id = $2
+    WHERE d.client_id = r.client_id
       AND d.status = 'pending'
-      AND d.expires_at > $3::timestamptz
+      AND d.expires_at > r.now
       AND NOT c.confidential
+    ORDER BY d.id
     FOR UPDATE OF d
 )
 UPDATE device_authorizations AS d
-SET last_polled_at = $3::timestamptz,
+SET last_polled_at = cur.now,
     interval = CASE WHEN cur.too_fast
                     THEN LEAST(cur.interval + $4::int, $5::int)
                     ELSE cur.interval END
 FROM cur
 WHERE d.id = cur.id
-RETURNING d.interval, cur.too_fast
+RETURNING cur.n, d.interval, cur.too_fast
 """
 
 _START = """
-WITH c AS (
-    SELECT client_id, COALESCE($3::text, scopes) AS scope
-    FROM clients
-    WHERE client_id = $4
-      AND NOT confidential
-      AND ($3::text IS NULL
-           OR string_to_array(scopes, ' ') @> string_to_array($3::text, ' '))
+WITH req AS (
+    SELECT *
+    FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::text[], $5::timestamptz[],
+                $6::timestamptz[], $7::int[], $8::text[], $9::text[]) WITH ORDINALITY
+         AS r(device_code_hash, user_code_hash, client_id, requested, created_at,
+              expires_at, interval, request_ip, user_agent, n)
+), ok AS (
+    SELECT r.*, COALESCE(r.requested, c.scopes) AS scope
+    FROM req AS r
+    JOIN clients AS c ON c.client_id = r.client_id
+    WHERE NOT c.confidential
+      AND (r.requested IS NULL
+           OR string_to_array(c.scopes, ' ') @> string_to_array(r.requested, ' '))
 ), d AS (
     INSERT INTO device_authorizations
         (device_code_hash, user_code_hash, client_id, scope, status, created_at,
          expires_at, interval, request_ip, user_agent)
-    SELECT $1, $2, c.client_id, c.scope, 'pending', $5::timestamptz, $6::timestamptz,
-           $7::int, $8::text, $9::text
-    FROM c
+    SELECT device_code_hash, user_code_hash, client_id, scope, 'pending', created_at,
+           expires_at, interval, request_ip, user_agent
+    FROM ok
+    ORDER BY n
     ON CONFLICT DO NOTHING
-    RETURNING id, client_id, scope
+    RETURNING id, device_code_hash, client_id, scope, created_at, request_ip, user_agent
 ), a AS (
     INSERT INTO audit_events (occurred_at, event, client_id, device_authorization_id, ip,
                               user_agent)
-    SELECT $5::timestamptz, $10::text, d.client_id, d.id, $8::text, $9::text
+    SELECT created_at, $10::text, client_id, id, request_ip, user_agent
     FROM d
+    ORDER BY id
 )
-SELECT scope FROM d
+SELECT ok.n, d.scope
+FROM d
+JOIN ok ON ok.device_code_hash = d.device_code_hash
 """
 
 _KEY = """
@@ -121,13 +142,20 @@ class AsyncpgHotPath:
 
     RECONNECT_SECONDS = 1.0
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, cache: KeyCache) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, cache: KeyCache, *, max_size: int = 10
+    ) -> None:
         self._pool = pool
         self._dsn = dsn
         self.cache = cache
         self._listener: asyncpg.Connection | None = None
         self._listening: asyncio.Task[None] | None = None
         self._closed = False
+        self._max_in_flight = max(1, max_size // 2)
+        self._poll_batchers: dict[tuple[int, int], Batcher[PendingPoll | None]] = {}
+        self._start_batcher: Batcher[tuple[str, ...] | None] = Batcher(
+            self._start_flows, max_in_flight=self._max_in_flight
+        )
 
     @classmethod
     async def connect(
@@ -142,7 +170,7 @@ class AsyncpgHotPath:
             timeout=10,
             reset=_keep_session,
         )
-        hot = cls(pool, dsn, KeyCache(key_cache_size))
+        hot = cls(pool, dsn, KeyCache(key_cache_size), max_size=max_size)
         if key_cache_size > 0:
             hot._listening = asyncio.create_task(hot._listen(), name="devicelink key changes")
         return hot
@@ -177,7 +205,6 @@ class AsyncpgHotPath:
                     self._listener = listener
                     self.cache.clear()  # nothing kept from before LISTEN took effect
                     self.cache.live = True
-                pass
             await asyncio.sleep(self.RECONNECT_SECONDS)
 
     async def record_pending_poll(
@@ -189,15 +216,30 @@ class AsyncpgHotPath:
         slow_down_step: int,
         max_interval: int,
     ) -> PendingPoll | None:
+        batcher = self._poll_batchers.get((slow_down_step, max_interval))
+        if batcher is None:
+            batcher = self._poll_batchers[(slow_down_step, max_interval)] = Batcher(
+                partial(self._record_polls, slow_down_step, max_interval),
+                max_in_flight=self._max_in_flight,
+            )
+        return await batcher.submit(device_code_hash, device_code_hash, client_id, now)
+
+    async def _record_polls(
+        self, slow_down_step: int, max_interval: int, polls: Sequence[tuple[Any, ...]]
+    ) -> list[PendingPoll | None]:
+        """Polls of distinct codes in one statement (see :class:`Batcher`): each row
+        locked in id order, judged and written exactly as alone."""
+        hashes, client_ids, nows = zip(*polls, strict=True)
         try:
-            row = await self._pool.fetchrow(
-                _POLL, device_code_hash, client_id, now, slow_down_step, max_interval
+            rows = await self._pool.fetch(
+                _POLL, list(hashes), list(client_ids), list(nows), slow_down_step, max_interval
             )
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(type(exc).__name__) from exc
-        if row is None:
-            return None
-        return PendingPoll(interval=row[0], too_fast=row[1])
+        answers: list[PendingPoll | None] = [None] * len(polls)
+        for n, interval, too_fast in rows:
+            answers[n - 1] = PendingPoll(interval=interval, too_fast=too_fast)
+        return answers
 
     async def start_flow(
         self,
@@ -205,25 +247,32 @@ class AsyncpgHotPath:
         *,
         requested_scope: tuple[str, ...] | None,
     ) -> tuple[str, ...] | None:
+        return await self._start_batcher.submit(
+            new.device_code_hash,
+            new.device_code_hash,
+            new.user_code_hash,
+            new.client_id,
+            None if requested_scope is None else " ".join(requested_scope),
+            new.created_at,
+            new.expires_at,
+            new.interval,
+            new.request_ip,
+            new.user_agent,
+        )
+
+    async def _start_flows(self, flows: Sequence[tuple[Any, ...]]) -> list[tuple[str, ...] | None]:
+        """Device authorizations in one statement (see :class:`Batcher`), each with its
+        audit event; a flow whose client or scope does not qualify, or whose code
+        collides, is not stored and gets None."""
+        columns = [list(column) for column in zip(*flows, strict=True)]
         try:
-            row = await self._pool.fetchrow(
-                _START,
-                new.device_code_hash,
-                new.user_code_hash,
-                None if requested_scope is None else " ".join(requested_scope),
-                new.client_id,
-                new.created_at,
-                new.expires_at,
-                new.interval,
-                new.request_ip,
-                new.user_agent,
-                AuditKind.FLOW_STARTED.value,
-            )
+            rows = await self._pool.fetch(_START, *columns, AuditKind.FLOW_STARTED.value)
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(type(exc).__name__) from exc
-        if row is None:
-            return None
-        return tuple(row[0].split()) if row[0] else ()
+        granted: list[tuple[str, ...] | None] = [None] * len(flows)
+        for n, scope in rows:
+            granted[n - 1] = tuple(scope.split()) if scope else ()
+        return granted
 
     def forget(self, key_hash: bytes) -> None:
         self.cache.forget(key_hash)
@@ -275,4 +324,7 @@ class AsyncpgHotPath:
         if self._listener is not None and not self._listener.is_closed():
             with contextlib.suppress(*_UNAVAILABLE):
                 await self._listener.close(timeout=5)
+        for poll_batcher in self._poll_batchers.values():
+            await poll_batcher.close()
+        await self._start_batcher.close()
         await self._pool.close()
