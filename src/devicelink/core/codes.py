@@ -22,10 +22,24 @@ DEVICE_CODE_BYTES = 32  # 256 bits of entropy (RFC 8628 section 5.2)
 _SEPARATORS = str.maketrans("", "", " -\t\u2010\u2011\u2012\u2013\u2014\u2212_.")
 
 
+# Random bytes below this map evenly onto the alphabet (240 = 12 x 20); the others are
+# dropped, so every letter is equally likely (no modulo bias).
+_UNBIASED_BELOW = 256 - 256 % len(USER_CODE_ALPHABET)
+
+
 def new_user_code() -> str:
-    """A fresh user code, already formatted as ``XXXX-XXXX`` (RFC 8628 section 6.1)."""
-    letters = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
-    return format_user_code(letters)
+    """A fresh user code, already formatted as ``XXXX-XXXX`` (RFC 8628 section 6.1).
+
+    Eight letters drawn uniformly from the alphabet, from one read of the system's
+    random source (``secrets``) rather than one per letter."""
+    letters: list[str] = []
+    while len(letters) < USER_CODE_LENGTH:
+        for byte in secrets.token_bytes(2 * USER_CODE_LENGTH):
+            if byte < _UNBIASED_BELOW:
+                letters.append(USER_CODE_ALPHABET[byte % len(USER_CODE_ALPHABET)])
+                if len(letters) == USER_CODE_LENGTH:
+                    break
+    return format_user_code("".join(letters))
 
 
 def format_user_code(normalised: str) -> str:
@@ -86,7 +100,7 @@ class CodeHasher:
 
     @staticmethod
     def _mac(key: bytes, value: str) -> bytes:
-        return hmac.new(key, value.encode("utf-8"), hashlib.sha256).digest()
+        return hmac.digest(key, value.encode("utf-8"), "sha256")
 
     def device_code(self, device_code: str) -> bytes:
         return self._mac(self._device_code, device_code)

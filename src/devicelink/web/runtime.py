@@ -13,7 +13,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+from limits.aio.strategies import RateLimiter as RateLimiter_
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from starlette.requests import Request
@@ -63,14 +64,18 @@ class RateLimiter:
         on_fallback: Callable[[], None] | None = None,
     ) -> None:
         self._shared_storage = None
-        self._shared = None
+        self._shared: RateLimiter_ | None = None
+        self._shared_counter: RateLimiter_ | None = None
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
             self._shared_storage = storage_from_string(
                 uri, key_prefix=key_prefix, wrap_exceptions=True
             )
             self._shared = MovingWindowRateLimiter(self._shared_storage)
-        self._local = MovingWindowRateLimiter(storage_from_string("async+memory://"))
+            self._shared_counter = SlidingWindowCounterRateLimiter(self._shared_storage)
+        local_storage = storage_from_string("async+memory://")
+        self._local = MovingWindowRateLimiter(local_storage)
+        self._local_counter = SlidingWindowCounterRateLimiter(local_storage)
         self._shared_down_until = 0.0
         self._on_fallback = on_fallback
         self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, int]] = {}
@@ -111,11 +116,14 @@ class RateLimiter:
         if pool is not None:
             pool.disconnect()
 
-    async def _limiter_call(self, method: str, limit: RateLimitItem, *identifiers: str) -> Any:
-        if self._shared is not None and time.monotonic() >= self._shared_down_until:
+    async def _limiter_call(
+        self, method: str, limit: RateLimitItem, *identifiers: str, counter: bool = False
+    ) -> Any:
+        shared = self._shared_counter if counter else self._shared
+        if shared is not None and time.monotonic() >= self._shared_down_until:
             try:
                 return await asyncio.wait_for(
-                    getattr(self._shared, method)(limit, *identifiers),
+                    getattr(shared, method)(limit, *identifiers),
                     timeout=self.TIMEOUT_SECONDS,
                 )
             except (StorageError, TimeoutError, OSError, ConnectionError) as exc:
@@ -126,17 +134,23 @@ class RateLimiter:
                 )
                 if self._on_fallback is not None:
                     self._on_fallback()
-        return await getattr(self._local, method)(limit, *identifiers)
+        local = self._local_counter if counter else self._local
+        return await getattr(local, method)(limit, *identifiers)
 
-    async def hit(self, limit: RateLimitItem, *identifiers: str) -> bool:
-        return bool(await self._limiter_call("hit", limit, *identifiers))
+    async def hit(self, limit: RateLimitItem, *identifiers: str, counter: bool = False) -> bool:
+        """Spend one of ``limit``. ``counter``: a sliding window counter (two counters
+        weighted by time, constant cost) instead of the exact moving window (a list of
+        every hit): for the limits that count requests in volume rather than failures."""
+        return bool(await self._limiter_call("hit", limit, *identifiers, counter=counter))
 
     async def allows(self, limit: RateLimitItem, *identifiers: str) -> bool:
         """True when ``limit`` has room left, without spending any of it."""
         return bool(await self._limiter_call("test", limit, *identifiers))
 
-    async def retry_after(self, limit: RateLimitItem, *identifiers: str) -> int:
-        stats = await self._limiter_call("get_window_stats", limit, *identifiers)
+    async def retry_after(
+        self, limit: RateLimitItem, *identifiers: str, counter: bool = False
+    ) -> int:
+        stats = await self._limiter_call("get_window_stats", limit, *identifiers, counter=counter)
         return max(1, int(stats.reset_time - datetime.now(UTC).timestamp()) + 1)
 
 
