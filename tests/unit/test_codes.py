@@ -274,16 +274,33 @@ def test_a_32_byte_secret_is_enough() -> None:
     assert len(CodeHasher(b"x" * 32).device_code("abc")) == 32
 
 
-def test_every_letter_of_a_user_code_is_equally_likely() -> None:
+@pytest.mark.parametrize("source", ["new_user_code", "new_codes"])
+def test_every_letter_of_a_user_code_is_equally_likely(source: str) -> None:
     """No modulo bias: over 160,000 letters, each of the 20 comes up about 8,000 times
     (chi-squared with 19 degrees of freedom under 60: a fair source fails about once
     in a quarter of a million runs; the bias of ``byte % 20`` would give about 150)."""
     from collections import Counter
 
-    from devicelink.core.codes import USER_CODE_ALPHABET, new_user_code
+    from devicelink.core import codes
 
-    counts = Counter("".join(new_user_code().replace("-", "") for _ in range(20_000)))
-    expected = 20_000 * 8 / len(USER_CODE_ALPHABET)
-    chi2 = sum((counts[letter] - expected) ** 2 / expected for letter in USER_CODE_ALPHABET)
-    assert set(counts) == set(USER_CODE_ALPHABET)
+    def user_code() -> str:
+        return codes.new_user_code() if source == "new_user_code" else codes.new_codes()[1]
+
+    counts = Counter("".join(user_code().replace("-", "") for _ in range(20_000)))
+    expected = 20_000 * 8 / len(codes.USER_CODE_ALPHABET)
+    alphabet = codes.USER_CODE_ALPHABET
+    chi2 = sum((counts[letter] - expected) ** 2 / expected for letter in alphabet)
+    assert set(counts) == set(alphabet)
     assert chi2 < 60, counts
+
+
+@pytest.mark.rfc("8628", "5.2")
+def test_new_codes_give_a_256_bit_device_code_and_a_user_code_each_time() -> None:
+    from devicelink.core.codes import new_codes
+
+    pairs = [new_codes() for _ in range(2000)]
+    for device_code, user_code in pairs:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", device_code)
+        assert len(base64.urlsafe_b64decode(device_code + "=")) == 32
+        assert normalise_user_code(user_code) == user_code.replace("-", "")
+    assert len({d for d, _ in pairs}) == 2000

@@ -9,6 +9,7 @@ an HMAC-SHA256 keyed with the server secret, so a database dump gives nothing aw
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -25,21 +26,31 @@ _SEPARATORS = str.maketrans("", "", " -\t\u2010\u2011\u2012\u2013\u2014\u2212_."
 # Random bytes below this map evenly onto the alphabet (240 = 12 x 20); the others are
 # dropped, so every letter is equally likely (no modulo bias).
 _UNBIASED_BELOW = 256 - 256 % len(USER_CODE_ALPHABET)
+_USER_CODE_DRAW = 2 * USER_CODE_LENGTH  # enough bytes for 8 letters, nearly always
 
 
-def new_user_code() -> str:
+def new_user_code(random_bytes: bytes | None = None) -> str:
     """A fresh user code, already formatted as ``XXXX-XXXX`` (RFC 8628 section 6.1).
 
     Eight letters drawn uniformly from the alphabet, from one read of the system's
-    random source (``secrets``) rather than one per letter."""
+    random source (``secrets``) rather than one per letter; ``random_bytes`` (from
+    ``secrets``) may be given to draw from first."""
     letters: list[str] = []
-    while len(letters) < USER_CODE_LENGTH:
-        for byte in secrets.token_bytes(2 * USER_CODE_LENGTH):
+    pool = random_bytes if random_bytes is not None else secrets.token_bytes(_USER_CODE_DRAW)
+    while True:
+        for byte in pool:
             if byte < _UNBIASED_BELOW:
                 letters.append(USER_CODE_ALPHABET[byte % len(USER_CODE_ALPHABET)])
                 if len(letters) == USER_CODE_LENGTH:
-                    break
-    return format_user_code("".join(letters))
+                    return format_user_code("".join(letters))
+        pool = secrets.token_bytes(_USER_CODE_DRAW)
+
+
+def new_codes() -> tuple[str, str]:
+    """A new device code and user code, from one read of the random source."""
+    random_bytes = secrets.token_bytes(DEVICE_CODE_BYTES + _USER_CODE_DRAW)
+    device_code = base64.urlsafe_b64encode(random_bytes[:DEVICE_CODE_BYTES]).rstrip(b"=")
+    return device_code.decode("ascii"), new_user_code(random_bytes[DEVICE_CODE_BYTES:])
 
 
 def format_user_code(normalised: str) -> str:

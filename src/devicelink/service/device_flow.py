@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devicelink.core import lifecycle
-from devicelink.core.codes import CodeHasher, new_device_code, new_user_code, normalise_user_code
+from devicelink.core.codes import CodeHasher, new_codes, normalise_user_code
 from devicelink.core.errors import (
     AuthorizationPending,
     InvalidGrant,
@@ -193,8 +193,7 @@ class DeviceFlowService:
         request_ip: str | None,
         user_agent: str | None,
     ) -> tuple[str, str, NewDeviceAuthorization]:
-        device_code = new_device_code()
-        user_code = new_user_code()
+        device_code, user_code = new_codes()
         normalised = normalise_user_code(user_code)
         assert normalised is not None
         return (
