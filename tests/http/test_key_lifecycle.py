@@ -9,6 +9,7 @@ import pytest
 from devicelink.core.models import AuditKind, Client
 from devicelink.service.admin import AdminService
 from devicelink.service.device_flow import Actor
+from devicelink.service.keys import use_record_interval
 
 pytestmark = pytest.mark.anyio
 
@@ -149,7 +150,11 @@ async def test_last_use_is_written_at_most_once_a_minute(server) -> None:
     first_use = server.clock()
     assert await me(server, key) == 200
     assert await last_used() == (first_use, "203.0.113.7")
-    server.clock.advance(59)
+    async with server.runtime.store.transaction() as tx:
+        (stored,) = await tx.api_keys.list_for_user(user.id)
+    interval = use_record_interval(stored.id).total_seconds()
+    assert 45 <= interval <= 60  # at most once a minute, spread over 15 s by key
+    server.clock.advance(interval - 1)
     assert await me(server, key) == 200
     assert (await last_used())[0] == first_use
     server.clock.advance(2)

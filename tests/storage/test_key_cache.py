@@ -110,6 +110,8 @@ async def processes(postgres_database: str) -> AsyncIterator[Processes]:
                 keys[name].append(token)
     hot = await AsyncpgHotPath.connect(postgres_database, max_size=2, key_cache_size=100)
     hot.RECONNECT_SECONDS = 0.05
+    hot.HEARTBEAT_SECONDS = 0.1
+    hot.HEARTBEAT_TIMEOUT = 0.5
     store.on_commit_announce(hot.changed)
     try:
         await until(lambda: hot.cache.live)
@@ -219,4 +221,23 @@ async def test_a_revocation_while_the_listening_connection_is_down_is_not_missed
         await p.here.authenticate(token)
     # It listens again, and remembers again.
     await until(lambda: p.hot.cache.live)
+    await warm(p, other_token)
+
+
+async def test_when_notifications_silently_stop_arriving_the_cache_stops_answering(
+    processes: Processes,
+) -> None:
+    """The listening connection stays up but hears nothing any more (here: UNLISTEN;
+    in production, a transaction-pooling proxy or a half-dead link): the heartbeat
+    that does not come back empties the cache, so a revocation it did not hear of is
+    refused all the same; once it hears again, it remembers again."""
+    p = processes
+    token, other_token = p.keys["bob"]
+    await warm(p, token)
+    listener = p.hot._listener
+    assert listener is not None
+    await listener.execute("UNLISTEN *")
+    assert await p.elsewhere.revoke(CLI, token) is True  # announced, but unheard
+    assert await refused_within(p.here, token, limit=3.0) < 3.0
+    await until(lambda: p.hot.cache.live)  # a new listening connection
     await warm(p, other_token)

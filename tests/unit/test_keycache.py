@@ -117,3 +117,10 @@ def test_a_zero_size_cache_keeps_nothing() -> None:
     cache = live_cache(size=0)
     cache.put(b"h1", key(1), ALICE, generation=cache.generation)
     assert cache.get(b"h1") is None
+
+
+def test_heartbeats_on_the_channel_are_not_changes() -> None:
+    cache = live_cache()
+    cache.put(b"h1", key(1), ALICE, generation=cache.generation)
+    cache.changed(["ping:0123abcd"])
+    assert cache.get(b"h1") is not None

@@ -23,6 +23,16 @@ from devicelink.service.clock import Clock, utc_now
 
 _NAME_LIMIT = 300
 USE_RECORD_INTERVAL = timedelta(minutes=1)
+
+
+def use_record_interval(key_id: int) -> timedelta:
+    """How long a key's recorded last use stands before the next use is written: at
+    most a minute (:data:`USE_RECORD_INTERVAL`), less by up to 15 seconds depending on
+    the key, so that keys first used together (a fleet of CLIs started at once) do not
+    all fall due for a write in the same instant, ever after."""
+    return USE_RECORD_INTERVAL - timedelta(seconds=key_id % 16)
+
+
 """A key's last-used time and address are written at most this often."""
 
 
@@ -197,7 +207,7 @@ class KeyService:
         """The owner of a presented key, or :class:`InvalidToken` (RFC 6750 section 3.1).
 
         The checksum is verified first, so malformed keys cost no database lookup. The
-        key's last use is written at most once per :data:`USE_RECORD_INTERVAL`, not on
+        key's last use is written at most once a minute (:func:`use_record_interval`), not on
         every request; the first use ever is also an audit event.
         """
         if not presented or not is_well_formed_api_key(presented):
@@ -212,7 +222,9 @@ class KeyService:
             key, user = found
             if user.disabled or not key.is_active(now):
                 raise InvalidToken()
-            if key.last_used_at is not None and now - key.last_used_at < USE_RECORD_INTERVAL:
+            if key.last_used_at is not None and now - key.last_used_at < use_record_interval(
+                key.id
+            ):
                 return KeyOwner(key=key, user=user)
         try:
             return await self._authenticate_in_full(key_hash, now, ip)
@@ -233,9 +245,10 @@ class KeyService:
             if user.disabled or not key.is_active(now):
                 raise InvalidToken()
             last = key.last_used_at
-            if last is None or now - last >= USE_RECORD_INTERVAL:
+            interval = use_record_interval(key.id)
+            if last is None or now - last >= interval:
                 recorded = await tx.api_keys.record_use(
-                    key.id, now=now, ip=ip, not_since=now - USE_RECORD_INTERVAL
+                    key.id, now=now, ip=ip, not_since=now - interval
                 )
                 if recorded and last is None:
                     await tx.audit.record(

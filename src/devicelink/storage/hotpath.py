@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -27,7 +28,8 @@ from sqlalchemy.engine import make_url
 from devicelink.core.models import ApiKey, AuditKind, NewDeviceAuthorization, PendingPoll, User
 from devicelink.core.ports import StorageUnavailable
 from devicelink.storage.batching import Batcher
-from devicelink.storage.keycache import CHANNEL, KeyCache
+from devicelink.storage.database import SERVER_SETTINGS
+from devicelink.storage.keycache import CHANNEL, PING_PREFIX, KeyCache
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,13 @@ class AsyncpgHotPath:
     """
 
     RECONNECT_SECONDS = 1.0
+    HEARTBEAT_SECONDS = 10.0
+    """How often the listening connection proves it still hears: a ``NOTIFY`` sent
+    through the pool must come back on it within :attr:`HEARTBEAT_TIMEOUT`, or the
+    cache is emptied and unused until one does. This also catches a path on which
+    notifications never arrive at all (a transaction-pooling proxy in front of
+    PostgreSQL): the cache then never turns on."""
+    HEARTBEAT_TIMEOUT = 5.0
 
     def __init__(
         self, pool: asyncpg.Pool, dsn: str, cache: KeyCache, *, max_size: int = 10
@@ -151,6 +160,9 @@ class AsyncpgHotPath:
         self._listener: asyncpg.Connection | None = None
         self._listening: asyncio.Task[None] | None = None
         self._closed = False
+        self._ping = ""
+        self._pong: asyncio.Future[None] | None = None
+        self._wake = asyncio.Event()
         self._max_in_flight = max(1, max_size // 2)
         self._poll_batchers: dict[tuple[int, int], Batcher[PendingPoll | None]] = {}
         self._start_batcher: Batcher[tuple[str, ...] | None] = Batcher(
@@ -169,6 +181,7 @@ class AsyncpgHotPath:
             command_timeout=15,
             timeout=10,
             reset=_keep_session,
+            server_settings=dict(SERVER_SETTINGS),
         )
         hot = cls(pool, dsn, KeyCache(key_cache_size), max_size=max_size)
         if key_cache_size > 0:
@@ -181,31 +194,70 @@ class AsyncpgHotPath:
         self.cache.changed(announcements)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith(PING_PREFIX):
+            if payload == self._ping and self._pong is not None and not self._pong.done():
+                self._pong.set_result(None)
+            return
         self.cache.changed([payload])
 
     def _lost(self, _conn: object) -> None:
         self.cache.live = False
         self.cache.clear()
+        self._wake.set()  # listen again now, not at the next heartbeat
         if not self._closed:
             log.warning("lost the connection that hears of key changes: key lookups uncached")
 
     async def _listen(self) -> None:
-        """Keep one connection listening; the cache is live only while it is."""
+        """Keep one connection listening; the cache is live only while it is, and while
+        its heartbeats come back."""
         while not self._closed:
             if self._listener is None or self._listener.is_closed():
                 self.cache.live = False
                 self.cache.clear()
                 try:
-                    listener = await asyncpg.connect(self._dsn, timeout=10)
+                    listener = await asyncpg.connect(
+                        self._dsn, timeout=10, server_settings=dict(SERVER_SETTINGS)
+                    )
                     listener.add_termination_listener(self._lost)
                     await listener.add_listener(CHANNEL, self._notified)
                 except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
                     log.debug("cannot listen for key changes yet: %s", type(exc).__name__)
-                else:
-                    self._listener = listener
-                    self.cache.clear()  # nothing kept from before LISTEN took effect
+                    await self._pause(self.RECONNECT_SECONDS)
+                    continue
+                self._listener = listener
+            if await self._heartbeat():
+                if not self.cache.live:
+                    self.cache.clear()  # nothing kept from before it heard
                     self.cache.live = True
-            await asyncio.sleep(self.RECONNECT_SECONDS)
+                await self._pause(self.HEARTBEAT_SECONDS)
+            else:
+                if self.cache.live:
+                    log.warning("key changes went unheard: key lookups uncached until they are")
+                self.cache.live = False
+                self.cache.clear()
+                listener, self._listener = self._listener, None
+                if listener is not None:
+                    with contextlib.suppress(*_UNAVAILABLE, asyncpg.PostgresError):
+                        await listener.close(timeout=2)
+                await self._pause(self.RECONNECT_SECONDS)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    async def _heartbeat(self) -> bool:
+        """Send a NOTIFY through the pool and wait for it on the listening connection."""
+        self._ping = PING_PREFIX + secrets.token_hex(8)
+        self._pong = asyncio.get_running_loop().create_future()
+        try:
+            await self._pool.execute("SELECT pg_notify($1, $2)", CHANNEL, self._ping)
+            await asyncio.wait_for(self._pong, timeout=self.HEARTBEAT_TIMEOUT)
+        except (*_UNAVAILABLE, asyncpg.PostgresError):
+            return False
+        finally:
+            self._pong = None
+        return True
 
     async def record_pending_poll(
         self,

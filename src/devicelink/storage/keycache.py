@@ -32,6 +32,9 @@ from devicelink.core.models import ApiKey, User
 CHANNEL = "devicelink_keys"
 """The PostgreSQL notification channel of key and account changes."""
 
+PING_PREFIX = "ping:"
+"""Heartbeats of the listening connections on :data:`CHANNEL` (not changes)."""
+
 MAX_AGE_SECONDS = 300.0
 
 
@@ -107,11 +110,13 @@ class KeyCache:
         self._drop(key_hash)
 
     def changed(self, announcements: Iterable[str]) -> None:
-        """Apply announced changes (``k:<key id>``, ``u:<user id>``; anything else
-        empties the cache)."""
+        """Apply announced changes (``k:<key id>``, ``u:<user id>``; heartbeats,
+        ``ping:...``, are not changes; anything else empties the cache)."""
         self._generation += 1
         for announcement in announcements:
             kind, _, ident = announcement.partition(":")
+            if kind == "ping":
+                continue
             if not ident.isdigit():
                 self.clear()
                 continue
