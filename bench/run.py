@@ -214,6 +214,29 @@ def rss_mb(pid: int) -> float:
     return total_kb * 1024 / 1e6
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(pids: list[int], *, busy: float = 0.05, limit: float = 30.0) -> float:
+    """Wait until none of ``pids`` uses more than ``busy`` of a CPU (over 0.2 s), at most
+    ``limit`` seconds; the seconds waited. A server still answering the requests queued
+    by the previous run (SQLite's, whose queue holds seconds of work) would otherwise
+    share CPU 0 with the next scenario's server."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        before = [cpu_seconds(pid) for pid in pids]
+        time.sleep(0.2)
+        if all(cpu_seconds(pid) - b < busy * 0.2 for pid, b in zip(pids, before, strict=True)):
+            break
+    return time.monotonic() - started
+
+
 # --- server processes ----------------------------------------------------------------
 
 
@@ -1949,8 +1972,12 @@ def run_phase(ctx: Context, phase: Phase) -> list[Summary]:
                 log(f"warm-up {scenario.id} ({options.warmup:g} s)")
                 scenario.before_run(ctx)
                 scenario.after_run(run_wrk(ctx, scenario, options.warmup))
+        pids = [t.process.popen.pid for t in targets if t.process is not None]
         for run in range(1, options.runs + 1):
             for scenario in live:
+                waited = wait_until_idle(pids)
+                if waited > 1:
+                    log(f"waited {waited:.1f} s for the servers to finish the last run's queue")
                 scenario.before_run(ctx)
                 result = run_wrk(ctx, scenario, options.duration)
                 scenario.after_run(result)
