@@ -371,3 +371,59 @@ async def test_starts_that_arrive_together_share_statements_and_are_judged_alone
     assert len(events) == 12
     assert hot._start_batcher.requests == 15
     assert hot._start_batcher.batches < 15
+
+
+async def test_a_keys_last_use_is_written_once_with_one_first_use_event(pg) -> None:
+    """The hot path writes a key's last use as the general path does: a compare-and-set
+    on the stored last use, and the key_first_used audit event only the first time,
+    however many requests race to write it."""
+    store, hot = pg
+    async with store.transaction() as tx:
+        user = await tx.users.get_by_username("alice")
+        assert user is not None
+        key = await tx.api_keys.add(
+            NewApiKey(
+                key_hash=digest("k"),
+                name="cli",
+                user_id=user.id,
+                client_id="public",
+                device_authorization_id=None,
+                scope=("api",),
+                created_at=T0,
+                expires_at=None,
+            )
+        )
+    now = T0 + timedelta(seconds=10)
+    written = await asyncio.gather(
+        *(
+            hot.record_use(key.id, now=now, ip="203.0.113.5", not_since=now - timedelta(minutes=1))
+            for _ in range(5)
+        )
+    )
+    assert written.count(True) == 1
+    later = now + timedelta(seconds=30)
+    assert not await hot.record_use(
+        key.id, now=later, ip="203.0.113.6", not_since=later - timedelta(minutes=1)
+    )
+    much_later = now + timedelta(seconds=61)
+    assert await hot.record_use(
+        key.id, now=much_later, ip="203.0.113.7", not_since=much_later - timedelta(minutes=1)
+    )
+    async with store.engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT last_used_at, last_used_ip FROM api_keys WHERE id = :id"),
+                {"id": key.id},
+            )
+        ).one()
+        events = list(
+            await conn.execute(
+                text(
+                    "SELECT event, occurred_at, api_key_id, user_id, username, ip FROM audit_events"
+                )
+            )
+        )
+    assert tuple(stored) == (much_later, "203.0.113.7")
+    assert [tuple(e) for e in events] == [
+        ("key_first_used", now, key.id, user.id, "alice", "203.0.113.5")
+    ]

@@ -246,6 +246,14 @@ class HotPath(Protocol):
         an account disabled) before it could answer again."""
         ...
 
+    async def record_use(
+        self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
+    ) -> bool:
+        """Write the key's last use if the stored one is older than ``not_since`` (or
+        absent), with the ``key_first_used`` audit event when absent; False when another
+        request wrote it first."""
+        ...
+
     def forget(self, key_hash: bytes) -> None:
         """Forget what :meth:`key_with_owner` remembers of this key (the full path has
         just read or written its row)."""

@@ -215,28 +215,21 @@ class KeyService:
         now = self._clock()
         key_hash = self._hasher.api_key(presented)
         if self._hot_path is not None:
-            # One statement; the full path below only when the last use is due a write.
+            # One statement, or none when the hot path remembers the key; the general
+            # path below is for stores without a hot path.
             found = await self._hot_path.key_with_owner(key_hash)
             if found is None:
                 raise InvalidToken()
             key, user = found
             if user.disabled or not key.is_active(now):
                 raise InvalidToken()
-            if key.last_used_at is not None and now - key.last_used_at < use_record_interval(
-                key.id
-            ):
-                return KeyOwner(key=key, user=user)
-        try:
-            return await self._authenticate_in_full(key_hash, now, ip)
-        finally:
-            if self._hot_path is not None:
-                # The row was read again and perhaps written (its last use): what the hot
-                # path remembers of it is out of date.
+            interval = use_record_interval(key.id)
+            if key.last_used_at is None or now - key.last_used_at >= interval:
+                # Due a write: on the hot path too (one statement, shared by the keys
+                # due at the same moment); what it remembers of the key is then stale.
+                await self._hot_path.record_use(key.id, now=now, ip=ip, not_since=now - interval)
                 self._hot_path.forget(key_hash)
-
-    async def _authenticate_in_full(
-        self, key_hash: bytes, now: datetime, ip: str | None
-    ) -> KeyOwner:
+            return KeyOwner(key=key, user=user)
         async with self._store.transaction() as tx:
             found = await tx.api_keys.get_with_owner(key_hash)
             if found is None:

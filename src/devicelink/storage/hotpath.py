@@ -109,6 +109,36 @@ FROM d
 JOIN ok ON ok.device_code_hash = d.device_code_hash
 """
 
+_USE = """
+WITH req AS (
+    SELECT *
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::timestamptz[])
+         AS r(id, now, ip, not_since)
+), due AS (
+    SELECT k.id, k.last_used_at, k.user_id, k.client_id, k.device_authorization_id,
+           u.username, r.now, r.ip
+    FROM req AS r
+    JOIN api_keys AS k ON k.id = r.id
+    JOIN users AS u ON u.id = k.user_id
+    WHERE k.last_used_at IS NULL OR k.last_used_at < r.not_since
+    ORDER BY k.id
+    FOR UPDATE OF k
+), written AS (
+    UPDATE api_keys AS k
+    SET last_used_at = due.now, last_used_ip = due.ip
+    FROM due
+    WHERE k.id = due.id
+    RETURNING k.id
+), first_use AS (
+    INSERT INTO audit_events (occurred_at, event, user_id, username, client_id,
+                              device_authorization_id, api_key_id, ip)
+    SELECT now, $5::text, user_id, username, client_id, device_authorization_id, id, ip
+    FROM due
+    WHERE last_used_at IS NULL
+)
+SELECT id FROM written
+"""
+
 _KEY = """
 SELECT k.id, k.name, k.user_id, k.client_id, k.device_authorization_id, k.scope,
        k.created_at, k.expires_at, k.last_used_at, k.last_used_ip, k.revoked_at,
@@ -121,7 +151,8 @@ WHERE k.key_hash = $1
 
 
 HOT_PATH_SETTINGS = {"synchronous_commit": "off"}
-"""The hot path's writes (a poll's bookkeeping, a new flow and its audit event) do not
+"""The hot path's writes (a poll's bookkeeping, a new flow and its audit event, a key's
+last use) do not
 wait for their commit to reach the disk. PostgreSQL's asynchronous commit never loses
 consistency, only, in a crash of the database host itself, the last moments of such
 writes (at most three times ``wal_writer_delay``, 0.6 s by default): polls then judged
@@ -179,6 +210,9 @@ class AsyncpgHotPath:
         self._poll_batchers: dict[tuple[int, int], Batcher[PendingPoll | None]] = {}
         self._start_batcher: Batcher[tuple[str, ...] | None] = Batcher(
             self._start_flows, max_in_flight=self._max_in_flight
+        )
+        self._use_batcher: Batcher[bool] = Batcher(
+            self._record_uses, max_in_flight=self._max_in_flight
         )
 
     @classmethod
@@ -338,6 +372,25 @@ class AsyncpgHotPath:
             granted[n - 1] = tuple(scope.split()) if scope else ()
         return granted
 
+    async def record_use(
+        self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
+    ) -> bool:
+        return await self._use_batcher.submit(key_id, key_id, now, ip, not_since)
+
+    async def _record_uses(self, uses: Sequence[tuple[Any, ...]]) -> list[bool]:
+        """Last uses of distinct keys in one statement (see :class:`Batcher`), each
+        written only if the stored one is older than ``not_since`` (a compare-and-set),
+        with the ``key_first_used`` audit event when there was none."""
+        ids, nows, ips, not_sinces = (list(column) for column in zip(*uses, strict=True))
+        try:
+            rows = await self._pool.fetch(
+                _USE, ids, nows, ips, not_sinces, AuditKind.KEY_FIRST_USED.value
+            )
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+        written = {row[0] for row in rows}
+        return [key_id in written for key_id in ids]
+
     def forget(self, key_hash: bytes) -> None:
         self.cache.forget(key_hash)
 
@@ -391,4 +444,5 @@ class AsyncpgHotPath:
         for poll_batcher in self._poll_batchers.values():
             await poll_batcher.close()
         await self._start_batcher.close()
+        await self._use_batcher.close()
         await self._pool.close()
