@@ -1771,6 +1771,42 @@ def _mask_password(url: str) -> str:
 # --- main ----------------------------------------------------------------------------
 
 
+def add_database_and_output_options(
+    parser: argparse.ArgumentParser,
+    *,
+    database: str,
+    database_help: str,
+    keep_database_help: str,
+    results_name: str,
+    workdir_help: str,
+) -> None:
+    """The options this script and soak.py share: PostgreSQL, the server's start limit,
+    the JSON results and the work directory."""
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "DEVICELINK_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="admin URL of the PostgreSQL server [env: DEVICELINK_BENCH_POSTGRES]",
+    )
+    parser.add_argument("--database", default=database, help=database_help)
+    parser.add_argument("--keep-database", action="store_true", help=keep_database_help)
+    parser.add_argument(
+        "--start-rate-limit",
+        default="1000000/second",
+        help="DEVICELINK_START_RATE_LIMIT for the server (1000000/second)",
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help=f"also write the results as JSON (default path: bench/results/{results_name})",
+    )
+    parser.add_argument("--keep-workdir", action="store_true", help=workdir_help)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark devicelink (PostgreSQL and SQLite) beside bare uvicorn/FastAPI "
@@ -1847,39 +1883,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only", default="", help="comma-separated scenario ids or globs ('pg-*'); see --list"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get(
-            "DEVICELINK_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="admin URL of the PostgreSQL server [env: DEVICELINK_BENCH_POSTGRES]",
-    )
-    parser.add_argument(
-        "--database",
-        default="devicelink_bench",
-        help="database to (re)create for the run; the memory scenario uses "
+    add_database_and_output_options(
+        parser,
+        database="devicelink_bench",
+        database_help="database to (re)create for the run; the memory scenario uses "
         "<database>_mem (devicelink_bench)",
-    )
-    parser.add_argument(
-        "--keep-database", action="store_true", help="do not drop the databases afterwards"
-    )
-    parser.add_argument(
-        "--start-rate-limit",
-        default="1000000/second",
-        help="DEVICELINK_START_RATE_LIMIT for the server (1000000/second)",
-    )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PATH",
-        help="also write the results as JSON (default path: bench/results/<time>.json)",
-    )
-    parser.add_argument(
-        "--keep-workdir",
-        action="store_true",
-        help="keep the temporary directory (server logs, codes and keys files, SQLite file)",
+        keep_database_help="do not drop the databases afterwards",
+        results_name="<time>.json",
+        workdir_help="keep the temporary directory (server logs, codes and keys files, "
+        "SQLite file)",
     )
     options = parser.parse_args(argv)
     defaults = {

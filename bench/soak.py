@@ -56,6 +56,7 @@ from run import (  # noqa: E402 - bench/run.py, beside this file
     DevicelinkPostgresTarget,
     Measurement,
     PollScenario,
+    add_database_and_output_options,
     check_tools,
     environment,
     log,
@@ -424,36 +425,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=5, help="wrk socket timeout, s (5)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the server (0)")
     parser.add_argument("--wrk-cpus", default="1", help="taskset CPU list of wrk (1)")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get(
-            "DEVICELINK_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="admin URL of the PostgreSQL server [env: DEVICELINK_BENCH_POSTGRES]",
-    )
-    parser.add_argument(
-        "--database", default="devicelink_soak", help="database to (re)create (devicelink_soak)"
-    )
-    parser.add_argument(
-        "--keep-database", action="store_true", help="do not drop the database afterwards"
-    )
-    parser.add_argument(
-        "--start-rate-limit",
-        default="1000000/second",
-        help="DEVICELINK_START_RATE_LIMIT for the server (1000000/second)",
-    )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PATH",
-        help="also write the results as JSON (default path: bench/results/soak-<time>.json)",
-    )
-    parser.add_argument(
-        "--keep-workdir",
-        action="store_true",
-        help="keep the temporary directory (server log, codes file)",
+    add_database_and_output_options(
+        parser,
+        database="devicelink_soak",
+        database_help="database to (re)create (devicelink_soak)",
+        keep_database_help="do not drop the database afterwards",
+        results_name="soak-<time>.json",
+        workdir_help="keep the temporary directory (server log, codes file)",
     )
     options = parser.parse_args(argv)
     defaults = {"flows": 10_000, "duration": 120.0, "sample_every": 2.0}
