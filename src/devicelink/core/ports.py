@@ -251,12 +251,8 @@ class HotPath(Protocol):
     ) -> bool:
         """Write the key's last use if the stored one is older than ``not_since`` (or
         absent), with the ``key_first_used`` audit event when absent; False when another
-        request wrote it first."""
-        ...
-
-    def forget(self, key_hash: bytes) -> None:
-        """Forget what :meth:`key_with_owner` remembers of this key (the full path has
-        just read or written its row)."""
+        request wrote it first. What :meth:`key_with_owner` remembers of the key is
+        forgotten either way."""
         ...
 
     async def close(self) -> None: ...

@@ -226,9 +226,8 @@ class KeyService:
             interval = use_record_interval(key.id)
             if key.last_used_at is None or now - key.last_used_at >= interval:
                 # Due a write: on the hot path too (one statement, shared by the keys
-                # due at the same moment); what it remembers of the key is then stale.
+                # due at the same moment).
                 await self._hot_path.record_use(key.id, now=now, ip=ip, not_since=now - interval)
-                self._hot_path.forget(key_hash)
             return KeyOwner(key=key, user=user)
         async with self._store.transaction() as tx:
             found = await tx.api_keys.get_with_owner(key_hash)

@@ -29,7 +29,7 @@ from devicelink.core.models import ApiKey, AuditKind, NewDeviceAuthorization, Pe
 from devicelink.core.ports import StorageUnavailable
 from devicelink.storage.batching import Batcher
 from devicelink.storage.database import SERVER_SETTINGS
-from devicelink.storage.keycache import CHANNEL, PING_PREFIX, KeyCache
+from devicelink.storage.keycache import CHANNEL, PING_PREFIX, KeyCache, key_changed
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,11 @@ class AsyncpgHotPath:
     async def record_use(
         self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
     ) -> bool:
-        return await self._use_batcher.submit(key_id, key_id, now, ip, not_since)
+        try:
+            return await self._use_batcher.submit(key_id, key_id, now, ip, not_since)
+        finally:
+            # Written here or by another request: what the cache holds of it is stale.
+            self.cache.changed([key_changed(key_id)])
 
     async def _record_uses(self, uses: Sequence[tuple[Any, ...]]) -> list[bool]:
         """Last uses of distinct keys in one statement (see :class:`Batcher`), each
@@ -390,9 +394,6 @@ class AsyncpgHotPath:
             raise StorageUnavailable(type(exc).__name__) from exc
         written = {row[0] for row in rows}
         return [key_id in written for key_id in ids]
-
-    def forget(self, key_hash: bytes) -> None:
-        self.cache.forget(key_hash)
 
     async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
         cached = self.cache.get(key_hash)

@@ -104,11 +104,6 @@ class KeyCache:
         self._by_key[key.id] = key_hash
         self._by_user.setdefault(user.id, set()).add(key_hash)
 
-    def forget(self, key_hash: bytes) -> None:
-        """Drop one entry (its row was read again, or written, on the full path)."""
-        self._generation += 1
-        self._drop(key_hash)
-
     def changed(self, announcements: Iterable[str]) -> None:
         """Apply announced changes (``k:<key id>``, ``u:<user id>``; heartbeats,
         ``ping:...``, are not changes; anything else empties the cache)."""

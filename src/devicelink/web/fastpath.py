@@ -64,8 +64,10 @@ class FastPath:
             return
         rt: Runtime = scope["app"].state.devicelink
         response = await handler(rt, scope, receive)
-        if response is None:
-            await self.full(scope, _Replayed.of(scope), send)
+        if not isinstance(response, Response):
+            # Handed over: ``response`` is the request's receive channel, what the thin
+            # route read of it included.
+            await self.full(scope, response, send)
             return
         headers = response.raw_headers
         if not any(name == b"x-frame-options" for name, _ in headers):
@@ -78,48 +80,48 @@ class FastPath:
             if self.access_log.enabled():
                 self.access_log.write(scope, response.status_code, started, request_id)
 
-    async def _form(self, rt: Runtime, scope: Scope, receive: Receive) -> dict[str, str] | None:
-        """The request's form when it is the ordinary kind; otherwise None, with what
-        was read kept for the full stack (see :class:`_Replayed`)."""
+    async def _form(self, rt: Runtime, scope: Scope, receive: Receive) -> dict[str, str] | Receive:
+        """The request's form when it is the ordinary kind; otherwise the receive
+        channel to hand the request over with (see :func:`_replay`)."""
         limit = rt.settings.max_body_bytes
         content_type = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
-                return _Replayed.keep(scope, receive, [], None, True)  # client authentication
+                return receive  # client authentication: nothing read yet
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                return _Replayed.keep(scope, receive, [], None, True)
+                return receive
         chunks: list[bytes] = []
         size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                return _Replayed.keep(scope, receive, chunks, message, False)
+                return _replay(chunks, receive, message, False)
             chunk = message.get("body", b"")
             size += len(chunk)
             chunks.append(chunk)
             more = message.get("more_body", False)
             if size > limit:
-                return _Replayed.keep(scope, receive, chunks, None, more)
+                return _replay(chunks, receive, None, more)
         body = b"".join(chunks)
         form = _simple_form(content_type, body)
         if form is None:
-            return _Replayed.keep(scope, receive, [body], None, False)
+            return _replay([body], receive, None, False)
         return form
 
-    async def _poll(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | None:
+    async def _poll(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
         form = await self._form(rt, scope, receive)
-        if form is None:
-            return None
+        if not isinstance(form, dict):
+            return form
         creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
         return await _answering(scope, answer_poll(rt, form, creds, _ip(scope)))
 
-    async def _authorize(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | None:
+    async def _authorize(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
         form = await self._form(rt, scope, receive)
-        if form is None:
-            return None
+        if not isinstance(form, dict):
+            return form
         creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
         user_agent = None
         for name, value in scope["headers"]:
@@ -135,7 +137,7 @@ class FastPath:
 
         return await _answering(scope, start())
 
-    async def _me(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | None:
+    async def _me(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
         token = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -144,7 +146,7 @@ class FastPath:
                     token = rest.strip() or None
                 break
         if token is None:
-            return _Replayed.keep(scope, receive, [], None, True)
+            return receive
 
         async def me() -> Response:
             return describe_owner(await rt.keys.authenticate(token, ip=_ip(scope)))
@@ -209,37 +211,17 @@ def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:
     return {name: value for name, value in form.items() if value}
 
 
-class _Replayed:
-    """What the thin route read of a request it hands over, given back to the full
-    stack as if it had not been read, then the rest of the request."""
+def _replay(chunks: list[bytes], receive: Receive, pending: Message | None, more: bool) -> Receive:
+    """A receive channel that gives back what the thin route already read, then the rest."""
+    sent = False
 
-    _KEY = "devicelink.replay"
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if pending is not None and not chunks:
+                return pending
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+        return await receive()
 
-    @classmethod
-    def keep(
-        cls,
-        scope: Scope,
-        receive: Receive,
-        chunks: list[bytes],
-        pending: Message | None,
-        more: bool,
-    ) -> None:
-        scope[cls._KEY] = (receive, chunks, pending, more)
-
-    @classmethod
-    def of(cls, scope: Scope) -> Receive:
-        receive, chunks, pending, more = scope.pop(cls._KEY)
-        if not chunks and pending is None and more:
-            return receive  # nothing was read
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                if pending is not None and not chunks:
-                    return pending
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
-            return await receive()
-
-        return replay
+    return replay
