@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import time_machine
 from fastapi import FastAPI
 
 from devicelink.core.models import User
@@ -53,6 +54,22 @@ RFC_CLAUSES_REQUIRED = {
     ("8628", "3.5"),
     ("8628", "6.1"),
 }
+
+
+# --- the clock moved: no test may depend on the day it runs ---------------------------
+
+CLOCK_SHIFT_ENV = "DEVICELINK_TEST_CLOCK_SHIFT_DAYS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``DEVICELINK_TEST_CLOCK_SHIFT_DAYS=N`` the whole run happens N days from now
+    (``scripts/test`` runs the unit and client tests again a year ahead): a test that
+    reads the real date instead of passing ``now`` fails there."""
+    days = os.environ.get(CLOCK_SHIFT_ENV)
+    if days:
+        traveller = time_machine.travel(timedelta(days=int(days)), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
 
 
 # --- markers and the table of RFC clauses covered --------------------------------------

@@ -137,7 +137,8 @@ def test_describe_expiry() -> None:
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     assert describe_expiry(None) == "never"
     assert (
-        describe_expiry(now + timedelta(days=29, hours=23)) == "2026-12-29 11:00 UTC (in 30 days)"
+        describe_expiry(now + timedelta(days=29, hours=23), now)
+        == "2026-12-29 11:00 UTC (in 30 days)"
     )
     assert describe_expiry(now + timedelta(hours=5), now) == "2026-11-29 17:00 UTC (in 5 hours)"
     assert (
