@@ -23,10 +23,10 @@ import time_machine
 from fastapi import FastAPI
 
 from devicelink.core.models import User
+from devicelink.runtime.settings import Settings
+from devicelink.runtime.wiring import Runtime
+from devicelink.server.app import create_app
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
-from devicelink.web.app import create_app
-from devicelink.web.runtime import Runtime
-from devicelink.web.settings import Settings
 
 # At the end of the session no code or key the tests handled may be found in clear in the
 # logs or the databases (tests/secrets_audit.py).

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from devicelink.admin.directory import parse_since
 from devicelink.cli import main
 from devicelink.core.codes import CodeHasher
 from devicelink.core.models import Client
+from devicelink.runtime.settings import Settings
 from devicelink.service import DeviceFlowService, StoredKeyIssuer
 from devicelink.service.device_flow import ClientCredentials
 from devicelink.storage import SqlStore, create_engine_for_url
-from devicelink.web.commands import parse_since
-from devicelink.web.settings import Settings
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
 from devicelink.core.models import ApiKey, Client, DeviceAuthorization, Identity, IssuedKey, User
 from devicelink.core.ports import Transaction
-from devicelink.web import DeviceLink, Settings
+from devicelink.server import DeviceLink, Settings
 
 HOST_SESSION_COOKIE = "host_session"
 

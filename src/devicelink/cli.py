@@ -22,7 +22,7 @@ class DevicelinkGroup(click.Group):
             return
         self._server_loaded = True
         try:
-            from devicelink.web.commands import register
+            from devicelink.admin import register
         except ImportError:  # the client-only install
             return
         register(self)

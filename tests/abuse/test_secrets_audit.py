@@ -205,7 +205,7 @@ DEVICE_CODE = "{device_code}"
 def test_handled_and_logged(tmp_path: Path) -> None:
     secrets_audit.REGISTRY.add("device_code", DEVICE_CODE)
     if {leak_log}:
-        logging.getLogger("devicelink.web").info("poll %s", DEVICE_CODE)
+        logging.getLogger("devicelink.http").info("poll %s", DEVICE_CODE)
     if {leak_file}:
         (tmp_path / "serve.stderr").write_text("device_code=" + DEVICE_CODE)
 """

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from examples.host_app.app import HostKeyStore, build_app
 
-from devicelink.web import Settings
+from devicelink.server import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -11,9 +11,9 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from devicelink.core.models import Client
+from devicelink.http.resource import IntrospectionVerifier, Principal, require_api_key
+from devicelink.server import Settings, create_app
 from devicelink.service.admin import AdminService
-from devicelink.web import Settings, create_app
-from devicelink.web.resource import IntrospectionVerifier, Principal, require_api_key
 
 pytestmark = pytest.mark.anyio
 PUBLIC = "https://login.example.com"

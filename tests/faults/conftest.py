@@ -18,7 +18,7 @@ from faults_support import (
 )
 
 VARIANTS = {
-    # The default: the thin route answers pending polls and key checks (on PostgreSQL,
+    # The default: the fast path answers pending polls and key checks (on PostgreSQL,
     # with one statement on asyncpg's own pool).
     "fast_path": {"fast_path": "true"},
     # Every request through the FastAPI routes and SQLAlchemy.

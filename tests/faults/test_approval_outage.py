@@ -30,10 +30,10 @@ from sqlalchemy.exc import OperationalError
 
 from devicelink.core.models import AuditEvent, AuditKind
 from devicelink.idp.local import hash_password
+from devicelink.runtime.settings import Settings
+from devicelink.runtime.wiring import Runtime
+from devicelink.server.app import create_app
 from devicelink.storage.repositories import SqlAuditLog
-from devicelink.web.app import create_app
-from devicelink.web.runtime import Runtime
-from devicelink.web.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

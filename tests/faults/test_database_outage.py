@@ -8,7 +8,7 @@ pending. Three tasks per server keep polling (C, D and an unknown code) from bef
 the stop until after the restart. During the outage every endpoint is probed once.
 
 Two servers live through the same outage, side by side on one database: one with the
-thin route of the hot paths (the default), one with the general routes alone
+fast path of the hot paths (the default), one with the general routes alone
 (``DEVICELINK_FAST_PATH=false``); each has its own flows A to D and pollers. The tests
 below judge what the scenario recorded, per server. What the hardening
 issue asks: machine endpoints answer 503 ``temporarily_unavailable`` JSON with

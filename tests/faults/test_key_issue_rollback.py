@@ -10,7 +10,7 @@ detail), the transaction rolls back so the authorization is still approved and n
 row exists, and the device's next poll receives its key, exactly once.
 
 Both databases, both routes of the token endpoint (the thin one of
-:mod:`devicelink.web.fastpath`, on by default, and the general FastAPI route).
+:mod:`devicelink.http.fast_path`, on by default, and the general FastAPI route).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from devicelink.core.models import (
     User,
 )
 from devicelink.core.ports import Transaction
+from devicelink.runtime.settings import Settings
+from devicelink.runtime.wiring import Runtime
+from devicelink.server.app import create_app
 from devicelink.service.keys import StoredKeyIssuer
-from devicelink.web.app import create_app
-from devicelink.web.runtime import Runtime
-from devicelink.web.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.defect(3)]
 

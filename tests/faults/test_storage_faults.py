@@ -20,7 +20,7 @@ from faults_support import Cluster
 
 from devicelink.core.ports import StorageUnavailable
 from devicelink.storage import SqlStore, create_engine_for_url
-from devicelink.storage.hotpath import AsyncpgHotPath, asyncpg_dsn
+from devicelink.storage.fast_path import AsyncpgFastPath, asyncpg_dsn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres]
 
@@ -105,9 +105,9 @@ async def test_ping_when_postgresql_is_stopped_is_storage_unavailable(
         await fresh_store.ping()
 
 
-def _pending_poll(hot_path: AsyncpgHotPath) -> Callable[[], Awaitable[object]]:
+def _pending_poll(fast_path: AsyncpgFastPath) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
-        return await hot_path.record_pending_poll(
+        return await fast_path.record_pending_poll(
             b"\x00" * 32,
             client_id="devicelink-cli",
             now=datetime.now(UTC),
@@ -118,24 +118,24 @@ def _pending_poll(hot_path: AsyncpgHotPath) -> Callable[[], Awaitable[object]]:
     return call
 
 
-def _key_check(hot_path: AsyncpgHotPath) -> Callable[[], Awaitable[object]]:
+def _key_check(fast_path: AsyncpgFastPath) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
-        return await hot_path.key_with_owner(b"\x00" * 32)
+        return await fast_path.key_with_owner(b"\x00" * 32)
 
     return call
 
 
 @pytest.mark.parametrize("call", [_pending_poll, _key_check], ids=["poll", "key_check"])
-async def test_the_hot_path_when_postgresql_is_stopped_is_storage_unavailable(
+async def test_the_fast_path_when_postgresql_is_stopped_is_storage_unavailable(
     cluster: Cluster,
     database_url: str,
-    call: Callable[[AsyncpgHotPath], Callable[[], Awaitable[object]]],
+    call: Callable[[AsyncpgFastPath], Callable[[], Awaitable[object]]],
 ) -> None:
-    hot_path = await AsyncpgHotPath.connect(database_url, max_size=2)
+    fast_path = await AsyncpgFastPath.connect(database_url, max_size=2)
     try:
-        assert await call(hot_path)() is None  # works while PostgreSQL runs
+        assert await call(fast_path)() is None  # works while PostgreSQL runs
         await stop_postgres(cluster)
         with pytest.raises(StorageUnavailable):
-            await call(hot_path)()
+            await call(fast_path)()
     finally:
-        await hot_path.close()
+        await fast_path.close()

@@ -89,9 +89,9 @@ from tests.e2e.e2e_support import (
     token_form,
 )
 
+from devicelink.runtime.settings import Settings
+from devicelink.server.app import create_app
 from devicelink.storage import upgrade_database
-from devicelink.web.app import create_app
-from devicelink.web.settings import Settings
 
 pytestmark = pytest.mark.slow
 

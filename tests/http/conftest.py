@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 
 from devicelink.core.models import Client, User
+from devicelink.runtime.settings import Settings
+from devicelink.runtime.wiring import Runtime
+from devicelink.server.app import create_app
 from devicelink.storage import upgrade_database
-from devicelink.web.app import create_app
-from devicelink.web.runtime import Runtime
-from devicelink.web.settings import Settings
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -15,13 +15,13 @@ import pytest
 from devicelink.core.codes import CodeHasher
 from devicelink.core.errors import ExpiredToken, InvalidGrant
 from devicelink.core.ports import PurgeKind, StorageUnavailable
+from devicelink.runtime.settings import Settings
+from devicelink.server.app import create_app
 from devicelink.service import DeviceFlowService, StoredKeyIssuer
 from devicelink.service.device_flow import ClientCredentials
 from devicelink.service.maintenance import Maintenance, PurgeReport
 from devicelink.storage import SqlStore
 from devicelink.storage.purge import SqlPurger
-from devicelink.web.app import create_app
-from devicelink.web.settings import Settings
 
 from .conftest import CLIENT, DAY, NOW, Rows
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from devicelink.cli import main
 from devicelink.core.models import Status
+from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.storage import SqlStore, create_engine_for_url
-from devicelink.web.settings import ConfigurationError, Settings
 
 from .conftest import DAY, Rows
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from devicelink.web.logging import ACCESS_LOGGER, AccessLogMiddleware
+from devicelink.http.middleware import AccessLogMiddleware
+from devicelink.runtime.logging import ACCESS_LOGGER
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from pagetools import Browser, Site
 
-from devicelink.web.app import create_app
-from devicelink.web.settings import Settings
+from devicelink.runtime.settings import Settings
+from devicelink.server.app import create_app
 
 
 @pytest.fixture

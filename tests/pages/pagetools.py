@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from devicelink.core.models import User
 from devicelink.idp.local import hash_password
-from devicelink.web.runtime import Runtime
+from devicelink.runtime.wiring import Runtime
 
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pagetools import Browser, Site, csrf_of, heading_of
 
-from devicelink.web.pages import safe_next
-from devicelink.web.settings import Settings
+from devicelink.http.pages import safe_next
+from devicelink.runtime.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -17,8 +17,8 @@ import pytest
 from pagetools import PASSWORD, csrf_of
 
 from devicelink.idp.local import hash_password
-from devicelink.web.app import create_app
-from devicelink.web.settings import Settings
+from devicelink.runtime.settings import Settings
+from devicelink.server.app import create_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

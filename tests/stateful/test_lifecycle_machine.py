@@ -10,13 +10,13 @@ against a small model of the lifecycle (DESIGN.md "Device authorization lifecycl
     anything past expires_at reads as expired; purged once its retention has passed
 
 Rules: start a flow; poll it (early, or exactly when its interval has passed), through
-the asyncpg one-statement hot path or through the SQLAlchemy path, as the right client
+the asyncpg one-statement fast path or through the SQLAlchemy path, as the right client
 or as another one; a burst of concurrent polls; approve or deny (typed as shown, lower
 case, without the dash, with spaces) by one of three users; two decisions racing on a
 new flow; poll while the key issuer fails (the consumption must roll back); advance the
 clock (a tick, an interval, past a code's ``expires_in``); go to the second before, of
 or after a code's expiry, a key's expiry or the end of a retention and act there;
-authenticate a key (hot path or not); revoke it (RFC 7009, by its client or by another
+authenticate a key (fast path or not); revoke it (RFC 7009, by its client or by another
 one); disable an approving account; purge with short retentions.
 
 Replays: Hypothesis re-runs a run's choices and requires the same draws to come up
@@ -88,7 +88,7 @@ from devicelink.service.admin import AdminService
 from devicelink.service.device_flow import ClientCredentials
 from devicelink.service.maintenance import Maintenance
 from devicelink.storage import SqlStore, create_engine_for_url
-from devicelink.storage.hotpath import AsyncpgHotPath
+from devicelink.storage.fast_path import AsyncpgFastPath
 from devicelink.storage.purge import SqlPurger
 
 pytestmark = [
@@ -286,7 +286,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.disabled: set[str] = set()
         self._runner: asyncio.Runner | None = asyncio.Runner()
         self._store: SqlStore | None = None
-        self._hot: AsyncpgHotPath | None = None
+        self._hot: AsyncpgFastPath | None = None
         try:
             self._run(self._setup(self.database_url))
         except BaseException:
@@ -311,7 +311,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.user_ids[name] = (await tx.users.add(name, None, START)).id
         # With the key cache, as the server runs it: revocations and disabled accounts
         # made through this store are announced to it at commit.
-        self._hot = hot = await AsyncpgHotPath.connect(url, max_size=3, key_cache_size=100)
+        self._hot = hot = await AsyncpgFastPath.connect(url, max_size=3, key_cache_size=100)
         store.on_commit_announce(hot.changed)
         for _ in range(500):  # until it listens (milliseconds): only then does it remember
             if hot.cache.live:
@@ -320,11 +320,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.hasher = hasher = CodeHasher(b"stateful-machine-secret-".ljust(40, b"x"))
         self.issuer = FlakyIssuer()
         self.flow_services = {
-            "hot": DeviceFlowService(store, hasher, self.issuer, clock=self.clock, hot_path=hot),
+            "hot": DeviceFlowService(store, hasher, self.issuer, clock=self.clock, fast_path=hot),
             "sql": DeviceFlowService(store, hasher, self.issuer, clock=self.clock),
         }
         self.key_services = {
-            "hot": KeyService(store, hasher, self.clock, hot_path=hot),
+            "hot": KeyService(store, hasher, self.clock, fast_path=hot),
             "sql": KeyService(store, hasher, self.clock),
         }
         self.admin = AdminService(store, self.clock)
@@ -695,7 +695,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         stored = outcome.key
         assert owner.username == key.owner
         if key.flow.purged:
-            # A key remembered by the hot path may still name its purged flow; no answer
+            # A key remembered by the fast path may still name its purged flow; no answer
             # uses the field, and the stored row says None (checked by the invariant).
             assert stored.device_authorization_id in (None, key.flow.id)
         else:

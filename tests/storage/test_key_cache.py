@@ -1,6 +1,6 @@
 """Key checks answered from memory on PostgreSQL, and revocation still at once.
 
-One process (a store, its hot path with a key cache, the key service) checks keys;
+One process (a store, its fast path with a key cache, the key service) checks keys;
 "another process" (a second engine on the same database, as the admin command or a
 second server would have) revokes keys and disables accounts. A revoked key or a
 disabled account must be refused by the first process as soon as the change commits:
@@ -26,7 +26,7 @@ from devicelink.service import KeyService
 from devicelink.service.admin import AdminService
 from devicelink.service.clients import ClientCredentials
 from devicelink.storage import SqlStore, create_engine_for_url
-from devicelink.storage.hotpath import AsyncpgHotPath
+from devicelink.storage.fast_path import AsyncpgFastPath
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -45,7 +45,7 @@ HASHER = CodeHasher(b"key-cache-test-secret-".ljust(40, b"x"))
 @dataclass
 class Processes:
     here: KeyService
-    hot: AsyncpgHotPath
+    hot: AsyncpgFastPath
     store: SqlStore
     elsewhere: KeyService
     elsewhere_admin: AdminService
@@ -108,7 +108,7 @@ async def processes(postgres_database: str) -> AsyncIterator[Processes]:
                     )
                 )
                 keys[name].append(token)
-    hot = await AsyncpgHotPath.connect(postgres_database, max_size=2, key_cache_size=100)
+    hot = await AsyncpgFastPath.connect(postgres_database, max_size=2, key_cache_size=100)
     hot.RECONNECT_SECONDS = 0.05
     hot.HEARTBEAT_SECONDS = 0.1
     hot.HEARTBEAT_TIMEOUT = 0.5
@@ -116,7 +116,7 @@ async def processes(postgres_database: str) -> AsyncIterator[Processes]:
     try:
         await until(lambda: hot.cache.live)
         yield Processes(
-            here=KeyService(store, HASHER, hot_path=hot),
+            here=KeyService(store, HASHER, fast_path=hot),
             hot=hot,
             store=store,
             elsewhere=KeyService(other, HASHER),

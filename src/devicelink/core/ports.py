@@ -204,7 +204,7 @@ class Store(Protocol):
         ...
 
 
-class HotPath(Protocol):
+class FastPathStore(Protocol):
     """The two requests every waiting device and every signed-in CLI make, each in ONE
     statement on the driver's connection, with no ORM in between.
 

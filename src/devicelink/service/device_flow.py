@@ -27,7 +27,7 @@ from devicelink.core.models import (
     NewDeviceAuthorization,
     Status,
 )
-from devicelink.core.ports import DuplicateCode, HotPath, KeyIssuer, Store, Transaction
+from devicelink.core.ports import DuplicateCode, FastPathStore, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials, is_client_id
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.keys import key_name
@@ -107,7 +107,7 @@ class DeviceFlowService:
         policy: FlowPolicy | None = None,
         default_client_id: str | None = None,
         clock: Clock = utc_now,
-        hot_path: HotPath | None = None,
+        fast_path: FastPathStore | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -115,7 +115,7 @@ class DeviceFlowService:
         self.policy = policy or FlowPolicy()
         self._clients = ClientAuthenticator(hasher, default_client_id)
         self._default_client_id = default_client_id
-        self._hot_path = hot_path
+        self._fast_path = fast_path
         self._clock = clock
 
     def now(self) -> datetime:
@@ -138,14 +138,14 @@ class DeviceFlowService:
         now = self._clock()
         user_agent = (user_agent or None) and user_agent[:512]
         client_id = self._public_client_id(creds)
-        if self._hot_path is not None and client_id is not None:
+        if self._fast_path is not None and client_id is not None:
             # The common case, a public client, in one statement (the flow and its
             # audit event); anything else (an unknown or confidential client, a scope
             # it may not have, a code collision) stored nothing and takes the full path.
             device_code, user_code, new = self._new_codes(
                 client_id, (), now, request_ip, user_agent
             )
-            granted = await self._hot_path.start_flow(new, requested_scope=requested)
+            granted = await self._fast_path.start_flow(new, requested_scope=requested)
             if granted is not None:
                 return self._started(device_code, user_code, granted)
         async with self._store.transaction() as tx:
@@ -179,7 +179,7 @@ class DeviceFlowService:
 
     def _public_client_id(self, creds: ClientCredentials) -> str | None:
         """The client a request without a secret names, if it could be a public client
-        the hot path may serve; None sends it down the full path."""
+        the fast path may serve; None sends it down the full path."""
         client_id = creds.client_id or self._default_client_id
         if client_id is None or creds.client_secret is not None or not is_client_id(client_id):
             return None
@@ -233,9 +233,9 @@ class DeviceFlowService:
         """
         code_hash = self._hasher.device_code(device_code)
         client_id = self._public_client_id(creds)
-        if self._hot_path is not None and client_id is not None:
+        if self._fast_path is not None and client_id is not None:
             # The common case, a public client polling a pending code, in one statement.
-            outcome = await self._hot_path.record_pending_poll(
+            outcome = await self._fast_path.record_pending_poll(
                 code_hash,
                 client_id=client_id,
                 now=self._clock(),

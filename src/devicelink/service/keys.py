@@ -17,7 +17,7 @@ from devicelink.core.models import (
     IssuedKey,
     User,
 )
-from devicelink.core.ports import HotPath, KeyIssuer, Store, Transaction
+from devicelink.core.ports import FastPathStore, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
 
@@ -115,14 +115,14 @@ class KeyService:
         *,
         default_client_id: str | None = None,
         key_issuer: KeyIssuer | None = None,
-        hot_path: HotPath | None = None,
+        fast_path: FastPathStore | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._clock = clock
         self._clients = ClientAuthenticator(hasher, default_client_id)
         self._issuer = key_issuer or StoredKeyIssuer()
-        self._hot_path = hot_path
+        self._fast_path = fast_path
 
     async def revoke(
         self, creds: ClientCredentials, presented: str, *, ip: str | None = None
@@ -214,10 +214,10 @@ class KeyService:
             raise InvalidToken()
         now = self._clock()
         key_hash = self._hasher.api_key(presented)
-        if self._hot_path is not None:
-            # One statement, or none when the hot path remembers the key; the general
-            # path below is for stores without a hot path.
-            found = await self._hot_path.key_with_owner(key_hash)
+        if self._fast_path is not None:
+            # One statement, or none when the fast path remembers the key; the general
+            # path below is for stores without a fast path.
+            found = await self._fast_path.key_with_owner(key_hash)
             if found is None:
                 raise InvalidToken()
             key, user = found
@@ -225,9 +225,9 @@ class KeyService:
                 raise InvalidToken()
             interval = use_record_interval(key.id)
             if key.last_used_at is None or now - key.last_used_at >= interval:
-                # Due a write: on the hot path too (one statement, shared by the keys
+                # Due a write: on the fast path too (one statement, shared by the keys
                 # due at the same moment).
-                await self._hot_path.record_use(key.id, now=now, ip=ip, not_since=now - interval)
+                await self._fast_path.record_use(key.id, now=now, ip=ip, not_since=now - interval)
             return KeyOwner(key=key, user=user)
         async with self._store.transaction() as tx:
             found = await tx.api_keys.get_with_owner(key_hash)

@@ -63,7 +63,7 @@ def create_engine_for_url(url: str, **kwargs: Any) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     if "poolclass" not in kwargs:
-        # Steady connections for the cold paths (the hot path has its own asyncpg pool
+        # Steady connections for the cold paths (the fast path has its own asyncpg pool
         # of 10): several processes on one PostgreSQL stay well under max_connections.
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 5)

@@ -7,7 +7,7 @@ disabled. Those changes are announced by the transaction that makes them (see
 :class:`devicelink.storage.database.SqlStore`): to this process directly once it has
 committed, and to every other process by PostgreSQL ``NOTIFY`` on
 :data:`CHANNEL`, which PostgreSQL delivers only when the transaction commits. Each
-process listens on one connection of its own (:mod:`devicelink.storage.hotpath`); while
+process listens on one connection of its own (:mod:`devicelink.storage.fast_path`); while
 that connection is down the cache is empty and unused, so a change announced in that
 time cannot be missed.
 

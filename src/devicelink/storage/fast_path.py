@@ -151,7 +151,7 @@ WHERE k.key_hash = $1
 
 
 HOT_PATH_SETTINGS = {"synchronous_commit": "off"}
-"""The hot path's writes (a poll's bookkeeping, a new flow and its audit event, a key's
+"""The fast path's writes (a poll's bookkeeping, a new flow and its audit event, a key's
 last use) do not
 wait for their commit to reach the disk. PostgreSQL's asynchronous commit never loses
 consistency, only, in a crash of the database host itself, the last moments of such
@@ -176,13 +176,13 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     measured under load it was 15 % of the server's time on the poll."""
 
 
-class AsyncpgHotPath:
-    """The :class:`devicelink.core.ports.HotPath` on PostgreSQL.
+class AsyncpgFastPath:
+    """The :class:`devicelink.core.ports.FastPathStore` on PostgreSQL.
 
     Key lookups are answered from a :class:`~devicelink.storage.keycache.KeyCache` while
     this process listens for the announcements of key and account changes on a
     connection of its own; the store's transactions announce them
-    (``store.on_commit_announce(hot_path.changed)`` for this process's own changes).
+    (``store.on_commit_announce(fast_path.changed)`` for this process's own changes).
     """
 
     RECONNECT_SECONDS = 1.0
@@ -218,7 +218,7 @@ class AsyncpgHotPath:
     @classmethod
     async def connect(
         cls, url: str, *, max_size: int = 10, key_cache_size: int = 0
-    ) -> AsyncpgHotPath:
+    ) -> AsyncpgFastPath:
         dsn = asyncpg_dsn(url)
         pool = await asyncpg.create_pool(
             dsn,

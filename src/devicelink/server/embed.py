@@ -1,6 +1,6 @@
 """devicelink inside an existing FastAPI application.
 
-    from devicelink.web import DeviceLink, Settings
+    from devicelink.server import DeviceLink, Settings
 
     devicelink = DeviceLink(
         Settings(public_url="https://app.example.com/auth", database_url=...),
@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, FastAPI
 
 from devicelink.core.ports import KeyIssuer, Store
+from devicelink.http import api, oauth, pages
+from devicelink.runtime.settings import Settings
+from devicelink.runtime.wiring import Runtime, UserResolver, build_runtime
+from devicelink.server.purging import start_periodic_purge, stop_periodic_purge
 from devicelink.service.clock import Clock, utc_now
-from devicelink.web import api, oauth, pages
-from devicelink.web.maintenance_commands import start_periodic_purge, stop_periodic_purge
-from devicelink.web.runtime import Runtime, UserResolver, build_runtime
-from devicelink.web.settings import Settings
 
 
 class DeviceLink:

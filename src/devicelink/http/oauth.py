@@ -23,10 +23,10 @@ from devicelink.core.errors import (
     RateLimited,
     UnsupportedGrantType,
 )
+from devicelink.http.errors import NO_STORE, DeviceLinkRoute
+from devicelink.http.forms import FORM_MEDIA_TYPE, read_form
+from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials
-from devicelink.web.errors import NO_STORE, DeviceLinkRoute
-from devicelink.web.forms import FORM_MEDIA_TYPE, read_form
-from devicelink.web.runtime import Runtime
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 VERIFY_PATH = "/oauth/device/verify"
@@ -367,7 +367,7 @@ async def answer_authorization(
     user_agent: str | None,
 ) -> JSONResponse:
     """The device authorization endpoint's answer to a parsed form, once the rate limit
-    let it through (shared with the thin route of :mod:`devicelink.web.fastpath`);
+    let it through (shared with the fast path of :mod:`devicelink.http.fast_path`);
     raises the protocol errors."""
     started = await rt.flows.start(
         creds, scope=form.get("scope"), request_ip=ip, user_agent=user_agent
@@ -414,8 +414,8 @@ async def token(request: Request) -> JSONResponse:
 async def answer_poll(
     rt: Runtime, form: dict[str, str], creds: ClientCredentials, ip: str | None
 ) -> JSONResponse:
-    """The token endpoint's answer to a parsed form (shared with the thin route of
-    :mod:`devicelink.web.fastpath`); raises the protocol errors."""
+    """The token endpoint's answer to a parsed form (shared with the fast path of
+    :mod:`devicelink.http.fast_path`); raises the protocol errors."""
     grant_type = form.get("grant_type")
     if grant_type is not None and grant_type != DEVICE_CODE_GRANT:
         raise UnsupportedGrantType()

@@ -1,13 +1,15 @@
-"""Plain ASGI middleware: cheap enough for every request on the hot path."""
+"""Plain ASGI middleware: cheap enough for every request on the fast path."""
 
 from __future__ import annotations
 
 import os
 import re
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from devicelink.web.errors import SECURITY_HEADERS
+from devicelink.http.errors import SECURITY_HEADERS
+from devicelink.runtime.logging import AccessLog
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_HEADER_BYTES = 32 * 1024
@@ -109,3 +111,61 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class AccessLogMiddleware:
+    """One log line per HTTP request, written when the response is complete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.access_log = AccessLog()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.access_log.enabled():
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        request_id: str | None = None
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status, request_id
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for name, value in message.get("headers", ()):
+                    if name == b"x-request-id":
+                        request_id = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except BaseException:
+            status = status or 500
+            raise
+        finally:
+            self.access_log.write(scope, status, started, request_id)
+
+
+class LatencyMiddleware:
+    """Observes every request's duration under its route's path template (or "other",
+    so that unknown paths cannot blow up the number of series)."""
+
+    def __init__(self, app: ASGIApp, *, known_paths: frozenset[str]) -> None:
+        self.app = app
+        self.known_paths = known_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            if template is None:
+                template = scope["path"] if scope["path"] in self.known_paths else "other"
+            runtime = getattr(scope["app"].state, "devicelink", None)
+            if runtime is not None:
+                runtime.metrics.observe_latency(template, time.perf_counter() - started)

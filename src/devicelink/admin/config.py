@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import click
 from pydantic import SecretStr, ValidationError
 
-from devicelink.web.settings import SECRET_FILE, ConfigurationError, Settings
+from devicelink.runtime.settings import SECRET_FILE, ConfigurationError, Settings
 
 MASK = "********"
 _URL_SETTINGS = ("database_url", "redis_url")

@@ -23,8 +23,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from devicelink.web.logging import get_logger
-from devicelink.web.runtime import Runtime
+from devicelink.runtime.logging import get_logger
+from devicelink.runtime.wiring import Runtime
 
 log = get_logger("devicelink.shutdown")
 

@@ -1,7 +1,5 @@
-"""``devicelink purge``, and the periodic purge each server process runs.
-
-The periodic purge is an asyncio task started by the lifespan
-(:meth:`devicelink.web.embed.DeviceLink.lifespan`) and cancelled when the application
+"""The periodic purge each server process runs: an asyncio task started by the lifespan
+(:meth:`devicelink.server.embed.DeviceLink.lifespan`) and cancelled when the application
 stops; a failed run is logged and tried again at the next interval, never raised into
 the server. ``DEVICELINK_PURGE_INTERVAL=0`` turns it off (then run ``devicelink purge``
 from cron).
@@ -11,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
 
-import click
-
-from devicelink.core.ports import PURGE_KINDS, Purger
+from devicelink.core.ports import Purger
+from devicelink.runtime.settings import Settings
+from devicelink.runtime.wiring import Runtime
 from devicelink.service.clock import Clock, utc_now
-from devicelink.service.maintenance import Maintenance, PurgeReport
+from devicelink.service.maintenance import Maintenance
 from devicelink.storage import SqlStore
 from devicelink.storage.purge import SqlPurger
-from devicelink.web.commands import _table, data_dir_option, load_settings, run_with_store
-from devicelink.web.runtime import Runtime
-from devicelink.web.settings import Settings
 
 
 def build_maintenance(settings: Settings, purger: Purger, clock: Clock = utc_now) -> Maintenance:
@@ -59,27 +53,3 @@ async def stop_periodic_purge(task: asyncio.Task[None] | None) -> None:
     await asyncio.wait([task])
     if not task.cancelled():
         task.exception()  # retrieved: run_periodically only ends by cancellation
-
-
-@click.command()
-@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@data_dir_option
-def purge(dry_run: bool, data_dir: Path | None) -> None:
-    """Delete what has ended, now: device authorizations expired past
-    DEVICELINK_CODE_RETENTION, keys revoked or expired past DEVICELINK_KEY_RETENTION,
-    expired browser sessions, audit events older than DEVICELINK_AUDIT_RETENTION.
-
-    Safe beside running servers: rows go in small batches, each its own transaction,
-    and rows another purge holds are skipped, never waited for.
-    """
-    settings = load_settings(data_dir)
-
-    async def action(store: SqlStore) -> PurgeReport:
-        maintenance = build_maintenance(settings, SqlPurger(store.engine))
-        return await (maintenance.pending() if dry_run else maintenance.purge_all())
-
-    report = run_with_store(settings, action)
-    rows = [["KIND", "WOULD DELETE" if dry_run else "DELETED"]]
-    rows += [[kind, str(report.deleted[kind])] for kind in PURGE_KINDS]
-    rows.append(["total", str(report.total)])
-    _table(rows)

@@ -1,6 +1,6 @@
-"""The PostgreSQL hot path answers exactly as the pure decision does (RFC 8628 §3.5).
+"""The PostgreSQL fast path answers exactly as the pure decision does (RFC 8628 §3.5).
 
-``AsyncpgHotPath.record_pending_poll`` folds reading, deciding and recording a poll into
+``AsyncpgFastPath.record_pending_poll`` folds reading, deciding and recording a poll into
 one statement; ``lifecycle.decide_poll`` is the specification. Every state a record can
 be in is put through both, and the stored bookkeeping must match too.
 """
@@ -18,7 +18,7 @@ from sqlalchemy import text
 from devicelink.core import lifecycle
 from devicelink.core.models import Client, NewApiKey, NewDeviceAuthorization, Status
 from devicelink.storage import SqlStore, create_engine_for_url
-from devicelink.storage.hotpath import AsyncpgHotPath
+from devicelink.storage.fast_path import AsyncpgFastPath
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -39,12 +39,12 @@ def digest(label: str) -> bytes:
 
 
 @pytest.fixture
-async def pg(postgres_database: str) -> AsyncIterator[tuple[SqlStore, AsyncpgHotPath]]:
+async def pg(postgres_database: str) -> AsyncIterator[tuple[SqlStore, AsyncpgFastPath]]:
     store = SqlStore(create_engine_for_url(postgres_database))
     async with store.engine.begin() as conn:
         for table in TABLES:
             await conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
-    hot = await AsyncpgHotPath.connect(postgres_database)
+    hot = await AsyncpgFastPath.connect(postgres_database)
     async with store.transaction() as tx:
         for client_id, confidential in (("public", False), ("other", False), ("secret", True)):
             await tx.clients.add(
@@ -89,7 +89,7 @@ CASES = {
 
 @pytest.mark.rfc("8628", "3.5")
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-async def test_hot_path_agrees_with_the_decision(pg, case: str) -> None:
+async def test_fast_path_agrees_with_the_decision(pg, case: str) -> None:
     store, hot = pg
     spec = CASES[case]
     owner = spec.get("owner", "public")
@@ -148,7 +148,7 @@ async def test_hot_path_agrees_with_the_decision(pg, case: str) -> None:
     now = created + timedelta(seconds=spec["now"])
     expected = lifecycle.decide_poll(record, client_id=asker, now=now, policy=POLICY)
     if owner == "secret":
-        expected = lifecycle.Refuse(lifecycle.InvalidGrant())  # never on the hot path
+        expected = lifecycle.Refuse(lifecycle.InvalidGrant())  # never on the fast path
 
     outcome = await hot.record_pending_poll(
         digest("d"), client_id=asker, now=now, slow_down_step=5, max_interval=60
@@ -374,7 +374,7 @@ async def test_starts_that_arrive_together_share_statements_and_are_judged_alone
 
 
 async def test_a_keys_last_use_is_written_once_with_one_first_use_event(pg) -> None:
-    """The hot path writes a key's last use as the general path does: a compare-and-set
+    """The fast path writes a key's last use as the general path does: a compare-and-set
     on the stored last use, and the key_first_used audit event only the first time,
     however many requests race to write it."""
     store, hot = pg

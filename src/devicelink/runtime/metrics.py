@@ -9,7 +9,6 @@ worker answers ``/metrics`` adds them all up.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from prometheus_client import (
@@ -20,7 +19,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -92,28 +90,3 @@ class Metrics:
             MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class LatencyMiddleware:
-    """Observes every request's duration under its route's path template (or "other",
-    so that unknown paths cannot blow up the number of series)."""
-
-    def __init__(self, app: ASGIApp, *, known_paths: frozenset[str]) -> None:
-        self.app = app
-        self.known_paths = known_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path_format", None) or getattr(route, "path", None)
-            if template is None:
-                template = scope["path"] if scope["path"] in self.known_paths else "other"
-            runtime = getattr(scope["app"].state, "devicelink", None)
-            if runtime is not None:
-                runtime.metrics.observe_latency(template, time.perf_counter() - started)

@@ -7,20 +7,24 @@ from starlette.types import Receive, Scope, Send
 
 import devicelink
 from devicelink.core.ports import KeyIssuer, Store
+from devicelink.http.errors import install_error_handlers
+from devicelink.http.fast_path import FastPath
+from devicelink.http.middleware import (
+    AccessLogMiddleware,
+    LatencyMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
+from devicelink.runtime.logging import configure_logging
+from devicelink.runtime.settings import Settings
+from devicelink.server.draining import drain_on_signals
+from devicelink.server.embed import DeviceLink
 from devicelink.service.clock import Clock, utc_now
-from devicelink.web.draining import drain_on_signals
-from devicelink.web.embed import DeviceLink
-from devicelink.web.errors import install_error_handlers
-from devicelink.web.fastpath import FastPath
-from devicelink.web.logging import AccessLogMiddleware, configure_logging
-from devicelink.web.metrics import LatencyMiddleware
-from devicelink.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
-from devicelink.web.settings import Settings
 
 
 class DeviceLinkApp(FastAPI):
-    """FastAPI with a front door: the hot requests go straight to the thin route
-    (:class:`devicelink.web.fastpath.FastPath`), everything else through the whole stack."""
+    """FastAPI with a front door: the hot requests go straight to the fast path
+    (:class:`devicelink.http.fast_path.FastPath`), everything else through the whole stack."""
 
     fast_path: FastPath | None = None
 

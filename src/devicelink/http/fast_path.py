@@ -1,13 +1,13 @@
-"""The thin route for the hot requests: a device's authorization and token poll, and a
+"""The fast path for the hot requests: a device's authorization and token poll, and a
 CLI's /api/me.
 
 Every waiting device polls every few seconds and every call a signed-in CLI makes
 checks a key, so these skip the framework: the application's front door
-(:class:`devicelink.web.app.DeviceLinkApp`) hands them to :class:`FastPath` before
+(:class:`devicelink.server.app.DeviceLinkApp`) hands them to :class:`FastPath` before
 FastAPI, Starlette and the middleware stack see them. FastPath reads the small form or
 the bearer header itself, calls the same functions the FastAPI routes call
-(:func:`devicelink.web.oauth.answer_authorization`,
-:func:`devicelink.web.oauth.answer_poll`, :func:`devicelink.web.api.describe_owner`),
+(:func:`devicelink.http.oauth.answer_authorization`,
+:func:`devicelink.http.oauth.answer_poll`, :func:`devicelink.http.api.describe_owner`),
 and does what the middlewares would have done, with their own pieces: the request id
 and the header-size limit, the security headers, the latency metric, the access log.
 Anything out of the ordinary (client authentication, an odd body, a form that does not
@@ -26,16 +26,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devicelink.core.errors import OAuthError, ServerError, TemporarilyUnavailable
 from devicelink.core.ports import StorageUnavailable
+from devicelink.http.api import describe_owner
+from devicelink.http.errors import oauth_error_response
+from devicelink.http.forms import FORM_MEDIA_TYPE, MAX_FIELDS
+from devicelink.http.middleware import SECURITY_HEADER_LIST, request_id_of
+from devicelink.http.oauth import answer_authorization, answer_poll, check_start_limit
+from devicelink.runtime.logging import AccessLog
+from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials
-from devicelink.web.api import describe_owner
-from devicelink.web.errors import oauth_error_response
-from devicelink.web.forms import FORM_MEDIA_TYPE, MAX_FIELDS
-from devicelink.web.logging import AccessLog
-from devicelink.web.middleware import SECURITY_HEADER_LIST, request_id_of
-from devicelink.web.oauth import answer_authorization, answer_poll, check_start_limit
-from devicelink.web.runtime import Runtime
 
-log = logging.getLogger("devicelink.web")
+log = logging.getLogger("devicelink.http")
 
 
 class FastPath:
@@ -161,7 +161,7 @@ def _ip(scope: Scope) -> str | None:
 
 async def _answering(scope: Scope, answer: Awaitable[Response]) -> Response:
     """The answer, or the error in the protocol's format, always (as
-    :class:`devicelink.web.errors.DeviceLinkRoute` answers on the full stack)."""
+    :class:`devicelink.http.errors.DeviceLinkRoute` answers on the full stack)."""
     try:
         return await answer
     except OAuthError as exc:
@@ -176,7 +176,7 @@ async def _answering(scope: Scope, answer: Awaitable[Response]) -> Response:
 
 
 def _unexpected(scope: Scope, exc: Exception) -> Response:
-    """As :class:`devicelink.web.errors.DeviceLinkRoute` does: the detail to the log
+    """As :class:`devicelink.http.errors.DeviceLinkRoute` does: the detail to the log
     under the request id, a plain ``server_error`` to the client."""
     log.error(
         "unhandled %s on %s %s (request %s)",
@@ -212,7 +212,7 @@ def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:
 
 
 def _replay(chunks: list[bytes], receive: Receive, pending: Message | None, more: bool) -> Receive:
-    """A receive channel that gives back what the thin route already read, then the rest."""
+    """A receive channel that gives back what the fast path already read, then the rest."""
     sent = False
 
     async def replay() -> Message:

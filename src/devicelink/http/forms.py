@@ -2,7 +2,7 @@
 
 Deliberately not FastAPI's ``Form()``: the endpoints need a handful of fields, exact
 control over the error format (RFC 6749 section 5.2, never 422), the "no parameter
-twice" rule of section 3.2, and a hard body limit, and they are the hot path.
+twice" rule of section 3.2, and a hard body limit, and they are the fast path.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@
 one JSON object per line (``DEVICELINK_LOG_FORMAT=json``, the default when standard
 error is not a terminal) or a console rendering for a person.
 
-:class:`AccessLogMiddleware` writes one line per request: method, path, status, duration
-in milliseconds, request id and client address (as uvicorn sees it through the trusted
-proxies). What is never logged: request bodies, query strings (the query of
-``verification_uri_complete`` carries the user code), headers (``Authorization``,
-``Cookie``), and local variables in tracebacks.
+The access log (:class:`devicelink.http.middleware.AccessLogMiddleware`) writes one line
+per request: method, path, status, duration in milliseconds, request id and client
+address (as uvicorn sees it through the trusted proxies). What is never logged: request
+bodies, query strings (the query of ``verification_uri_complete`` carries the user code),
+headers (``Authorization``, ``Cookie``), and local variables in tracebacks.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 ACCESS_LOGGER = "devicelink.access"
@@ -75,7 +75,7 @@ def configure_logging(log_format: str | None = None, level: str = "info") -> str
     global _pid, _fast_access_stream
     _pid = os.getpid()
     # The records' own process and thread fields are never shown: skip their lookups
-    # (the logging documentation's advice for a hot path).
+    # (the logging documentation's advice for a fast path).
     logging.logProcesses = False
     logging.logThreads = False
     logging.logMultiprocessing = False
@@ -157,7 +157,7 @@ def get_logger(name: str) -> Any:
 
 class AccessLog:
     """Writes the access log's line of one request (the middleware below, and the thin
-    route of :mod:`devicelink.web.fastpath`, which answers outside the middleware)."""
+    route of :mod:`devicelink.http.fast_path`, which answers outside the middleware)."""
 
     def __init__(self) -> None:
         self.log = get_logger(ACCESS_LOGGER)
@@ -203,36 +203,3 @@ class AccessLog:
             request_id=request_id,
             client_ip=client[0] if client else None,
         )
-
-
-class AccessLogMiddleware:
-    """One log line per HTTP request, written when the response is complete."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.access_log = AccessLog()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.access_log.enabled():
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-        request_id: str | None = None
-
-        async def send_and_watch(message: Message) -> None:
-            nonlocal status, request_id
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                for name, value in message.get("headers", ()):
-                    if name == b"x-request-id":
-                        request_id = value.decode("latin-1")
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_watch)
-        except BaseException:
-            status = status or 500
-            raise
-        finally:
-            self.access_log.write(scope, status, started, request_id)

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     fast_path: bool = Field(
         default=True,
         description="On PostgreSQL, answer pending polls and key checks with one statement "
-        "each on a thin route (false: every request takes the general path)",
+        "each on a fast path (false: every request takes the general path)",
     )
     key_cache_size: int = Field(
         default=10_000,

@@ -1,8 +1,8 @@
-"""The thin route (``DEVICELINK_FAST_PATH``, on by default) answers every request exactly
+"""The fast path (``DEVICELINK_FAST_PATH``, on by default) answers every request exactly
 as the full FastAPI route does: the device authorization, the token poll and /api/me,
 in the common case it takes and in every case it hands over.
 
-Each request goes to two apps on the same database, one with the thin route and one
+Each request goes to two apps on the same database, one with the fast path and one
 without; the status, the protocol headers and the body (secrets replaced by their shape)
 must be the same.
 """
@@ -204,7 +204,7 @@ async def test_key_checks_answer_alike(make_server) -> None:
             ]
         assert cases["thin"] == cases["full"]
         assert [status for status, _, _ in cases["thin"]] == [200, 200, 200, 401, 401, 401]
-        # The thin route counts its requests in the latency metric as the stack does.
+        # The fast path counts its requests in the latency metric as the stack does.
         metrics = (await thin.http.get("/metrics")).text
         for route in ("/api/me", "/oauth/device/authorize", "/oauth/device/token"):
             assert f'devicelink_request_duration_seconds_count{{route="{route}"}}' in metrics

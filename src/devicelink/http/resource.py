@@ -1,6 +1,6 @@
 """Protecting a resource server's own routes with devicelink's API keys.
 
-    from devicelink.web.resource import require_api_key, IntrospectionVerifier
+    from devicelink.http.resource import require_api_key, IntrospectionVerifier
 
     # the same process runs devicelink (standalone app or DeviceLink component):
     @app.get("/things")
@@ -32,7 +32,7 @@ from fastapi.exceptions import HTTPException
 
 from devicelink.core.apikeys import is_well_formed_api_key
 from devicelink.core.errors import InvalidToken
-from devicelink.web.oauth import client_ip
+from devicelink.http.oauth import client_ip
 
 DEFAULT_CACHE_SECONDS = 5.0
 NEGATIVE_CACHE_SECONDS = 1.0

@@ -21,12 +21,12 @@ from devicelink.core.codes import normalise_user_code
 from devicelink.core.lifecycle import Verdict
 from devicelink.core.models import ApiKey
 from devicelink.core.ports import LoginFailed
+from devicelink.http.errors import PageRoute
+from devicelink.http.forms import read_body
+from devicelink.http.oauth import VERIFY_PATH, client_ip, runtime
+from devicelink.runtime.wiring import Runtime
 from devicelink.service.device_flow import Actor, Review
 from devicelink.service.sessions import OpenSession
-from devicelink.web.errors import PageRoute
-from devicelink.web.forms import read_body
-from devicelink.web.oauth import VERIFY_PATH, client_ip, runtime
-from devicelink.web.runtime import Runtime
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 DECIDE_PATH = "/oauth/device/decide"

@@ -12,9 +12,8 @@ from starlette.responses import JSONResponse, Response
 from devicelink.core.errors import InvalidToken, NotFound, TemporarilyUnavailable
 from devicelink.core.models import ApiKey, User
 from devicelink.core.ports import StorageUnavailable
-from devicelink.service.keys import KeyOwner
-from devicelink.web.errors import NO_STORE, DeviceLinkRoute
-from devicelink.web.oauth import (
+from devicelink.http.errors import NO_STORE, DeviceLinkRoute
+from devicelink.http.oauth import (
     API_KEY_BEARER,
     INVALID_TOKEN_RESPONSE,
     NO_STORE_HEADER_DOC,
@@ -24,7 +23,8 @@ from devicelink.web.oauth import (
     documented_error,
     runtime,
 )
-from devicelink.web.pages import current_session, same_origin
+from devicelink.http.pages import current_session, same_origin
+from devicelink.service.keys import KeyOwner
 
 router = APIRouter(route_class=DeviceLinkRoute)
 
@@ -103,7 +103,7 @@ async def me(request: Request) -> JSONResponse:
 
 
 def describe_owner(owner: KeyOwner) -> JSONResponse:
-    """``/api/me``'s answer (shared with the thin route of :mod:`devicelink.web.fastpath`)."""
+    """``/api/me``'s answer (shared with the fast path of :mod:`devicelink.http.fast_path`)."""
     key = owner.key
     return JSONResponse(
         {

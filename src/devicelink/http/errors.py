@@ -31,7 +31,7 @@ from devicelink.core.errors import (
 )
 from devicelink.core.ports import StorageUnavailable
 
-log = logging.getLogger("devicelink.web")
+log = logging.getLogger("devicelink.http")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -1,0 +1,15 @@
+"""The operator's verbs, registered on the ``devicelink`` group (``devicelink.cli``)."""
+
+from __future__ import annotations
+
+import click
+
+from devicelink.admin.config import config
+from devicelink.admin.directory import audit, clients, keys, users
+from devicelink.admin.maintenance import purge
+from devicelink.admin.serve import db, serve
+
+
+def register(group: click.Group) -> None:
+    for command in (serve, db, clients, users, keys, audit, config, purge):
+        group.add_command(command)

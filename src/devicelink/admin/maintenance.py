@@ -1,0 +1,39 @@
+"""``devicelink purge``: the purge each server process runs periodically
+(:mod:`devicelink.server.purging`), now, from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from devicelink.admin.common import data_dir_option, load_settings, print_table, run_with_store
+from devicelink.core.ports import PURGE_KINDS
+from devicelink.server.purging import build_maintenance
+from devicelink.service.maintenance import PurgeReport
+from devicelink.storage import SqlStore
+from devicelink.storage.purge import SqlPurger
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@data_dir_option
+def purge(dry_run: bool, data_dir: Path | None) -> None:
+    """Delete what has ended, now: device authorizations expired past
+    DEVICELINK_CODE_RETENTION, keys revoked or expired past DEVICELINK_KEY_RETENTION,
+    expired browser sessions, audit events older than DEVICELINK_AUDIT_RETENTION.
+
+    Safe beside running servers: rows go in small batches, each its own transaction,
+    and rows another purge holds are skipped, never waited for.
+    """
+    settings = load_settings(data_dir)
+
+    async def action(store: SqlStore) -> PurgeReport:
+        maintenance = build_maintenance(settings, SqlPurger(store.engine))
+        return await (maintenance.pending() if dry_run else maintenance.purge_all())
+
+    report = run_with_store(settings, action)
+    rows = [["KIND", "WOULD DELETE" if dry_run else "DELETED"]]
+    rows += [[kind, str(report.deleted[kind])] for kind in PURGE_KINDS]
+    rows.append(["total", str(report.total)])
+    print_table(rows)
