@@ -1,4 +1,4 @@
-"""Ceilings for bench/run.py: what one uvicorn process answers when the app does
+"""Ceilings for the benchmark: what one uvicorn process answers when the app does
 (almost) nothing.
 
 - ``fastapi_app``: ``POST /form`` parses the same form as a token poll with FastAPI's

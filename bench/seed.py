@@ -1,7 +1,7 @@
 """Fill a devicelink database with old rows, fast, for the benchmark's "large table" runs.
 
-    .venv/bin/python bench/seed.py postgresql://postgres@127.0.0.1/devicelink_bench --rows 1000000
-    .venv/bin/python bench/seed.py sqlite:////tmp/devicelink.db --rows 1000
+    .venv/bin/python -m bench.seed postgresql://postgres@127.0.0.1/devicelink_bench --rows 1000000
+    .venv/bin/python -m bench.seed sqlite:////tmp/devicelink.db --rows 1000
 
 Adds ROWS rows to ``device_authorizations`` and ROWS rows to ``api_keys`` (plus the users
 they belong to, about one for every ten rows, at most 100,000), straight into the
@@ -34,7 +34,7 @@ Columns the schema has and this script does not know are left to their defaults 
 reads the columns from the database); a new NOT NULL column without a default stops it
 with a message.
 
-Importable: ``seed(url, rows)`` returns a :class:`SeedReport` (``bench/run.py`` uses it).
+Importable: ``seed(url, rows)`` returns a :class:`SeedReport` (bench/targets.py uses it).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ import secrets
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -90,6 +90,10 @@ class SeedReport:
 
 class SeedError(Exception):
     pass
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 # --- the rows ------------------------------------------------------------------------
@@ -243,9 +247,79 @@ def _columns_to_fill(table: str, columns: list[Column], known: set[str]) -> list
     return [c.name for c in columns if c.name in known]
 
 
-def _counts(rows: int) -> tuple[int, int]:
-    """(device authorizations that were consumed, users) for ``rows`` rows."""
-    return int(rows * 0.7), max(1, min(MAX_USERS, rows // 10))
+TABLES = ("users", "device_authorizations", "api_keys")
+
+
+@dataclass
+class Job:
+    """One seeding run: how many rows, for which client, with which random numbers."""
+
+    rows: int
+    client_id: str
+    rng: random.Random
+    log: Callable[[str], None]
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def users(self) -> int:
+        return max(1, min(MAX_USERS, self.rows // 10))
+
+    def count(self, table: str) -> int:
+        return self.users if table == "users" else self.rows
+
+    def wrote(self, table: str) -> None:
+        self.log(f"  {self.count(table):,} {table} ({time.monotonic() - self.started:.1f} s)")
+
+    def report(self, backend: str, devices: int, keys: int) -> SeedReport:
+        seconds = time.monotonic() - self.started
+        return SeedReport(backend, self.rows, self.users, seconds, devices, keys)
+
+
+def _plan(
+    job: Job, columns: dict[str, list[Column]], ids: dict[str, list[int]]
+) -> list[tuple[str, list[str], Iterator[dict[str, Any]]]]:
+    """The three tables in the order they are written: (table, columns to fill, rows).
+    The keys of the consumed flows are made from those flows as they are written."""
+    tag = secrets.token_hex(4)
+    users, client_id, now = ids["users"], job.client_id, job.now
+    consumed: list[tuple[Any, ...]] = []
+
+    def devices() -> Iterator[dict[str, Any]]:
+        for row in _device_rows(job.rng, ids["device_authorizations"], users, client_id, now):
+            if row["status"] == "consumed":
+                consumed.append(_flow(row))
+            yield row
+
+    sample = random.Random(0)  # rows for their column names only: job.rng is left alone
+    known = {
+        "users": next(_user_rows([0], tag, now)),
+        "device_authorizations": next(_device_rows(sample, [0], [0], client_id, now)),
+        "api_keys": next(_key_rows(sample, [0], [], [0], client_id, now)),
+    }
+    fill = {table: _columns_to_fill(table, columns[table], set(known[table])) for table in TABLES}
+    return [
+        ("users", fill["users"], _user_rows(users, tag, now)),
+        ("device_authorizations", fill["device_authorizations"], devices()),
+        (
+            "api_keys",
+            fill["api_keys"],
+            _key_rows(job.rng, ids["api_keys"], consumed, users, client_id, now),
+        ),
+    ]
+
+
+def _batches(
+    columns: list[str], rows: Iterator[dict[str, Any]], convert: Callable[[Any], Any] = _same
+) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(tuple(convert(row[c]) for c in columns))
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 # --- PostgreSQL ----------------------------------------------------------------------
@@ -281,54 +355,20 @@ async def _pg_reserve_ids(conn: Any, table: str, count: int) -> list[int]:
     return [r[0] for r in records]
 
 
-async def _pg_copy(
-    conn: Any, table: str, columns: list[str], rows: Iterator[dict[str, Any]]
-) -> list[tuple[Any, ...]]:
-    """COPY the rows in batches; returns the consumed device authorizations (for keys)."""
-    kept: list[tuple[Any, ...]] = []
-    batch: list[tuple[Any, ...]] = []
-
-    async def flush() -> None:
-        if batch:
-            await conn.copy_records_to_table(table, records=batch, columns=columns)
-            batch.clear()
-
-    for row in rows:
-        batch.append(tuple(row[c] for c in columns))
-        if table == "device_authorizations" and row.get("status") == "consumed":
-            kept.append(_flow(row))
-        if len(batch) >= BATCH:
-            await flush()
-    await flush()
-    return kept
-
-
-async def seed_postgres(
-    url: str, rows: int, *, client_id: str = "devicelink-cli", seed: int | None = None,
-    vacuum: bool = True, log: Any = None,
-) -> SeedReport:  # fmt: skip
+async def seed_postgres(url: str, job: Job, *, vacuum: bool = True) -> SeedReport:
     import asyncpg
 
-    log = log or (lambda message: None)
-    rng = random.Random(seed)
-    started = time.monotonic()
-    now = datetime.now(UTC)
-    consumed_count, user_count = _counts(rows)
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    conn = await asyncpg.connect(dsn, timeout=10)
+    conn = await asyncpg.connect(
+        url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=10
+    )
     try:
-        if await conn.fetchval("SELECT 1 FROM clients WHERE client_id = $1", client_id) is None:
+        if await conn.fetchval("SELECT 1 FROM clients WHERE client_id = $1", job.client_id) is None:
             raise SeedError(
-                f"no client {client_id!r} in the database (start `devicelink serve` once, or "
-                "pass --client-id)"
+                f"no client {job.client_id!r} in the database (start `devicelink serve` once, "
+                "or pass --client-id)"
             )
-        columns = {
-            t: await _pg_columns(conn, t) for t in ("users", "device_authorizations", "api_keys")
-        }
-        user_ids = await _pg_reserve_ids(conn, "users", user_count)
-        device_ids = await _pg_reserve_ids(conn, "device_authorizations", rows)
-        key_ids = await _pg_reserve_ids(conn, "api_keys", rows)
-        tag = secrets.token_hex(4)
+        columns = {t: await _pg_columns(conn, t) for t in TABLES}
+        ids = {t: await _pg_reserve_ids(conn, t, job.count(t)) for t in TABLES}
         async with conn.transaction():
             # The rows satisfy every foreign key by construction: when the role may (a
             # superuser), skip the per-row foreign-key triggers, which take most of the
@@ -339,36 +379,19 @@ async def seed_postgres(
                 fast = True
             except asyncpg.PostgresError:
                 fast = False
-            log(f"  foreign-key triggers {'skipped' if fast else 'checked (not a superuser)'}")
-            fill = _columns_to_fill("users", columns["users"], set(next(_user_rows([0], tag, now))))
-            await _pg_copy(conn, "users", fill, _user_rows(user_ids, tag, now))
-            log(f"  {user_count:,} users")
-            sample = next(_device_rows(rng, [0], [0], client_id, now))
-            fill = _columns_to_fill(
-                "device_authorizations", columns["device_authorizations"], set(sample)
-            )
-            consumed = await _pg_copy(
-                conn, "device_authorizations", fill,
-                _device_rows(rng, device_ids, user_ids, client_id, now),
-            )  # fmt: skip
-            log(f"  {rows:,} device_authorizations ({time.monotonic() - started:.1f} s)")
-            sample = next(_key_rows(rng, [0], [], [0], client_id, now))
-            fill = _columns_to_fill("api_keys", columns["api_keys"], set(sample))
-            await _pg_copy(
-                conn, "api_keys", fill,
-                _key_rows(rng, key_ids, consumed[:rows], user_ids, client_id, now),
-            )  # fmt: skip
-            log(f"  {rows:,} api_keys ({time.monotonic() - started:.1f} s)")
-        del consumed
+            job.log(f"  foreign-key triggers {'skipped' if fast else 'checked (not a superuser)'}")
+            for table, fill, rows in _plan(job, columns, ids):
+                for batch in _batches(fill, rows):
+                    await conn.copy_records_to_table(table, records=batch, columns=fill)
+                job.wrote(table)
         if vacuum:
             await conn.execute("VACUUM (ANALYZE) users, device_authorizations, api_keys")
-            log(f"  VACUUM (ANALYZE) done ({time.monotonic() - started:.1f} s)")
+            job.log(f"  VACUUM (ANALYZE) done ({time.monotonic() - job.started:.1f} s)")
         devices = await conn.fetchval("SELECT count(*) FROM device_authorizations")
         keys = await conn.fetchval("SELECT count(*) FROM api_keys")
     finally:
         await conn.close()
-    assert consumed_count <= rows
-    return SeedReport("PostgreSQL", rows, user_count, time.monotonic() - started, devices, keys)
+    return job.report("PostgreSQL", devices, keys)
 
 
 # --- SQLite --------------------------------------------------------------------------
@@ -382,75 +405,38 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def seed_sqlite(
-    path: str, rows: int, *, client_id: str = "devicelink-cli", seed: int | None = None,
-    vacuum: bool = True, log: Any = None,
-) -> SeedReport:  # fmt: skip
-    log = log or (lambda message: None)
-    rng = random.Random(seed)
-    started = time.monotonic()
-    now = datetime.now(UTC)
-    _, user_count = _counts(rows)
+def _sqlite_columns(conn: sqlite3.Connection, table: str) -> list[Column]:
+    info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    if not info:
+        raise SeedError(f"table {table} does not exist: migrate the database first")
+    # (cid, name, type, notnull, dflt_value, pk); an INTEGER PRIMARY KEY is the rowid
+    return [Column(r[1], bool(r[3]) and r[4] is None and not r[5]) for r in info]
+
+
+def _sqlite_next_ids(conn: sqlite3.Connection, table: str, count: int) -> list[int]:
+    top = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+    return list(range(top + 1, top + 1 + count))
+
+
+def seed_sqlite(path: str, job: Job, *, vacuum: bool = True) -> SeedReport:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
-        if (
-            conn.execute("SELECT 1 FROM clients WHERE client_id = ?", (client_id,)).fetchone()
-            is None
-        ):
-            raise SeedError(f"no client {client_id!r} in {path}")
-
-        def columns(table: str) -> list[Column]:
-            info = conn.execute(f"PRAGMA table_info({table})").fetchall()
-            if not info:
-                raise SeedError(f"table {table} does not exist: migrate the database first")
-            # (cid, name, type, notnull, dflt_value, pk); an INTEGER PRIMARY KEY is the rowid
-            return [Column(r[1], bool(r[3]) and r[4] is None and not r[5]) for r in info]
-
-        def insert(
-            table: str, fill: list[str], produced: Iterator[dict[str, Any]]
-        ) -> list[tuple[Any, ...]]:
-            sql = f"INSERT INTO {table} ({', '.join(fill)}) VALUES ({', '.join('?' * len(fill))})"
-            kept: list[tuple[Any, ...]] = []
-            batch: list[tuple[Any, ...]] = []
-            for row in produced:
-                batch.append(tuple(_sqlite_value(row[c]) for c in fill))
-                if table == "device_authorizations" and row.get("status") == "consumed":
-                    kept.append(_flow(row))
-                if len(batch) >= BATCH:
-                    conn.executemany(sql, batch)
-                    batch.clear()
-            if batch:
-                conn.executemany(sql, batch)
-            return kept
-
-        def next_ids(table: str, count: int) -> list[int]:
-            top = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
-            return list(range(top + 1, top + 1 + count))
-
-        tag = secrets.token_hex(4)
+        query = "SELECT 1 FROM clients WHERE client_id = ?"
+        if conn.execute(query, (job.client_id,)).fetchone() is None:
+            raise SeedError(f"no client {job.client_id!r} in {path}")
+        columns = {t: _sqlite_columns(conn, t) for t in TABLES}
         conn.execute("BEGIN IMMEDIATE")  # ids from max(id) are safe under the write lock
         try:
-            user_ids = next_ids("users", user_count)
-            fill = _columns_to_fill("users", columns("users"), set(next(_user_rows([0], tag, now))))
-            insert("users", fill, _user_rows(user_ids, tag, now))
-            sample = next(_device_rows(rng, [0], [0], client_id, now))
-            fill = _columns_to_fill(
-                "device_authorizations", columns("device_authorizations"), set(sample)
-            )
-            device_ids = next_ids("device_authorizations", rows)
-            consumed = insert(
-                "device_authorizations", fill,
-                _device_rows(rng, device_ids, user_ids, client_id, now),
-            )  # fmt: skip
-            log(f"  {rows:,} device_authorizations ({time.monotonic() - started:.1f} s)")
-            sample = next(_key_rows(rng, [0], [], [0], client_id, now))
-            fill = _columns_to_fill("api_keys", columns("api_keys"), set(sample))
-            insert(
-                "api_keys", fill,
-                _key_rows(rng, next_ids("api_keys", rows), consumed, user_ids, client_id, now),
-            )  # fmt: skip
+            ids = {t: _sqlite_next_ids(conn, t, job.count(t)) for t in TABLES}
+            for table, fill, rows in _plan(job, columns, ids):
+                insert = (
+                    f"INSERT INTO {table} ({', '.join(fill)}) VALUES ({', '.join('?' * len(fill))})"
+                )
+                for batch in _batches(fill, rows, _sqlite_value):
+                    conn.executemany(insert, batch)
+                job.wrote(table)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -461,7 +447,7 @@ def seed_sqlite(
         keys = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0]
     finally:
         conn.close()
-    return SeedReport("SQLite", rows, user_count, time.monotonic() - started, devices, keys)
+    return job.report("SQLite", devices, keys)
 
 
 # --- entry points --------------------------------------------------------------------
@@ -475,16 +461,24 @@ def sqlite_path(url: str) -> str | None:
     return unquote(parts.path[1:])  # sqlite:///relative.db, sqlite:////absolute.db
 
 
-def seed(url: str, rows: int, **options: Any) -> SeedReport:
+def seed(
+    url: str,
+    rows: int,
+    *,
+    client_id: str = "devicelink-cli",
+    seed: int | None = None,
+    vacuum: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SeedReport:
     if rows < 1:
         raise SeedError("--rows must be positive")
+    job = Job(rows, client_id, random.Random(seed), log or (lambda message: None))
     path = sqlite_path(url)
     if path is not None:
-        return seed_sqlite(path, rows, **options)
+        return seed_sqlite(path, job, vacuum=vacuum)
     if urlsplit(url).scheme.split("+")[0] in ("postgresql", "postgres"):
-        return asyncio.run(
-            seed_postgres(url.replace("postgres://", "postgresql://", 1), rows, **options)
-        )
+        postgres_url = url.replace("postgres://", "postgresql://", 1)
+        return asyncio.run(seed_postgres(postgres_url, job, vacuum=vacuum))
     raise SeedError(f"unsupported database URL {url!r}: postgresql://... or sqlite:///...")
 
 

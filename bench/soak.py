@@ -1,16 +1,16 @@
 """Hand-run soak of devicelink: many pending flows, each polled at its interval, for minutes.
 
-    .venv/bin/python bench/soak.py                               # 10,000 flows, 120 s
-    .venv/bin/python bench/soak.py --flows 2000 --duration 30    # a shorter look
-    .venv/bin/python bench/soak.py --smoke                       # 300 flows, 10 s
-    .venv/bin/python bench/soak.py --json        # also bench/results/soak-<time>.json
+    .venv/bin/python -m bench.soak                               # 10,000 flows, 120 s
+    .venv/bin/python -m bench.soak --flows 2000 --duration 30    # a shorter look
+    .venv/bin/python -m bench.soak --smoke                       # 300 flows, 10 s
+    .venv/bin/python -m bench.soak --json        # also bench/results/soak-<time>.json
 
 The hardening issue's soak: "10,000 pending flows, each polled at its interval for two
 minutes, against one process on PostgreSQL: zero errors, p99 reported, memory flat".
 Not a test: it needs wrk, taskset, two CPUs and a PostgreSQL server. See the "Soak"
 section of bench/README.md.
 
-It reuses bench/run.py's pieces (imported, not copied): the PostgreSQL target (a fresh
+It reuses the benchmark's pieces (imported, not copied): the PostgreSQL target (a fresh
 database, migrated, ``devicelink serve`` pinned to CPU 0 with the benchmark's
 environment), the pool of pending codes (created with wrk and authorize_many.lua), the
 token-poll scenario (poll.lua, answers classified by common.lua), wrk's command line and
@@ -31,39 +31,33 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import (  # noqa: E402 - bench/run.py, beside this file
+from bench.common import (
     CLIENT_ID,
     CODE_LIFETIME,
     PENDING,
     POLL_INTERVAL,
-    RESULTS_DIR,
     BenchError,
-    CodePool,
     Context,
-    DevicelinkPostgresTarget,
-    Measurement,
-    PollScenario,
     add_database_and_output_options,
-    check_tools,
-    environment,
+    apply_defaults,
+    guarded,
+    load_before,
     log,
-    parse_wrk,
-    rss_mb,
-    wrk_command,
+    workspace,
+    write_json,
 )
+from bench.machine import check_tools, open_fds, rss_mb
+from bench.pools import CodePool
+from bench.results import environment
+from bench.scenarios import PollScenario
+from bench.targets import DevicelinkPostgresTarget
+from bench.wrk import Measurement, in_background, wrk_command
 
 # Each code is polled again no sooner than interval x PACE: the margin absorbs the
 # jitter between wrk sending a poll and the server stamping it (queueing, timers).
@@ -73,6 +67,7 @@ PACE = 1.1
 SLOPE_SKIP_S = 15.0
 ERROR_LEVELS = {"error", "critical", "fatal", "exception"}
 
+DEFAULTS = {"flows": 10_000, "duration": 120.0, "sample_every": 2.0}
 SMOKE_DEFAULTS = {"flows": 300, "duration": 10.0, "sample_every": 1.0}
 
 
@@ -146,19 +141,16 @@ def measure(
         f"{ctx.options.connections} connections"
     )
     started = time.monotonic()
-    wrk = subprocess.Popen(  # noqa: S603 - our own command line
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
     progress_every = max(every, 10.0)
     next_progress = progress_every
-    try:
+    with in_background(command, scenario.id) as wrk:
         deadline = started + duration + 120
         next_sample = started
-        while wrk.poll() is None and time.monotonic() < deadline:
+        while wrk.running() and time.monotonic() < deadline:
             now = time.monotonic()
             if now >= next_sample:
                 t = now - started
-                sample = Sample(t, rss_mb(target.pid), _open_fds(target.pid))
+                sample = Sample(t, rss_mb(target.pid), open_fds(target.pid))
                 soak.samples.append(sample)
                 next_sample += every
                 if t >= next_progress:
@@ -167,20 +159,9 @@ def measure(
                 if not target.alive():
                     break
             time.sleep(max(0.0, min(0.2, next_sample - time.monotonic())))
-    finally:
-        if wrk.poll() is None:
-            wrk.send_signal(signal.SIGINT)  # wrk stops and still reports (done())
-        stdout, stderr = wrk.communicate(timeout=60)
-    result = parse_wrk(stdout, stderr, scenario.id, wrk.returncode)
+    result = wrk.result
     scenario.after_run(result)
     soak.measurement = Measurement.from_wrk(scenario.id, 1, result)
-
-
-def _open_fds(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return -1
 
 
 async def _check_database(database_url: str, secret: str, codes: list[str]) -> dict[str, Any]:
@@ -254,43 +235,59 @@ def error_log_lines(counts: dict[str, int]) -> int:
 
 def judge(soak: Soak) -> None:
     """Fill ``soak.errors``: every reason the soak failed."""
-    m = soak.measurement
-    if m is None:
+    if soak.measurement is None:
         soak.errors.append("no wrk result")
         return
+    m = soak.measurement
+    checks = [*_answer_checks(soak, m), *_database_checks(soak, m), *_log_checks(soak)]
+    soak.errors.extend(message for failed, message in checks if failed)
+
+
+def _answer_checks(soak: Soak, m: Measurement) -> list[tuple[bool, str]]:
+    """What the polls got: (failed, why) pairs."""
     others = {k: v for k, v in m.answers.items() if k != PENDING}
-    if others:
-        soak.errors.append(f"answers other than {PENDING}: {others}")
     answered = sum(m.answers.values())
-    if answered != m.requests:
-        soak.errors.append(f"{m.requests:,} requests but {answered:,} answers classified")
     socket_errors = {k: v for k, v in m.socket_errors.items() if v}
-    if socket_errors:
-        soak.errors.append(f"socket errors: {socket_errors}")
-    if not m.requests:
-        soak.errors.append("no requests answered")
-    if not soak.server_alive:
-        soak.errors.append("the server exited during the soak")
-    pool = soak.database.get("pool", {})
-    if pool:
-        if pool["found"] != pool["flows"]:
-            soak.errors.append(f"{pool['flows'] - pool['found']} flows missing from the database")
-        if pool["pending"] != pool["flows"]:
-            soak.errors.append(f"{pool['flows'] - pool['pending']} flows no longer pending")
-        if pool["consumed"]:
-            soak.errors.append(f"{pool['consumed']} flows consumed")
-        if pool["intervals"] != [soak.interval]:
-            soak.errors.append(f"intervals in the database {pool['intervals']} (slow_down?)")
+    return [
+        (bool(others), f"answers other than {PENDING}: {others}"),
+        (answered != m.requests, f"{m.requests:,} requests but {answered:,} answers classified"),
+        (bool(socket_errors), f"socket errors: {socket_errors}"),
+        (not m.requests, "no requests answered"),
+        (not soak.server_alive, "the server exited during the soak"),
+    ]
+
+
+def _database_checks(soak: Soak, m: Measurement) -> list[tuple[bool, str]]:
+    """The pool's flows as the database has them afterwards (if it was read)."""
+    pool = soak.database.get("pool")
+    keys = soak.database.get("api_keys")
+    if not pool:
+        return [(bool(keys), f"{keys} API keys issued")]
+    flows = pool["flows"]
+    return [
+        (pool["found"] != flows, f"{flows - pool['found']} flows missing from the database"),
+        (pool["pending"] != flows, f"{flows - pool['pending']} flows no longer pending"),
+        (bool(pool["consumed"]), f"{pool['consumed']} flows consumed"),
+        (
+            pool["intervals"] != [soak.interval],
+            f"intervals in the database {pool['intervals']} (slow_down?)",
+        ),
         # After one and a half cycles every code must have been polled at least once.
-        if m.requests >= 1.5 * pool["flows"] and pool["polled"] != pool["flows"]:
-            soak.errors.append(f"{pool['flows'] - pool['polled']} flows never polled")
-    if soak.database.get("api_keys"):
-        soak.errors.append(f"{soak.database['api_keys']} API keys issued")
+        (
+            m.requests >= 1.5 * flows and pool["polled"] != flows,
+            f"{flows - pool['polled']} flows never polled",
+        ),
+        (bool(keys), f"{keys} API keys issued"),
+    ]
+
+
+def _log_checks(soak: Soak) -> list[tuple[bool, str]]:
     errors_logged = error_log_lines(soak.log_lines)
-    if errors_logged:
-        soak.errors.append(f"{errors_logged} server log lines at level error")
-    if soak.log_lines.get("unparsed"):
-        soak.errors.append(f"{soak.log_lines['unparsed']} server log lines that are not JSON")
+    unparsed = soak.log_lines.get("unparsed")
+    return [
+        (bool(errors_logged), f"{errors_logged} server log lines at level error"),
+        (bool(unparsed), f"{unparsed} server log lines that are not JSON"),
+    ]
 
 
 def report(soak: Soak, options: argparse.Namespace, env: dict[str, Any], load: dict) -> None:
@@ -434,12 +431,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         workdir_help="keep the temporary directory (server log, codes file)",
     )
     options = parser.parse_args(argv)
-    defaults = {"flows": 10_000, "duration": 120.0, "sample_every": 2.0}
-    if options.smoke:
-        defaults.update(SMOKE_DEFAULTS)
-    for name, value in defaults.items():
-        if getattr(options, name) is None:
-            setattr(options, name, value)
+    apply_defaults(
+        options, {"flows": 10_000, "duration": 120.0, "sample_every": 2.0}, SMOKE_DEFAULTS
+    )
     if options.connections < options.threads or options.threads < 1:
         parser.error("--connections must be at least --threads, --threads at least 1")
     if options.flows < options.threads:
@@ -453,114 +447,96 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    try:
-        check_tools(options)
-    except BenchError as exc:
-        print(f"soak: {exc}", file=sys.stderr)
+    if guarded("soak", lambda: check_tools(options)):
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="devicelink-soak-"))
-    ctx = Context(options, workdir, secrets.token_urlsafe(36))
     target = DevicelinkPostgresTarget(
         "devicelink-soak", "devicelink serve, PostgreSQL (soak)", database=options.database
     )
+    loads = {"before": load_before(options)}
+    soaks: list[Soak] = []
+    with workspace(options, "devicelink-soak-", [target]) as ctx:
+        status = guarded("soak", lambda: soaks.append(run_soak(ctx, target, loads)))
+    if status:
+        return status
+    (soak,) = soaks
+    loads["after"] = os.getloadavg()
+    env = environment(options, [target])
+    judge(soak)
+    report(soak, options, env, loads)
+    write_json(options, "soak-", document(soak, options, env, loads))
+    if soak.errors:
+        print(f"\nsoak: FAILED: {'; '.join(soak.errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_soak(
+    ctx: Context, target: DevicelinkPostgresTarget, loads: dict[str, tuple[float, float, float]]
+) -> Soak:
+    """Start the server, create the pool, poll it for ``--duration`` seconds, check the
+    database and the server's log afterwards."""
+    options = ctx.options
     pool = CodePool("soak-codes", target, options.flows, "/oauth/device/authorize", CLIENT_ID)
     scenario = SoakPollScenario(
         "soak-poll", "token poll, pending [soak]", target, "/oauth/device/token", "poll.lua",
         expect=(PENDING,), pool=pool,
     )  # fmt: skip
-    load_before = os.getloadavg()
-    if load_before[0] > 0.5 and not options.smoke:
-        log(
-            f"warning: load average {load_before[0]:.2f}: other work on this machine competes "
-            "with the server, wrk and PostgreSQL, and the figures will be low and noisy"
-        )
-    soak: Soak | None = None
-    load_during = load_before
-    try:
-        target.ensure_started(ctx)
-        pool.ensure(ctx)
-        if not pool.sample.startswith("400 ") or "authorization_pending" not in pool.sample:
-            raise BenchError(f"a poll of a fresh code answered {pool.sample}, not {PENDING}")
-        # The interval the server gave the codes, as stored with them.
-        before = asyncio.run(_check_database(target.database_url, ctx.secret_key, pool.codes))
-        intervals = before["pool"]["intervals"]
-        if before["pool"]["pending"] != options.flows or len(intervals) != 1:
-            raise BenchError(f"the pool's flows before the polls: {before['pool']}")
-        interval = scenario.interval = intervals[0]
-        log(f"{options.flows:,} flows pending in the database, interval {interval} s")
-        soak = Soak(options.flows, interval, scenario.rate)
-        time.sleep(ctx.settle)
-        soak.rss_before_mb = rss_mb(target.pid)
-        log(f"RSS {soak.rss_before_mb:.1f} MB before the polls")
-        measure(ctx, scenario, soak, options.duration, options.sample_every)
-        load_during = os.getloadavg()
-        soak.server_alive = target.alive()
-        time.sleep(ctx.settle)
-        if soak.server_alive:
-            soak.rss_after_mb = rss_mb(target.pid)
-            log(f"RSS {soak.rss_after_mb:.1f} MB after the polls")
-        target.stop(ctx)  # so that its shutdown is in the log too
-        soak.database = asyncio.run(
-            _check_database(target.database_url, ctx.secret_key, pool.codes)
-        )
-        assert target.process is None
-        soak.log_lines, soak.log_excerpt = count_log_lines(workdir / f"{target.id}.log")
-    except BenchError as exc:
-        print(f"soak: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("soak: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        target.stop(ctx)
-        for cleanup in reversed(ctx.cleanups):
-            cleanup()
-        if options.keep_workdir:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    target.ensure_started(ctx)
+    pool.ensure(ctx)
+    if not pool.sample.startswith("400 ") or "authorization_pending" not in pool.sample:
+        raise BenchError(f"a poll of a fresh code answered {pool.sample}, not {PENDING}")
+    # The interval the server gave the codes, as stored with them.
+    before = asyncio.run(_check_database(target.database_url, ctx.secret_key, pool.codes))
+    intervals = before["pool"]["intervals"]
+    if before["pool"]["pending"] != options.flows or len(intervals) != 1:
+        raise BenchError(f"the pool's flows before the polls: {before['pool']}")
+    interval = scenario.interval = intervals[0]
+    log(f"{options.flows:,} flows pending in the database, interval {interval} s")
+    soak = Soak(options.flows, interval, scenario.rate)
+    time.sleep(ctx.settle)
+    soak.rss_before_mb = rss_mb(target.pid)
+    log(f"RSS {soak.rss_before_mb:.1f} MB before the polls")
+    measure(ctx, scenario, soak, options.duration, options.sample_every)
+    loads["during"] = os.getloadavg()
+    soak.server_alive = target.alive()
+    time.sleep(ctx.settle)
+    if soak.server_alive:
+        soak.rss_after_mb = rss_mb(target.pid)
+        log(f"RSS {soak.rss_after_mb:.1f} MB after the polls")
+    target.stop(ctx)  # so that its shutdown is in the log too
+    soak.database = asyncio.run(_check_database(target.database_url, ctx.secret_key, pool.codes))
+    soak.log_lines, soak.log_excerpt = count_log_lines(ctx.workdir / f"{target.id}.log")
+    return soak
 
-    load = {"before": load_before, "during": load_during, "after": os.getloadavg()}
-    env = environment(options, [target])
-    judge(soak)
-    report(soak, options, env, load)
-    if options.json is not None:
-        path = (
-            Path(options.json)
-            if options.json
-            else RESULTS_DIR / f"soak-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        slope, used = soak.slope_mb_per_min(slope_skip(options))
-        assert soak.measurement is not None
-        document = {
-            "environment": env,
-            "load_average": load,
-            "flows": soak.flows,
-            "interval_s": soak.interval,
-            "paced_rate": soak.target_rate,
-            "period_s": soak.flows / soak.measurement.rps if soak.measurement.rps else None,
-            "wrk": vars(soak.measurement),
-            "rss_mb": {
-                "before": soak.rss_before_mb,
-                "after": soak.rss_after_mb,
-                "slope_mb_per_min": slope,
-                "slope_samples": used,
-                "slope_skip_s": slope_skip(options),
-            },
-            "samples": [vars(s) for s in soak.samples],
-            "database": soak.database,
-            "server_log_lines": soak.log_lines,
-            "server_log_excerpt": soak.log_excerpt,
-            "errors": soak.errors,
-            "passed": not soak.errors,
-        }
-        path.write_text(json.dumps(document, indent=2, default=str) + "\n")
-        print(f"\nwrote {path}")
-    if soak.errors:
-        print(f"\nsoak: FAILED: {'; '.join(soak.errors)}", file=sys.stderr)
-        return 1
-    return 0
+
+def document(
+    soak: Soak, options: argparse.Namespace, env: dict[str, Any], loads: dict[str, Any]
+) -> dict[str, Any]:
+    """The soak as JSON (``--json``)."""
+    slope, used = soak.slope_mb_per_min(slope_skip(options))
+    assert soak.measurement is not None
+    return {
+        "environment": env,
+        "load_average": loads,
+        "flows": soak.flows,
+        "interval_s": soak.interval,
+        "paced_rate": soak.target_rate,
+        "period_s": soak.flows / soak.measurement.rps if soak.measurement.rps else None,
+        "wrk": vars(soak.measurement),
+        "rss_mb": {
+            "before": soak.rss_before_mb,
+            "after": soak.rss_after_mb,
+            "slope_mb_per_min": slope,
+            "slope_samples": used,
+            "slope_skip_s": slope_skip(options),
+        },
+        "samples": [vars(s) for s in soak.samples],
+        "database": soak.database,
+        "server_log_lines": soak.log_lines,
+        "server_log_excerpt": soak.log_excerpt,
+        "errors": soak.errors,
+        "passed": not soak.errors,
+    }
 
 
 if __name__ == "__main__":

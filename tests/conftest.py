@@ -3,57 +3,31 @@
 PostgreSQL is required: the suite fails (it does not skip) when the server at
 ``DEVICELINK_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
 cannot be reached. Deselect with ``-m "not postgres"`` to run without it on purpose.
+The helpers behind these fixtures are in tests/support/.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Generator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
-import httpx
 import pytest
 import time_machine
-from fastapi import FastAPI
+from pydantic import SecretStr
 
-from devicelink.core.models import User
 from devicelink.runtime.settings import Settings
-from devicelink.runtime.wiring import Runtime
-from devicelink.server.app import create_app
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
+from tests.support.app import PUBLIC_URL, TEST_SECRET, FakeClock, Server, running
+from tests.support.databases import Database, fresh_postgres_database
+from tests.support.servers import Launcher, attach_logs, launcher
 
 # At the end of the session no code or key the tests handled may be found in clear in the
-# logs or the databases (tests/secrets_audit.py).
-pytest_plugins = ["secrets_audit"]
-
-ADMIN_POSTGRES_URL = os.environ.get(
-    "DEVICELINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-PUBLIC_URL = "https://login.example.com"
-TEST_SECRET = "test-secret-" + "x" * 40
-TABLES = (
-    "audit_events",
-    "browser_sessions",
-    "api_keys",
-    "device_authorizations",
-    "users",
-    "clients",
-)
-
-RFC_CLAUSES_REQUIRED = {
-    ("8628", "3.1"),
-    ("8628", "3.2"),
-    ("8628", "3.3"),
-    ("8628", "3.4"),
-    ("8628", "3.5"),
-    ("8628", "6.1"),
-}
+# logs or the databases.
+pytest_plugins = ["tests.support.secrets_audit"]
 
 
 # --- the clock moved: no test may depend on the day it runs ---------------------------
@@ -72,55 +46,44 @@ def pytest_configure(config: pytest.Config) -> None:
         config.add_cleanup(traveller.stop)
 
 
-# --- markers and the table of RFC clauses covered --------------------------------------
+# --- reports: the RFC clauses covered, the output of the servers a failed test left ------
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     covered: dict[tuple[str, str], int] = {}
-    for item in terminalreporter.stats.get("passed", []):
-        for mark in getattr(item, "rfc_marks", ()):
-            covered[mark] = covered.get(mark, 0) + 1
+    for report in terminalreporter.stats.get("passed", []):
+        for name, clause in report.user_properties:
+            if name == "rfc":
+                covered[clause] = covered.get(clause, 0) + 1
     if covered:
         terminalreporter.section("RFC clauses checked by passing tests")
         for (rfc, section), count in sorted(covered.items()):
             terminalreporter.write_line(f"RFC {rfc} section {section:<8} {count:>4} tests")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    report.rfc_marks = [tuple(m.args) for m in item.iter_markers("rfc")]
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    attach_logs(report)
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "backend" in getattr(item, "fixturenames", ()) and "[postgres" in item.nodeid:
             item.add_marker(pytest.mark.postgres)
+        # Carried by every report of the test, for the table of clauses above.
+        item.user_properties += [("rfc", tuple(mark.args)) for mark in item.iter_markers("rfc")]
 
 
-# --- async ---------------------------------------------------------------------------
+# --- async and the clock ---------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-# --- clock ---------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A clock the test moves; the app and services read it instead of the wall clock."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -131,53 +94,11 @@ def clock() -> FakeClock:
 # --- databases -----------------------------------------------------------------------
 
 
-@dataclass
-class Database:
-    backend: str
-    url: str
-
-    async def truncate(self) -> None:
-        engine = create_engine_for_url(self.url)
-        try:
-            async with engine.begin() as conn:
-                # DELETE, children first: on tables this small it is much faster than
-                # TRUNCATE, which PostgreSQL makes rewrite every table.
-                for table in TABLES:
-                    await conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
-        finally:
-            await engine.dispose()
-
-
-def _admin_dsn() -> str:
-    return ADMIN_POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def _pg_admin(statement: str) -> None:
-    try:
-        conn = await asyncpg.connect(_admin_dsn(), timeout=10)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise RuntimeError(
-            f"PostgreSQL is required for this suite and {ADMIN_POSTGRES_URL} is unreachable: "
-            f"{exc}. Start it, set DEVICELINK_TEST_POSTGRES, or deselect with -m 'not postgres'."
-        ) from exc
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session; dropped afterwards."""
-    name = f"devicelink_test_{os.getpid()}_{secrets.token_hex(3)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    base = _admin_dsn().rsplit("/", 1)[0]
-    url = f"{base}/{name}"
-    try:
-        upgrade_database(url)
+    with fresh_postgres_database("devicelink_test") as url:
         yield url
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -190,21 +111,21 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
+    name: str = request.param
+    return name
 
 
 @pytest.fixture
-def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path / "devicelink.db"
         shutil.copyfile(template, path)
-        yield Database("sqlite", f"sqlite:///{path}")
-        return
+        return Database("sqlite", f"sqlite:///{path}")
     url: str = request.getfixturevalue("postgres_database")
     db = Database("postgres", url)
     asyncio.run(db.truncate())
-    yield db
+    return db
 
 
 @pytest.fixture
@@ -224,46 +145,32 @@ def settings(database: Database, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database.url,
         public_url=PUBLIC_URL,
-        secret_key=TEST_SECRET,
+        secret_key=SecretStr(TEST_SECRET),
         data_dir=tmp_path / "data",
         auto_migrate=False,
     )
 
 
-@dataclass
-class Server:
-    """An app in this process, reached through httpx's ASGI transport."""
+@pytest.fixture
+async def server(settings: Settings, clock: FakeClock) -> AsyncIterator[Server]:
+    async with running(settings, clock) as started:
+        yield started
 
-    app: FastAPI
-    http: httpx.AsyncClient
-    clock: FakeClock
 
-    @property
-    def runtime(self) -> Runtime:
-        return self.app.state.devicelink  # type: ignore[no-any-return]
-
-    async def add_user(self, username: str = "alice") -> User:
-        async with self.runtime.store.transaction() as tx:
-            return await tx.users.add(username, None, self.clock())
-
-    async def start_flow(self, **form: str) -> dict[str, object]:
-        form.setdefault("client_id", "devicelink-cli")
-        response = await self.http.post("/oauth/device/authorize", data=form)
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    async def poll(self, device_code: str, **form: str) -> httpx.Response:
-        form.setdefault("client_id", "devicelink-cli")
-        form.setdefault("grant_type", "urn:ietf:params:oauth:grant-type:device_code")
-        return await self.http.post(
-            "/oauth/device/token", data={"device_code": device_code, **form}
-        )
+# --- devicelink serve processes --------------------------------------------------------
 
 
 @pytest.fixture
-async def server(settings: Settings, clock: FakeClock) -> AsyncIterator[Server]:
-    app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Server(app=app, http=http, clock=clock)
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    """``launch(*args, env=..., cwd=...)`` starts a ``devicelink serve``, stopped at
+    teardown (tests/support/servers.py)."""
+    with launcher(tmp_path / "server-logs") as start:
+        yield start
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """An empty working directory for the processes a test starts."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path

@@ -80,7 +80,9 @@ def test_users_add_list_keys_revoke_and_audit(data_dir: Path) -> None:
 
     code, output = run("keys", "list", "--user", "bob")
     assert code == 0, output
-    assert "bob" in output and "devicelink-cli" in output and "active" in output
+    assert "bob" in output
+    assert "devicelink-cli" in output
+    assert "active" in output
     assert key not in output
     key_id = output.splitlines()[1].split()[0]
 
@@ -109,16 +111,18 @@ def test_unknown_names_and_ids_fail_with_a_message(data_dir: Path) -> None:
     code, output = run("audit", "--user", "nobody")
     assert code == 2
     code, output = run("audit", "--since", "yesterday-ish")
-    assert code == 2 and "use 30m, 2h" in output
+    assert code == 2
+    assert "use 30m, 2h" in output
 
 
 def test_short_passwords_are_refused(data_dir: Path) -> None:
     code, output = run("users", "add", "carol", "--password-stdin", stdin="short\n")
-    assert code == 2 and "at least 8 characters" in output
+    assert code == 2
+    assert "at least 8 characters" in output
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    ("text", "expected"),
     [
         ("30m", timedelta(minutes=30)),
         ("2h", timedelta(hours=2)),

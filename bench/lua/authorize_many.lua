@@ -7,8 +7,8 @@
 -- user_code of every answer, "device_code user_code" a line, to OUT_DIR/codes-<thread>.
 -- Once it has as many answers as its share (a few more authorizations may be in flight:
 -- the extra codes are written too, and simply not used), it writes OUT_DIR/done-<thread>
--- and stops; run.py interrupts wrk once every thread has. Answers without a device code
--- are counted by common.lua's response() and reported by run.py.
+-- and stops; bench/wrk.py interrupts wrk once every thread has. Answers without a device code
+-- are counted by common.lua's response() and reported by the harness.
 
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
@@ -24,40 +24,31 @@ local sent = 0
 local answered = 0
 local failed = 0
 local finished = false
-local verifying = false
 cursor = -1
 issued = 0
 
 function init(args)
    local client_id, count, nthreads, dir = args[1], tonumber(args[2]), tonumber(args[3]), args[4]
-   quota = math.floor((id + 1) * count / nthreads) - math.floor(id * count / nthreads)
+   quota = common.quota(count, nthreads)
    out = assert(io.open(dir .. "/codes-" .. id, "w"))
    marker = dir .. "/done-" .. id
    local headers = common.form_headers()
    headers["Host"] = wrk.host .. ":" .. wrk.port
    authorize_request = wrk.format("POST", wrk.path, headers, "client_id=" .. client_id)
-   -- wrk calls request() once in the first thread, right after init(), to check what it
-   -- returns, and never sends that request.
-   verifying = (id == 0)
 end
 
-function request()
-   if verifying then
-      verifying = false
-      return authorize_request
-   end
+-- wrk's check of request() must not count as an authorization sent.
+request = common.counted_requests(function() return authorize_request end, function()
    if not finished and sent >= quota and answered + failed >= quota then
       finished = true
       out:close()
       out = nil
-      local f = io.open(marker, "w")
-      if f then f:write("done\n"); f:close() end
-      wrk.thread:stop()
+      common.finish(marker)
    end
    sent = sent + 1
    issued = issued + 1
    return authorize_request
-end
+end)
 
 function response(status, headers, body)
    common.response(status, headers, body)

@@ -1,8 +1,8 @@
--- Shared by the wrk scripts of bench/run.py.
+-- Shared by the wrk scripts of the benchmark (bench/wrk.py runs them).
 --
 -- Each wrk thread runs its own Lua state. The main state's setup() numbers the threads
 -- (global `id`, 0-based) and keeps them, so done() can collect what every thread
--- counted. done() prints ONE line, "WRK_RESULT {json}", that run.py parses:
+-- counted. done() prints ONE line, "WRK_RESULT {json}", that bench/wrk.py parses:
 -- requests, duration, socket errors, non-2xx/3xx count, latency percentiles (µs),
 -- the answer mix (when the script classifies responses) and each thread's cursor.
 
@@ -20,6 +20,58 @@ function M.form_headers()
    local h = {}
    for k, v in pairs(M.headers) do h[k] = v end
    return h
+end
+
+-- This thread's share of a pool (the non-empty lines of `path`: codes or keys): thread
+-- i of n takes the i-th n-th, so no two threads send the same one.
+function M.share(path, nthreads, what)
+   local lines = {}
+   for line in io.lines(path) do
+      if #line > 0 then lines[#lines + 1] = line end
+   end
+   local lo = math.floor(id * #lines / nthreads) + 1
+   local hi = math.floor((id + 1) * #lines / nthreads)
+   if hi < lo then error("fewer " .. what .. " than threads") end
+   local share = {}
+   for i = lo, hi do share[#share + 1] = lines[i] end
+   return share
+end
+
+-- A request() that walks `prepared` round-robin from the global `cursor` (0-based, read
+-- by done()), counting in the global `issued`.
+function M.round_robin(prepared)
+   return function()
+      local r = prepared[cursor + 1]
+      cursor = (cursor + 1) % #prepared
+      issued = issued + 1
+      return r
+   end
+end
+
+-- This thread's share of `count` (thread i of n).
+function M.quota(count, nthreads)
+   return math.floor((id + 1) * count / nthreads) - math.floor(id * count / nthreads)
+end
+
+-- A request() for scripts that count what they send. wrk calls request() once in the
+-- first thread, right after init(), to check what it returns, and never sends that
+-- request: that call gets first() and is not counted; every other call gets send().
+function M.counted_requests(first, send)
+   local checked = false
+   return function()
+      if not checked then
+         checked = true
+         if id == 0 then return first() end
+      end
+      return send()
+   end
+end
+
+-- Tell bench/wrk.py this thread is done (a marker file), and stop it.
+function M.finish(marker)
+   local f = io.open(marker, "w")
+   if f then f:write("done\n"); f:close() end
+   wrk.thread:stop()
 end
 
 function M.setup(thread)

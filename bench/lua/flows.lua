@@ -6,7 +6,7 @@
 -- device_code; the next request of the thread polls a queued code when there is one, and
 -- starts a new flow otherwise. When the thread has started its share and every one of
 -- them has been answered and polled, it writes MARKER_DIR/flows-done-<thread> and stops;
--- run.py interrupts wrk (SIGINT, which still runs done()) once every thread has.
+-- bench/wrk.py interrupts wrk (SIGINT, which still runs done()) once every thread has.
 -- While the last authorizations are in flight the thread has nothing new to send and
 -- polls its last code again (a second poll, answered slow_down): "a poll or two".
 
@@ -29,7 +29,6 @@ local started = 0    -- authorizations sent
 local answered = 0   -- authorizations answered with a device code
 local failed = 0     -- answers that were neither a device code nor a poll's expected error
 local finished = false
-local verifying = false
 cursor = -1
 issued = 0
 
@@ -39,14 +38,11 @@ function init(args)
    client_id = args[3]
    local flows, nthreads = tonumber(args[4]), tonumber(args[5])
    marker = args[6] .. "/flows-done-" .. id
-   quota = math.floor((id + 1) * flows / nthreads) - math.floor(id * flows / nthreads)
+   quota = common.quota(flows, nthreads)
    host = wrk.host .. ":" .. wrk.port
    local headers = common.form_headers()
    headers["Host"] = host
    authorize_request = wrk.format("POST", authorize_path, headers, "client_id=" .. client_id)
-   -- wrk calls request() once in the first thread, right after init(), to check what it
-   -- returns, and never sends that request: it must not count as a flow started.
-   verifying = (id == 0)
 end
 
 local function poll(code)
@@ -56,11 +52,8 @@ local function poll(code)
       "grant_type=" .. GRANT .. "&device_code=" .. code .. "&client_id=" .. client_id)
 end
 
-function request()
-   if verifying then
-      verifying = false
-      return authorize_request
-   end
+-- wrk's check of request() must not count as a flow started.
+request = common.counted_requests(function() return authorize_request end, function()
    issued = issued + 1
    if #queue > 0 then
       last_code = table.remove(queue)
@@ -72,13 +65,11 @@ function request()
    end
    if not finished and answered + failed >= quota then
       finished = true
-      local f = io.open(marker, "w")
-      if f then f:write("done\n"); f:close() end
-      wrk.thread:stop()
+      common.finish(marker)
    end
    if last_code then return poll(last_code) end
    return authorize_request  -- nothing answered yet (every flow failed so far)
-end
+end)
 
 function response(status, headers, body)
    common.response(status, headers, body)

@@ -4,7 +4,7 @@
 -- each thread starts in its slice (so consecutive runs continue where the last stopped).
 -- CLIENT_ID: the public client the codes were issued to (default devicelink-cli).
 -- DELAY_MS: when above 0, each connection waits that long after every answer before its
--- next request (wrk's delay() hook). Only run.py's smoke mode uses it, to poll a tiny
+-- next request (wrk's delay() hook). Only the smoke run (--smoke) uses it, to poll a tiny
 -- pool slowly enough that no code is polled twice within its interval.
 -- RATE: when above 0 (and DELAY_MS is 0), wrk sends at most RATE requests a second in
 -- all, each thread RATE/THREADS, on a schedule: a thread's requests are at least
@@ -21,7 +21,7 @@
 -- again only after the thread has polled every other code of its slice: with N codes
 -- and R requests a second, every N/R seconds. As long as that is longer than the
 -- code's interval (5 s), the server's answer is "authorization_pending"; otherwise it
--- is "slow_down", which run.py reports. Responses are classified (see common.lua).
+-- is "slow_down", which the harness reports. Responses are classified (see common.lua).
 
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
@@ -46,7 +46,6 @@ local function monotonic()
 end
 
 local prepared = {}
-local size = 0
 cursor = 0   -- next position in this thread's slice (0-based), read by done()
 issued = 0
 
@@ -71,31 +70,18 @@ function init(args)
          return math.ceil(wait * 1000)
       end
    end
-   local codes = {}
-   for line in io.lines(path) do
-      if #line > 0 then codes[#codes + 1] = line end
-   end
-   local lo = math.floor(id * #codes / nthreads) + 1
-   local hi = math.floor((id + 1) * #codes / nthreads)
-   if hi < lo then error("fewer device codes than threads") end
    local host = wrk.host .. ":" .. wrk.port
-   for i = lo, hi do
-      local body = "grant_type=" .. GRANT .. "&device_code=" .. codes[i] .. "&client_id=" .. client_id
+   for _, code in ipairs(common.share(path, nthreads, "device codes")) do
+      local body = "grant_type=" .. GRANT .. "&device_code=" .. code .. "&client_id=" .. client_id
       local headers = common.form_headers()
       headers["Host"] = host
       prepared[#prepared + 1] = wrk.format("POST", wrk.path, headers, body)
    end
-   size = #prepared
    local k = 0
    for offset in string.gmatch(offsets, "[^,]+") do
-      if k == id then cursor = tonumber(offset) % size end
+      if k == id then cursor = tonumber(offset) % #prepared end
       k = k + 1
    end
 end
 
-function request()
-   local r = prepared[cursor + 1]
-   cursor = (cursor + 1) % size
-   issued = issued + 1
-   return r
-end
+request = common.round_robin(prepared)

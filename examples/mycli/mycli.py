@@ -24,7 +24,7 @@ from devicelink.client import (
     DeviceFlowClient,
     DeviceFlowError,
     ExitCode,
-    InvalidToken,
+    KeyRefused,
     ServerUnreachable,
 )
 from devicelink.client.api import resolve_server
@@ -65,7 +65,7 @@ def whoami(server: str | None) -> None:
     try:
         with DeviceFlowClient(target, CLIENT_ID) as client:
             owner = client.whoami(credential.access_token)
-    except InvalidToken:
+    except KeyRefused:
         click.echo("The server refused the key: run `mycli auth login` again.", err=True)
         sys.exit(ExitCode.KEY_REJECTED)
     except ServerUnreachable as exc:

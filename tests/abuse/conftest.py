@@ -6,60 +6,47 @@ answers on all of 127.0.0.0/8, and httpx binds the client side with ``local_addr
 127.0.0.3 is the one trusted proxy: a test that needs many client addresses connects
 from there and names them in ``X-Forwarded-For`` (which every other peer is denied).
 
-The output of every server still running is attached to the report of a failed test,
-and the figures the tests measured are printed at the end of the run under "Abuse
-figures".
+The figures the tests measured are printed at the end of the run under "Abuse figures".
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from abuse_support import (
-    FIGURES,
-    PROXY_ADDRESS,
-    RUNNING,
-    ServerProcess,
-    fresh_postgres_database,
-    running_server,
-)
 
-import secrets_audit
+from tests.abuse.attack import FIGURES, PROXY_ADDRESS
+from tests.support.databases import fresh_postgres_database
+from tests.support.processes import clean_env
+from tests.support.secrets_audit import snapshot_postgres
+from tests.support.servers import STRONG_SECRET, ServerProcess, launcher
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """``devicelink serve`` on a PostgreSQL database of its own (dropped at the end,
-    after the secrets audit has read it)."""
+    """``devicelink serve`` with JSON logs on a PostgreSQL database of its own (as in
+    production: many sessions writing at once is what these tests do, and SQLite answers
+    that with "database is locked"), dropped at the end, after the secrets audit has
+    read it."""
     root = tmp_path_factory.mktemp("abuse")
     with (
-        fresh_postgres_database() as database_url,
-        running_server(
-            root / "work",
-            root / "server-logs",
-            database_url,
-            DEVICELINK_TRUSTED_PROXIES=PROXY_ADDRESS,
-        ) as started,
+        fresh_postgres_database("devicelink_abuse") as database_url,
+        launcher(root / "server-logs") as launch,
     ):
+        env = clean_env(
+            DEVICELINK_DATABASE_URL=database_url,
+            DEVICELINK_DATA_DIR=str(root / "work" / "data"),
+            DEVICELINK_SECRET_KEY=STRONG_SECRET,
+            DEVICELINK_LOG_FORMAT="json",
+            DEVICELINK_PURGE_INTERVAL="0",
+            DEVICELINK_TRUSTED_PROXIES=PROXY_ADDRESS,
+        )
+        started = launch(env=env, cwd=root / "work")
         try:
             yield started
         finally:
             started.stop()
-            secrets_audit.snapshot_postgres(database_url, "the abuse tests' server database")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        for server in list(RUNNING):
-            report.sections.append(
-                (f"devicelink serve on port {server.port} ({report.when})", server.logs())
-            )
-    return report
+            snapshot_postgres(database_url, "the abuse tests' server database")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

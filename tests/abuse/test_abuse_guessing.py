@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from itertools import count
 
 import httpx
 import pytest
-from abuse_support import (
-    CLIENT_ID,
-    PASSWORD,
-    PROXY_ADDRESS,
-    SESSION_COOKIE,
-    ServerProcess,
-    add_users,
-    csrf_of,
-    figure,
-    open_sessions,
-    wrong_codes,
-)
+
+from tests.abuse.attack import PROXY_ADDRESS, figure, wrong_codes
+from tests.support.accounts import SESSION_COOKIE, add_users, open_sessions
+from tests.support.http import CLIENT_ID, PASSWORD, csrf_of
+from tests.support.servers import STRONG_SECRET, ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.rfc("8628", "5.1")]
 
@@ -46,7 +39,7 @@ _addresses = count(1)
 
 @pytest.fixture(scope="module")
 def accounts(server: ServerProcess) -> list[str]:
-    add_users(server, ["alice", "bob", "carol", *ACCOUNTS, *RACERS])
+    add_users(server.database_url, ["alice", "bob", "carol", *ACCOUNTS, *RACERS])
     return ACCOUNTS
 
 
@@ -60,6 +53,12 @@ def victim_code(server: ServerProcess) -> Iterator[str]:
         yield answer.json()["user_code"]
 
 
+def signed_in(server: ServerProcess, usernames: list[str]) -> list[str]:
+    """Signed-in sessions (tests/support/accounts.py): password guessing has its own test,
+    and dozens of argon2 sign-ins would take seconds."""
+    return open_sessions(server.database_url, STRONG_SECRET, usernames)
+
+
 def fresh_address() -> str:
     """A client address no other test of this module uses (TEST-NET-2, 198.51.100.0/24)."""
     number = next(_addresses)
@@ -71,7 +70,7 @@ async def browser(
     server: ServerProcess, address: str, session: str | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A browser of its own (cookies, connection) seen by the server at ``address``,
-    signed in with the session token ``session`` (see abuse_support.open_sessions)."""
+    signed in with the session token ``session`` (see :func:`signed_in`)."""
     async with httpx.AsyncClient(
         base_url=server.base_url,
         transport=httpx.AsyncHTTPTransport(local_address=PROXY_ADDRESS),
@@ -108,21 +107,42 @@ async def guess_until_refused(http: httpx.AsyncClient, csrf: str, most: int = 10
     return looked_up
 
 
+def guesses_until_refused(
+    server: ServerProcess, sessions: list[str], address: Callable[[], str]
+) -> list[int]:
+    """Each session in turn, from ``address()``, guesses until refused: how many guesses
+    each got looked up."""
+
+    async def attack() -> list[int]:
+        looked_up = []
+        for session in sessions:
+            async with browser(server, address(), session) as http:
+                looked_up.append(await guess_until_refused(http, await code_page(http)))
+        return looked_up
+
+    return asyncio.run(attack())
+
+
+def right_code(server: ServerProcess, code: str, tries: list[tuple[str, str]]) -> list[int]:
+    """The answer to ``code`` typed by each (address, session), in turn."""
+
+    async def enter_all() -> list[int]:
+        statuses = []
+        for address, session in tries:
+            async with browser(server, address, session) as http:
+                statuses.append((await enter(http, await code_page(http), code)).status_code)
+        return statuses
+
+    return asyncio.run(enter_all())
+
+
 def test_ten_sessions_of_one_account_get_20_guesses_an_hour(
     server: ServerProcess, accounts: list[str], victim_code: str
 ) -> None:
     """Ten browser sessions of one account, each from its own address."""
+    sessions = signed_in(server, ["alice"] * 11 + ["bob"])
 
-    sessions = open_sessions(server, ["alice"] * 11 + ["bob"])
-
-    async def attack() -> list[int]:
-        per_session = []
-        for session in sessions[:10]:
-            async with browser(server, fresh_address(), session) as http:
-                per_session.append(await guess_until_refused(http, await code_page(http)))
-        return per_session
-
-    per_session = asyncio.run(attack())
+    per_session = guesses_until_refused(server, sessions[:10], fresh_address)
     figure(
         "one account, 10 sessions from 10 addresses",
         f"{sum(per_session)} guesses looked up, then 429 (per session: {per_session})",
@@ -130,32 +150,19 @@ def test_ten_sessions_of_one_account_get_20_guesses_an_hour(
     assert max(per_session) <= SESSION_LIMIT
     assert sum(per_session) == ACCOUNT_LIMIT
 
-    async def right_code_now() -> tuple[int, int]:
-        async with browser(server, fresh_address(), sessions[10]) as http:
-            alice = await enter(http, await code_page(http), victim_code)
-        async with browser(server, fresh_address(), sessions[11]) as http:
-            bob = await enter(http, await code_page(http), victim_code)
-        return alice.status_code, bob.status_code
-
     # Even the right code is refused to the account now, from a fresh address; another
     # account is not affected.
-    assert asyncio.run(right_code_now()) == (429, 200)
+    tries = [(fresh_address(), sessions[10]), (fresh_address(), sessions[11])]
+    assert right_code(server, victim_code, tries) == [429, 200]
 
 
 def test_ten_accounts_from_one_address_get_20_guesses_an_hour(
     server: ServerProcess, accounts: list[str], victim_code: str
 ) -> None:
     address = fresh_address()
-    sessions = open_sessions(server, [*accounts, "bob", "bob"])
+    sessions = signed_in(server, [*accounts, "bob", "bob"])
 
-    async def attack() -> list[int]:
-        per_account = []
-        for session in sessions[:10]:
-            async with browser(server, address, session) as http:
-                per_account.append(await guess_until_refused(http, await code_page(http)))
-        return per_account
-
-    per_account = asyncio.run(attack())
+    per_account = guesses_until_refused(server, sessions[:10], lambda: address)
     figure(
         "10 accounts from one address",
         f"{sum(per_account)} guesses looked up, then 429 (per account: {per_account})",
@@ -163,15 +170,9 @@ def test_ten_accounts_from_one_address_get_20_guesses_an_hour(
     assert max(per_account) <= SESSION_LIMIT
     assert sum(per_account) == ADDRESS_LIMIT
 
-    async def right_code_now() -> tuple[int, int]:
-        async with browser(server, address, sessions[10]) as http:
-            here = await enter(http, await code_page(http), victim_code)
-        async with browser(server, fresh_address(), sessions[11]) as http:
-            elsewhere = await enter(http, await code_page(http), victim_code)
-        return here.status_code, elsewhere.status_code
-
     # From that address even the right code is refused, to any account.
-    assert asyncio.run(right_code_now()) == (429, 200)
+    tries = [(address, sessions[10]), (fresh_address(), sessions[11])]
+    assert right_code(server, victim_code, tries) == [429, 200]
 
 
 async def _race(server: ServerProcess, sessions: list[str]) -> Counter[int]:
@@ -195,7 +196,7 @@ def race(server: ServerProcess, accounts: list[str]) -> Counter[int]:
     """10 accounts with 8 sessions each, from one address, guess at the same moment
     (more guesses at once than the server's database pool has connections, 30, so that
     the outcome does not depend on how fast the machine is)."""
-    sessions = open_sessions(server, [name for name in RACERS for _ in range(SESSIONS_EACH)])
+    sessions = signed_in(server, [name for name in RACERS for _ in range(SESSIONS_EACH)])
     return asyncio.run(_race(server, sessions))
 
 

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from abuse_support import (
-    DEVICE_CODE_GRANT,
-    ServerProcess,
-    connect,
-    connection_is_open,
-    figure,
-)
+
+from tests.abuse.attack import figure
+from tests.support.http import DEVICE_CODE_GRANT
+from tests.support.raw_http import connect, connection_is_open
+from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +140,8 @@ def test_an_idle_keep_alive_connection_is_closed_after_about_5_seconds(
         "idle keep-alive connection closed after",
         "never (in 8 s)" if closed is None else f"{closed:.1f} s",
     )
-    assert closed is not None and 4.0 <= closed <= 7.5
+    assert closed is not None
+    assert 4.0 <= closed <= 7.5
 
 
 def test_half_sent_requests_are_held_and_measured(observed: Observation) -> None:

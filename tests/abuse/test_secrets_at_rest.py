@@ -1,7 +1,7 @@
 """Secrets at rest in a real ``devicelink serve``'s PostgreSQL database, mid-flow.
 
 DESIGN.md: "Neither [code] is stored in clear: only a keyed hash". The end-of-session
-audit (tests/secrets_audit.py) searches every database for every code the tests saw;
+audit (tests/support/secrets_audit.py) searches every database for every code the tests saw;
 this test looks at the moment a user code is most exposed: typed, and waiting on the
 confirm page for Approve or Deny.
 """
@@ -12,15 +12,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from abuse_support import (
-    CLIENT_ID,
-    SESSION_COOKIE,
-    ServerProcess,
-    add_users,
-    csrf_of,
-    open_sessions,
-    pg_fetch,
-)
+
+from tests.support.accounts import SESSION_COOKIE, add_users, open_sessions
+from tests.support.databases import pg_fetch_now
+from tests.support.http import CLIENT_ID, csrf_of
+from tests.support.servers import STRONG_SECRET, ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +27,8 @@ DEVICE_ADDRESS = "127.0.0.7"
 @pytest.fixture(scope="module")
 def reviewing(server: ServerProcess) -> Iterator[dict[str, str]]:
     """A flow whose code a signed-in user has typed: the confirm page is showing."""
-    add_users(server, ["dora"])
-    (session,) = open_sessions(server, ["dora"])
+    add_users(server.database_url, ["dora"])
+    (session,) = open_sessions(server.database_url, STRONG_SECRET, ["dora"])
     transport = httpx.HTTPTransport(local_address=DEVICE_ADDRESS)
     with httpx.Client(
         base_url=server.base_url,
@@ -56,13 +52,14 @@ def reviewing(server: ServerProcess) -> Iterator[dict[str, str]]:
 def _database_text(server: ServerProcess) -> dict[str, str]:
     tables = [
         row[0]
-        for row in pg_fetch(
+        for row in pg_fetch_now(
             server.database_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         )
     ]
     return {
         table: "\n".join(
-            str(row[0]) for row in pg_fetch(server.database_url, f'SELECT t::text FROM "{table}" t')
+            str(row[0])
+            for row in pg_fetch_now(server.database_url, f'SELECT t::text FROM "{table}" t')
         )
         for table in tables
     }

@@ -1,4 +1,4 @@
-"""The secrets audit (tests/secrets_audit.py) finds what it is meant to find.
+"""The secrets audit (tests/support/secrets_audit.py) finds what it is meant to find.
 
 Planted secrets, made up here and never handed out by devicelink (so the session's own
 audit ignores them): the scanner must find them in a server's output, a log record, a
@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -23,14 +24,15 @@ import pytest
 
 from devicelink.core.apikeys import new_api_key
 from devicelink.core.codes import CodeHasher, new_device_code, new_user_code
-from secrets_audit import (
+from tests.support.secret_scanner import (
     Scanner,
     SecretRegistry,
     audit_findings,
     candidate_files,
 )
+from tests.support.secrets_audit import RecordCollector
 
-TESTS = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def test_it_finds_each_secret_in_a_json_log_line(
     ],
 )
 def test_it_finds_a_user_code_however_it_is_typed(
-    planted: dict[str, str], registry: SecretRegistry, shape, form: str
+    planted: dict[str, str], registry: SecretRegistry, shape: Callable[[str], str], form: str
 ) -> None:
     text = f"POST /oauth/device/verify typed {shape(planted['user_code'])} ok"
     assert kinds_found(text, registry) == {("user code", form)}
@@ -172,8 +174,6 @@ def test_made_up_codes_are_not_recorded() -> None:
 
 def test_log_records_reach_the_audit(planted: dict[str, str], registry: SecretRegistry) -> None:
     """The plugin's handler sees devicelink's records at every level, extras included."""
-    from secrets_audit import RecordCollector
-
     collector = RecordCollector()
     logger = logging.getLogger("devicelink.planted")
     logger.addHandler(collector)
@@ -197,13 +197,13 @@ INNER_TEST = """
 import logging
 from pathlib import Path
 
-import secrets_audit
+from tests.support.secret_scanner import REGISTRY
 
 DEVICE_CODE = "{device_code}"
 
 
 def test_handled_and_logged(tmp_path: Path) -> None:
-    secrets_audit.REGISTRY.add("device_code", DEVICE_CODE)
+    REGISTRY.add("device_code", DEVICE_CODE)
     if {leak_log}:
         logging.getLogger("devicelink.http").info("poll %s", DEVICE_CODE)
     if {leak_file}:
@@ -217,7 +217,7 @@ def inner_session(tmp_path: Path, *, leak: bool) -> subprocess.Popen[str]:
     project = tmp_path / "inner"
     project.mkdir(parents=True)
     (project / "pytest.ini").write_text("[pytest]\n")
-    (project / "conftest.py").write_text('pytest_plugins = ["secrets_audit"]\n')
+    (project / "conftest.py").write_text('pytest_plugins = ["tests.support.secrets_audit"]\n')
     (project / "test_inner.py").write_text(
         textwrap.dedent(INNER_TEST).format(
             device_code=new_device_code(), leak_log=leak, leak_file=leak
@@ -235,7 +235,7 @@ def inner_session(tmp_path: Path, *, leak: bool) -> subprocess.Popen[str]:
             str(project),
         ],
         cwd=project,
-        env={"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

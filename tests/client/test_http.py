@@ -9,7 +9,8 @@ addresses it by that name and discovery's issuer check holds.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -17,20 +18,24 @@ import pytest
 
 from devicelink.client import (
     USER_AGENT,
-    AccessDenied,
     AsyncDeviceFlowClient,
     DeviceAuthorization,
     DeviceFlowClient,
     Endpoints,
-    ExpiredToken,
-    InvalidToken,
+    KeyRefused,
+    LoginDenied,
+    LoginExpired,
     ServerUnreachable,
     Token,
     arun_device_flow,
     device_flow,
     run_device_flow,
 )
-from devicelink.client.flow import DEVICE_CODE_GRANT, POLL_MARGIN
+from devicelink.client.discovery import DEVICE_CODE_GRANT
+from devicelink.client.pacing import POLL_MARGIN
+
+if TYPE_CHECKING:  # the server side, only for the fixture's type
+    from tests.support.app import Server
 
 PUBLIC_URL = "https://login.example.com"  # tests/conftest.py's
 TOKEN_PATH = "/oauth/device/token"
@@ -64,7 +69,7 @@ class SharedTime:
     """One fake time for the client's monotonic clock and the server's clock: a wait of
     the client moves both, so the server sees polls exactly as far apart as waited."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         self.now = 10_000.0
         self.waited = 0.0
@@ -78,8 +83,14 @@ class SharedTime:
         self.server.clock.advance(seconds)
 
 
+AppClient = tuple[AsyncDeviceFlowClient, Recorder, SharedTime]
+"""The client under test, the transport that records, and the time both sides share."""
+
+
 @pytest.fixture
-async def app_client(server):
+async def app_client(
+    server: Server,
+) -> AsyncIterator[AppClient]:
     recorder = Recorder(server.app)
     time = SharedTime(server)
     client = AsyncDeviceFlowClient(
@@ -96,8 +107,10 @@ async def app_client(server):
 @pytest.mark.rfc("8628", "3.3")
 @pytest.mark.rfc("8628", "3.5")
 @pytest.mark.parametrize("approve_after_waits", [0, 3], ids=["approved-at-once", "after-3-polls"])
-async def test_async_login_against_the_server(server, app_client, approve_after_waits):
-    client, recorder, time = app_client
+async def test_async_login_against_the_server(
+    server: Server, app_client: AppClient, approve_after_waits: int
+) -> None:
+    client, recorder, _ = app_client
     alice = await server.add_user("alice")
     shown: list[DeviceAuthorization] = []
     waits: list[tuple[float, float | None]] = []
@@ -120,7 +133,8 @@ async def test_async_login_against_the_server(server, app_client, approve_after_
     assert isinstance(token, Token)
     assert token.access_token.startswith("dlk_")
     assert token.token_type == "Bearer"
-    assert token.expires_in and token.expires_in > 0
+    assert token.expires_in
+    assert token.expires_in > 0
     assert token.server == PUBLIC_URL
     (authorization,) = shown
     assert USER_CODE.match(authorization.user_code)
@@ -134,7 +148,8 @@ async def test_async_login_against_the_server(server, app_client, approve_after_
     polls = [
         parse_qs(r.content.decode()) for r, _ in recorder.exchanges if r.url.path == TOKEN_PATH
     ]
-    assert {p["device_code"][0] for p in polls} and len({p["device_code"][0] for p in polls}) == 1
+    assert {p["device_code"][0] for p in polls}
+    assert len({p["device_code"][0] for p in polls}) == 1
     assert all(p["grant_type"] == [DEVICE_CODE_GRANT] for p in polls)
 
     owner = await client.whoami(token)
@@ -143,23 +158,25 @@ async def test_async_login_against_the_server(server, app_client, approve_after_
 
 @pytest.mark.anyio
 @pytest.mark.rfc("8628", "3.5")
-async def test_async_login_denied_in_the_browser(server, app_client):
+async def test_async_login_denied_in_the_browser(server: Server, app_client: AppClient) -> None:
     client, recorder, _ = app_client
     alice = await server.add_user("alice")
 
     async def deny(authorization: DeviceAuthorization) -> None:
         await server.runtime.flows.deny(authorization.user_code, user_id=alice.id)
 
-    with pytest.raises(AccessDenied):
+    with pytest.raises(LoginDenied):
         await client.login(on_code=deny)
     assert recorder.token_answers() == ["access_denied"]
 
 
 @pytest.mark.anyio
 @pytest.mark.rfc("8628", "3.5")
-async def test_async_login_gives_up_when_the_code_expires(server, app_client):
+async def test_async_login_gives_up_when_the_code_expires(
+    server: Server, app_client: AppClient
+) -> None:
     client, recorder, time = app_client
-    with pytest.raises(ExpiredToken):
+    with pytest.raises(LoginExpired):
         await client.login(on_code=lambda authorization: None)
 
     lifetime = server.runtime.settings.code_lifetime
@@ -172,7 +189,7 @@ async def test_async_login_gives_up_when_the_code_expires(server, app_client):
 @pytest.mark.anyio
 @pytest.mark.rfc("7009", "2.1")
 @pytest.mark.defect(10)
-async def test_async_revoke_makes_the_key_unusable(server, app_client):
+async def test_async_revoke_makes_the_key_unusable(server: Server, app_client: AppClient) -> None:
     """What ``logout`` relies on (DESIGN.md defect 10): revoked on the server, not only
     forgotten locally."""
     client, _, _ = app_client
@@ -185,16 +202,16 @@ async def test_async_revoke_makes_the_key_unusable(server, app_client):
     assert (await client.whoami(token))["username"] == "alice"
 
     assert await client.revoke(token) is True
-    with pytest.raises(InvalidToken):
+    with pytest.raises(KeyRefused):
         await client.whoami(token)
     assert await client.revoke(token) is True  # RFC 7009 section 2.2: again, still 200
 
 
 @pytest.mark.anyio
 @pytest.mark.rfc("6750", "3.1")
-async def test_async_whoami_with_an_unknown_key_is_invalid_token(app_client):
+async def test_async_whoami_with_an_unknown_key_is_invalid_token(app_client: AppClient) -> None:
     client, _, _ = app_client
-    with pytest.raises(InvalidToken):
+    with pytest.raises(KeyRefused):
         await client.whoami("dlk_not_a_real_key_0000")
 
 
@@ -281,7 +298,8 @@ def check_transcript(script: Script, time: FakeTime, token: Token, waits: list[A
     assert time.slept == [W, W, W, W]
     assert [seconds for seconds, _ in waits] == time.slept
     remaining = [left for _, left in waits]
-    assert remaining == sorted(remaining, reverse=True) and remaining[0] == pytest.approx(600)
+    assert remaining == sorted(remaining, reverse=True)
+    assert remaining[0] == pytest.approx(600)
     polls = [r for r in script.requests if r.url.path == TOKEN_PATH]
     assert len(polls) == 4
     assert {parse_qs(r.content.decode())["device_code"][0] for r in polls} == {"device-code-1"}
@@ -291,7 +309,7 @@ def check_transcript(script: Script, time: FakeTime, token: Token, waits: list[A
 
 @pytest.mark.rfc("8628", "3.5")
 @pytest.mark.parametrize("failure", TRANSPORT_ERRORS)
-def test_sync_driver_survives_a_transport_error_mid_flow(failure):
+def test_sync_driver_survives_a_transport_error_mid_flow(failure: Exception) -> None:
     script, time = token_script(failure), FakeTime()
     codes: list[DeviceAuthorization] = []
     waits: list[tuple[float, float | None]] = []
@@ -307,7 +325,7 @@ def test_sync_driver_survives_a_transport_error_mid_flow(failure):
 @pytest.mark.anyio
 @pytest.mark.rfc("8628", "3.5")
 @pytest.mark.parametrize("failure", TRANSPORT_ERRORS)
-async def test_async_driver_survives_a_transport_error_mid_flow(failure):
+async def test_async_driver_survives_a_transport_error_mid_flow(failure: Exception) -> None:
     script, time = token_script(failure), FakeTime()
     waits: list[tuple[float, float | None]] = []
     async with httpx.AsyncClient(
@@ -323,17 +341,21 @@ async def test_async_driver_survives_a_transport_error_mid_flow(failure):
     check_transcript(script, time, token, waits)
 
 
-def test_sync_driver_gives_up_on_an_unreachable_server():
+def test_sync_driver_gives_up_on_an_unreachable_server() -> None:
     time = FakeTime()
     script = Script(**{".well-known__oauth-authorization-server": [httpx.ConnectError("refused")]})
-    with httpx.Client(transport=httpx.MockTransport(script)) as http:
-        with pytest.raises(ServerUnreachable, match="ConnectError") as raised:
-            run_device_flow(device_flow(PUBLIC_URL, "devicelink-cli"), http, sleep=time.sleep)
+    with (
+        httpx.Client(transport=httpx.MockTransport(script)) as http,
+        pytest.raises(ServerUnreachable, match="ConnectError") as raised,
+    ):
+        run_device_flow(device_flow(PUBLIC_URL, "devicelink-cli"), http, sleep=time.sleep)
     assert time.slept == [1, 2, 4]
     assert raised.value.status_code is None
 
 
-def test_sync_driver_shows_the_code_on_stderr_without_on_code(capsys):
+def test_sync_driver_shows_the_code_on_stderr_without_on_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     script = Script(oauth__device__token=[httpx.Response(200, json=GRANTED)])
     time = FakeTime()
     with httpx.Client(transport=httpx.MockTransport(script)) as http:
@@ -341,7 +363,8 @@ def test_sync_driver_shows_the_code_on_stderr_without_on_code(capsys):
             device_flow(PUBLIC_URL, "devicelink-cli", clock=time.clock), http, sleep=time.sleep
         )
     err = capsys.readouterr().err
-    assert "WDJB-MJHT" in err and f"{PUBLIC_URL}/oauth/device/verify" in err
+    assert "WDJB-MJHT" in err
+    assert f"{PUBLIC_URL}/oauth/device/verify" in err
 
 
 OLD_ENDPOINTS = Endpoints(
@@ -360,7 +383,7 @@ OLD_ENDPOINTS = Endpoints(
         ),
     ],
 )
-def test_sync_client_revokes_the_key_on_the_server(token):
+def test_sync_client_revokes_the_key_on_the_server(token: str | Token) -> None:
     script = Script(oauth__revoke=[httpx.Response(200)])
     with DeviceFlowClient(PUBLIC_URL, transport=httpx.MockTransport(script)) as client:
         assert client.revoke(token) is True
@@ -373,7 +396,7 @@ def test_sync_client_revokes_the_key_on_the_server(token):
 
 
 @pytest.mark.rfc("6750", "3.1")
-def test_sync_client_whoami_returns_the_owner():
+def test_sync_client_whoami_returns_the_owner() -> None:
     script = Script(api__me=[httpx.Response(200, json={"username": "alice"})])
     with DeviceFlowClient(PUBLIC_URL, transport=httpx.MockTransport(script)) as client:
         assert client.whoami("dlk_key_abc") == {"username": "alice"}
@@ -382,11 +405,13 @@ def test_sync_client_whoami_returns_the_owner():
 
 
 @pytest.mark.rfc("6750", "3.1")
-def test_sync_client_whoami_with_a_refused_key_is_invalid_token():
+def test_sync_client_whoami_with_a_refused_key_is_invalid_token() -> None:
     answer = httpx.Response(401, json={"error": "invalid_token", "error_description": "revoked"})
     script = Script(api__me=[answer])
-    with DeviceFlowClient(PUBLIC_URL, transport=httpx.MockTransport(script)) as client:
-        with pytest.raises(InvalidToken) as raised:
-            client.whoami("dlk_key_abc")
+    with (
+        DeviceFlowClient(PUBLIC_URL, transport=httpx.MockTransport(script)) as client,
+        pytest.raises(KeyRefused) as raised,
+    ):
+        client.whoami("dlk_key_abc")
     assert raised.value.description == "revoked"
     assert "log in again" in str(raised.value)

@@ -22,13 +22,14 @@ import keyring
 import keyring.backends.fail
 import pytest
 from click.testing import CliRunner, Result
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 
 from devicelink.client import ClientHooks, Credential, CredentialStore
+from tests.client_credentials.keyrings import MemoryKeyring, no_keyring
 
 SERVER = "https://login.example.com"
 USER_CODE = "WDJB-MJHT"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+"""The commands' wall clock: no test depends on the day it runs."""
 EXPIRES_AT = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ENVIRONMENT = (
     "DEVICELINK_TOKEN",
@@ -44,28 +45,6 @@ ENVIRONMENT = (
     "DISPLAY",
     "WAYLAND_DISPLAY",
 )
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that works, in memory (never chosen by keyring's own discovery)."""
-
-    priority = -10
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.entries[(service, username)]
-        except KeyError:
-            raise PasswordDeleteError("no such entry") from None
 
 
 @dataclass
@@ -215,6 +194,7 @@ class Cli:
             browser=self.browser,
             config_dir=self.config_dir,
             browser_env=self.browser_env,
+            now=lambda: NOW,
         )
 
     def __call__(
@@ -242,6 +222,7 @@ class Cli:
             "client_id": "devicelink-cli",
             "scope": "api",
             "expires_at": EXPIRES_AT,
+            "created_at": NOW,
             "username": "alice",
         }
         values.update(fields)
@@ -260,7 +241,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
     previous = keyring.get_keyring()
-    keyring.set_keyring(keyring.backends.fail.Keyring())
+    keyring.set_keyring(no_keyring())
     try:
         yield
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -20,7 +19,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mycli"
 
 
 @pytest.fixture
-def mycli(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> Iterator[ModuleType]:
+def mycli(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> ModuleType:
     monkeypatch.syspath_prepend(str(EXAMPLE))
     module = importlib.import_module("mycli")
     # Its own command talks to the fake server too.
@@ -30,7 +29,7 @@ def mycli(monkeypatch: pytest.MonkeyPatch, cli: Cli) -> Iterator[ModuleType]:
         functools.partial(DeviceFlowClient, transport=cli.server.transport()),
     )
     cli.config_dir = None  # mycli's keys in ~/.config/mycli, as for a user
-    yield module
+    return module
 
 
 def test_mycli_mounts_the_auth_group_and_has_whoami(mycli: ModuleType) -> None:

@@ -15,10 +15,10 @@ import pytest
 import devicelink.client as client
 from devicelink.cli import main
 from devicelink.client import (
-    AccessDenied,
     CredentialStore,
     DeviceAuthorization,
-    InvalidToken,
+    KeyRefused,
+    LoginDenied,
     make_auth_group,
 )
 from devicelink.client.api import resolve_server, scope_covers
@@ -44,9 +44,11 @@ def test_login_returns_the_stored_credential(fake_server: FakeServer, tmp_path: 
         sleep=Sleeps(),
     )
     assert [a.user_code for a in shown] == [USER_CODE]
-    assert credential.server == SERVER and credential.username == "alice"
+    assert credential.server == SERVER
+    assert credential.username == "alice"
     assert credential.access_token == "dlk_issued1_check"
-    assert credential.expires_at == EXPIRES_AT and credential.scope == "api"
+    assert credential.expires_at == EXPIRES_AT
+    assert credential.scope == "api"
     assert store.get(SERVER) == credential
     assert store.default_server() == SERVER
 
@@ -54,16 +56,18 @@ def test_login_returns_the_stored_credential(fake_server: FakeServer, tmp_path: 
     assert owner["username"] == "alice"
 
     result = client.logout(store=store, transport=fake_server.transport())
-    assert result.revoked and result.removed and result.error is None
+    assert result.revoked
+    assert result.removed
+    assert result.error is None
     assert fake_server.revoked[0]["token"] == "dlk_issued1_check"
     assert store.get(SERVER) is None
-    with pytest.raises(InvalidToken):
+    with pytest.raises(KeyRefused):
         client.whoami(SERVER, store=store, transport=fake_server.transport())
 
 
 def test_login_raises_the_typed_errors(fake_server: FakeServer, tmp_path: Path) -> None:
     fake_server.token_answers = ["access_denied"]
-    with pytest.raises(AccessDenied):
+    with pytest.raises(LoginDenied):
         client.login(
             SERVER,
             store=file_store(tmp_path),
@@ -112,7 +116,9 @@ def test_logout_reports_a_revocation_that_did_not_happen(
     )
     fake_server.down = True
     result = client.logout(SERVER, store=store, transport=fake_server.transport(), sleep=Sleeps())
-    assert result.had_credential and result.removed and not result.revoked
+    assert result.had_credential
+    assert result.removed
+    assert not result.revoked
     assert isinstance(result.error, client.ServerUnreachable)
     assert store.get(SERVER) is None
 

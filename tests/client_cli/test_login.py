@@ -9,9 +9,10 @@ import pytest
 
 from devicelink.cli import main
 from devicelink.client import ExitCode
-from devicelink.client.flow import POLL_MARGIN
+from devicelink.client.pacing import POLL_MARGIN
+from tests.client_credentials.keyrings import MemoryKeyring
 
-from .conftest import EXPIRES_AT, SERVER, USER_CODE, Cli, MemoryKeyring, json_lines
+from .conftest import EXPIRES_AT, SERVER, USER_CODE, Cli, json_lines
 
 LINK = f"{SERVER}/oauth/device/verify?user_code={USER_CODE}"
 LOGIN_RESULT_KEYS = {
@@ -43,8 +44,10 @@ def test_login_shows_the_code_and_link_first_then_stores_the_key(cli: Cli) -> No
     assert "2030-01-01 12:00 UTC" in result.stdout
     assert "credentials.json" in result.stdout
     stored = cli.store().get(SERVER)
-    assert stored is not None and stored.access_token == "dlk_issued1_check"
-    assert stored.username == "alice" and stored.expires_at == EXPIRES_AT
+    assert stored is not None
+    assert stored.access_token == "dlk_issued1_check"
+    assert stored.username == "alice"
+    assert stored.expires_at == EXPIRES_AT
     assert stored.client_id == "devicelink-cli"
     # The flow waited `interval` (+ margin) before each of its two polls, and never for real.
     assert cli.sleeps.waited == [5 + POLL_MARGIN, 5 + POLL_MARGIN]
@@ -112,7 +115,8 @@ def test_each_refusal_has_its_exit_code_and_message(
     assert machine.exit_code == code
     (document,) = json_lines(machine.stdout)
     assert set(document) == {"error", "message"}
-    assert document["error"] == error and document["message"]
+    assert document["error"] == error
+    assert document["message"]
     assert cli.store().get(SERVER) is None
 
 
@@ -126,20 +130,24 @@ def test_denied_and_expired_say_so_in_words(cli: Cli) -> None:
 def test_unreachable_server_is_exit_5(cli: Cli) -> None:
     cli.server.down = True
     result = login(cli, "--json")
-    assert result.exit_code == ExitCode.NETWORK == 5
+    assert result.exit_code == ExitCode.NETWORK
+    assert result.exit_code == 5
     assert json_lines(result.stdout) == [
         {"error": "server_unreachable", "message": json_lines(result.stdout)[0]["message"]}
     ]
     assert "could not be reached" in json_lines(result.stdout)[0]["message"]
     human = login(cli)
-    assert human.exit_code == 5 and "could not be reached" in human.stderr
+    assert human.exit_code == 5
+    assert "could not be reached" in human.stderr
 
 
 def test_ctrl_c_while_waiting_is_exit_130(cli: Cli) -> None:
     cli.sleeps.raise_on = 1
     result = login(cli)
-    assert result.exit_code == ExitCode.INTERRUPTED == 130
-    assert USER_CODE in result.stderr and "Interrupted" in result.stderr
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert result.exit_code == 130
+    assert USER_CODE in result.stderr
+    assert "Interrupted" in result.stderr
     assert "Aborted" not in result.output  # Click's own handler did not run
     cli.sleeps.waited.clear()
     machine = login(cli, "--json")
@@ -161,7 +169,8 @@ def test_unknown_client_and_wrong_server_are_exit_1(cli: Cli) -> None:
 
 def test_a_server_that_is_not_a_url_is_a_usage_error(cli: Cli) -> None:
     result = cli(main, "login", "--server", "ftp://example.com", "--json")
-    assert result.exit_code == ExitCode.USAGE == 2
+    assert result.exit_code == ExitCode.USAGE
+    assert result.exit_code == 2
     assert json_lines(result.stdout)[0]["error"] == "invalid_server"
     assert cli.server.requests == []
 
@@ -173,7 +182,9 @@ def test_scope_and_client_id_are_sent(cli: Cli) -> None:
     assert b"client_id=mycli" in authorize.content
     assert b"scope=api+read" in authorize.content
     stored = cli.store().get(SERVER)
-    assert stored is not None and stored.client_id == "mycli" and stored.scope == "api read"
+    assert stored is not None
+    assert stored.client_id == "mycli"
+    assert stored.scope == "api read"
 
 
 def test_the_default_server_comes_from_the_environment(cli: Cli) -> None:
@@ -236,7 +247,8 @@ def test_qr_draws_the_complete_link_after_the_code(cli: Cli) -> None:
     result = login(cli, "--qr")
     assert result.exit_code == 0, result.output
     before, _, after = result.stderr.partition("type the code).")
-    assert LINK in before and USER_CODE in before
+    assert LINK in before
+    assert USER_CODE in before
     blocks = [line for line in after.splitlines() if line and set(line) <= set(" ▀▄█")]
     assert len(blocks) >= 10  # a version-3+ symbol, two modules a line
     assert len({len(line) for line in blocks}) == 1  # square, aligned
@@ -262,7 +274,8 @@ def test_already_logged_in_with_a_working_key_says_so_and_exits_0(cli: Cli) -> N
     machine = login(cli, "--json")
     (document,) = json_lines(machine.stdout)
     assert set(document) == LOGIN_RESULT_KEYS
-    assert document["already_logged_in"] is True and document["user"] == "alice"
+    assert document["already_logged_in"] is True
+    assert document["user"] == "alice"
 
 
 def test_a_stored_key_the_server_refuses_means_logging_in_again(cli: Cli) -> None:
@@ -272,7 +285,8 @@ def test_a_stored_key_the_server_refuses_means_logging_in_again(cli: Cli) -> Non
     assert "no longer accepts the stored key" in result.stderr
     assert result.stderr.index(USER_CODE) < result.stderr.index("no longer accepts")
     stored = cli.store().get(SERVER)
-    assert stored is not None and stored.access_token == "dlk_issued1_check"
+    assert stored is not None
+    assert stored.access_token == "dlk_issued1_check"
 
 
 def test_force_logs_in_again_and_revokes_the_replaced_key(cli: Cli) -> None:
@@ -282,7 +296,8 @@ def test_force_logs_in_again_and_revokes_the_replaced_key(cli: Cli) -> None:
     assert json_lines(result.stdout)[0]["already_logged_in"] is False
     assert [form["token"] for form in cli.server.revoked] == ["dlk_old_check"]
     stored = cli.store().get(SERVER)
-    assert stored is not None and stored.access_token == "dlk_issued1_check"
+    assert stored is not None
+    assert stored.access_token == "dlk_issued1_check"
 
 
 def test_a_key_of_another_client_or_narrower_scope_is_not_enough(cli: Cli) -> None:

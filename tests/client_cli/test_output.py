@@ -14,16 +14,10 @@ from rich.console import Console
 
 from devicelink.cli import main
 from devicelink.client import browser_plausible
-from devicelink.client import commands as commands_module
 from devicelink.client.api import open_in_browser
-from devicelink.client.commands import (
-    LoginView,
-    Output,
-    describe_expiry,
-    format_left,
-    qr_text,
-)
-from devicelink.client.flow import DeviceAuthorization
+from devicelink.client.commands.login_view import LoginView, qr_text
+from devicelink.client.commands.output import Output, describe_expiry, format_left
+from devicelink.client.messages import DeviceAuthorization
 
 from .conftest import SERVER, Cli
 
@@ -45,7 +39,8 @@ def test_no_escape_codes_when_not_a_terminal_or_no_color(cli: Cli, env: dict[str
     outputs.append(cli(main, "status", env=env))  # an error
     assert [r.exit_code for r in outputs] == [0, 0, 0, 0, 0, 6]
     for result in outputs:
-        assert ESC not in result.stdout and ESC not in result.stderr, result.output
+        assert ESC not in result.stdout, result.output
+        assert ESC not in result.stderr, result.output
     assert "█" in outputs[0].stderr  # the QR code is there, drawn without colour
 
 
@@ -54,7 +49,8 @@ def test_with_colour_the_qr_code_paints_both_module_colours() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, color_system="standard")
     console.print(text, end="")
     rendered = console.file.getvalue()  # type: ignore[attr-defined]
-    assert ESC in rendered and set(text.plain) <= {"▀", "\n"}
+    assert ESC in rendered
+    assert set(text.plain) <= {"▀", "\n"}
 
 
 def test_qr_text_is_square_and_scannable_shape() -> None:
@@ -71,7 +67,7 @@ def test_off_a_terminal_the_countdown_is_a_line_every_30_seconds(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(commands_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     output = Output()
     assert output.live_terminal is False
     view = LoginView(output, server=SERVER, qr=False)
@@ -99,7 +95,8 @@ def test_json_mode_prints_no_countdown(capsys: pytest.CaptureFixture[str]) -> No
     view.waiting(5.25, 600)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.count("\n") == 1 and '"event": "code"' in captured.err
+    assert captured.err.count("\n") == 1
+    assert '"event": "code"' in captured.err
 
 
 BROWSER_CASES = [

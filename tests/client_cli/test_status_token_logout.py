@@ -33,14 +33,16 @@ def test_status_names_the_server_user_and_expiry(cli: Cli) -> None:
     machine = cli(main, "status", "--json")
     (document,) = json_lines(machine.stdout)
     assert set(document) == STATUS_KEYS
-    assert document["user"] == "alice" and document["logged_in"] is True
+    assert document["user"] == "alice"
+    assert document["logged_in"] is True
     assert document["expires_at"] == EXPIRES_AT.isoformat()
     assert document["stored_in"] == str(cli.credentials_file)
 
 
 def test_status_when_not_logged_in_is_exit_6(cli: Cli) -> None:
     result = cli(main, "status", "--server", SERVER)
-    assert result.exit_code == ExitCode.NOT_LOGGED_IN == 6
+    assert result.exit_code == ExitCode.NOT_LOGGED_IN
+    assert result.exit_code == 6
     assert f"Not logged in to {SERVER}" in result.stderr
     assert "Run devicelink login to log in." in result.stderr
     machine = cli(main, "status", "--server", SERVER, "--json")
@@ -53,7 +55,8 @@ def test_status_when_not_logged_in_is_exit_6(cli: Cli) -> None:
 def test_status_when_the_server_refuses_the_key_is_exit_7(cli: Cli) -> None:
     cli.save(valid=False)
     result = cli(main, "status")
-    assert result.exit_code == ExitCode.KEY_REJECTED == 7
+    assert result.exit_code == ExitCode.KEY_REJECTED
+    assert result.exit_code == 7
     assert "no longer accepts the key" in result.stderr
     machine = cli(main, "status", "--json")
     assert json_lines(machine.stdout)[0]["error"] == "invalid_token"
@@ -151,7 +154,8 @@ def test_logout_when_the_server_is_unreachable_forgets_and_says_not_revoked(cli:
     cli.save("dlk_stored_check")
     cli.server.down = True
     result = cli(main, "logout")
-    assert result.exit_code == ExitCode.NOT_REVOKED == 8
+    assert result.exit_code == ExitCode.NOT_REVOKED
+    assert result.exit_code == 8
     assert "could not revoke it on the server" in result.stderr
     assert "keeps working until it expires (2030-01-01 12:00 UTC" in result.stderr
     assert cli.store().get(SERVER) is None
@@ -168,15 +172,18 @@ def test_logout_json_shapes(cli: Cli) -> None:
     failed = cli(main, "logout", "--json")
     assert failed.exit_code == 8
     (document,) = json_lines(failed.stdout)
-    assert document["error"] == "not_revoked" and document["reason"] == "server_unreachable"
-    assert document["revoked"] is False and document["removed"] is True
+    assert document["error"] == "not_revoked"
+    assert document["reason"] == "server_unreachable"
+    assert document["revoked"] is False
+    assert document["removed"] is True
     assert failed.stderr == ""
 
 
 def test_logout_when_not_logged_in_has_nothing_to_do(cli: Cli) -> None:
     result = cli(main, "logout", "--server", SERVER)
     assert result.exit_code == 0
-    assert "Not logged in" in result.stdout and "nothing to do" in result.stdout
+    assert "Not logged in" in result.stdout
+    assert "nothing to do" in result.stdout
     assert cli.server.requests == []
 
 

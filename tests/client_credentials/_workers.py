@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from devicelink.client.credentials import Credential, CredentialStore
+from devicelink.client.credentials import Credential
+from devicelink.client.store import CredentialStore
 
 
 def save_many(config_dir: str, prefix: str, count: int, barrier: Any) -> None:

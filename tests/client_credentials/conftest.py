@@ -1,10 +1,9 @@
-"""Keyring doubles for the credential store: real keyring backends, installed with
-``keyring.set_keyring`` and restored afterwards."""
+"""Fixtures of the credential store tests: the keyring doubles of ``keyrings`` installed
+with ``keyring.set_keyring`` and restored afterwards, a private home, a credential."""
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -12,60 +11,9 @@ from datetime import UTC, datetime, timedelta
 import keyring
 import pytest
 from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 
 from devicelink.client.credentials import Credential
-
-# Defining a backend class registers it with keyring; a negative priority keeps keyring's
-# own discovery from ever choosing one of these for another test.
-NEVER_DISCOVERED = -10
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that works, in memory."""
-
-    priority = NEVER_DISCOVERED
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.entries[(service, username)]
-        except KeyError:
-            raise PasswordDeleteError("no such entry") from None
-
-
-class HangingKeyring(KeyringBackend):
-    """A keyring that never answers (a locked D-Bus session), until the test ends."""
-
-    priority = NEVER_DISCOVERED
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-        self.calls = 0
-
-    def _hang(self) -> None:
-        self.calls += 1
-        self.release.wait(60)
-
-    def get_password(self, service: str, username: str) -> str | None:
-        self._hang()
-        return None
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self._hang()
-
-    def delete_password(self, service: str, username: str) -> None:
-        self._hang()
+from tests.client_credentials.keyrings import HangingKeyring, MemoryKeyring
 
 
 @pytest.fixture(autouse=True)

@@ -13,11 +13,8 @@ from typing import Any
 
 import pytest
 
-from devicelink.client.credentials import (
-    CredentialStore,
-    CredentialStoreError,
-    InsecureCredentialsFileError,
-)
+from devicelink.client.credentials import CredentialStoreError, InsecureCredentialsFileError
+from devicelink.client.store import CredentialStore
 
 from ._workers import save_many
 from .conftest import make_credential, umask
@@ -60,7 +57,8 @@ def test_several_servers_side_by_side(tmp_path: Path) -> None:
     renewed = make_credential(B, access_token="dlk_renewed")
     store.save(renewed)
     assert store.get(B) == renewed
-    assert store.get(A) == credentials[A] and store.get(C) == credentials[C]
+    assert store.get(A) == credentials[A]
+    assert store.get(C) == credentials[C]
     store.delete(A)
     assert store.servers() == sorted([B, C])
     # Another store object (another process) reads the same.
@@ -92,7 +90,8 @@ def test_devicelink_token_overrides_the_stored_key(
     monkeypatch.delenv("DEVICELINK_TOKEN", raising=False)
     assert store.from_environment(A) is None
     resolved = store.resolve(A)
-    assert resolved is not None and resolved.access_token.endswith("_secret")
+    assert resolved is not None
+    assert resolved.access_token.endswith("_secret")
 
     monkeypatch.setenv("DEVICELINK_TOKEN", " dlk_from_env \n")
     from_env = store.from_environment(A + "/")
@@ -100,7 +99,8 @@ def test_devicelink_token_overrides_the_stored_key(
     assert from_env.access_token == "dlk_from_env"
     assert from_env.server == A
     resolved = store.resolve(A)
-    assert resolved is not None and resolved.access_token == "dlk_from_env"
+    assert resolved is not None
+    assert resolved.access_token == "dlk_from_env"
     assert store.resolve("https://never-logged-in.example.com") is not None
     assert store.get(A) == make_credential(A)  # the stored key is untouched
 
@@ -115,7 +115,8 @@ def test_token_variable_name_is_configurable(
     monkeypatch.setenv("ACME_TOKEN", "dlk_acme")
     store = file_store(tmp_path, token_env="ACME_TOKEN")
     credential = store.from_environment(A)
-    assert credential is not None and credential.access_token == "dlk_acme"
+    assert credential is not None
+    assert credential.access_token == "dlk_acme"
 
 
 @dataclass
@@ -193,7 +194,8 @@ def test_key_file_is_mode_0600_from_its_creation_and_never_chmoded(
         assert c.mode_of_descriptor == 0o600, c
     assert mode(config_dir / "credentials.json") == 0o600
     assert mode(config_dir) == 0o700
-    assert store.get(A) == make_credential(A) and store.get(B) == make_credential(B)
+    assert store.get(A) == make_credential(A)
+    assert store.get(B) == make_credential(B)
 
 
 @pytest.mark.parametrize("mask", [0o000, 0o022, 0o002])

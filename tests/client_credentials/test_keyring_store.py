@@ -13,9 +13,16 @@ import keyring.backends.null
 import pytest
 from keyring.errors import KeyringLocked
 
-from devicelink.client.credentials import KEYRING, CredentialStore, CredentialStoreError
+from devicelink.client.credentials import CredentialStoreError
+from devicelink.client.store import KEYRING, CredentialStore
+from tests.client_credentials.keyrings import (
+    HangingKeyring,
+    MemoryKeyring,
+    no_keyring,
+    null_keyring,
+)
 
-from .conftest import HangingKeyring, MemoryKeyring, make_credential
+from .conftest import make_credential
 
 A = "https://a.example.com"
 B = "https://b.example.com"
@@ -31,7 +38,8 @@ def test_keyring_round_trip_one_entry_per_server(
     assert store.save(second) == KEYRING
     assert sorted(memory_keyring.entries) == [("devicelink", A), ("devicelink", B)]
     assert json.loads(memory_keyring.entries[("devicelink", A)]) == first.to_dict()
-    assert store.get(A) == first and store.get(B) == second
+    assert store.get(A) == first
+    assert store.get(B) == second
     assert store.servers() == [A, B]
     assert store.default_server() == B
     assert not (tmp_path / "credentials.json").exists()  # no key on disk
@@ -39,7 +47,8 @@ def test_keyring_round_trip_one_entry_per_server(
 
     assert store.delete(A) is True
     assert ("devicelink", A) not in memory_keyring.entries
-    assert store.get(A) is None and store.get(B) == second
+    assert store.get(A) is None
+    assert store.get(B) == second
     assert store.delete(A) is False
     assert store.servers() == [B]
     assert warnings == []
@@ -101,7 +110,7 @@ def test_use_keyring_false_never_touches_the_keyring(
 
 @pytest.mark.parametrize(
     "backend",
-    [keyring.backends.fail.Keyring(), keyring.backends.null.Keyring()],
+    [no_keyring(), null_keyring()],
     ids=["fail", "null"],
 )
 def test_no_keyring_falls_back_to_the_file_with_one_warning_line(
@@ -113,7 +122,8 @@ def test_no_keyring_falls_back_to_the_file_with_one_warning_line(
     assert store.get(A) is None
     assert store.save(make_credential(A)) == str(tmp_path / "credentials.json")
     assert store.save(make_credential(B)) == str(tmp_path / "credentials.json")
-    assert store.get(A) == make_credential(A) and store.get(B) == make_credential(B)
+    assert store.get(A) == make_credential(A)
+    assert store.get(B) == make_credential(B)
     assert store.delete(A) is True
     assert len(warnings) == 1
     (line,) = warnings
@@ -187,7 +197,7 @@ def test_the_warning_shows_a_path_under_home_with_a_tilde(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setattr(keyring, "get_keyring", keyring.backends.fail.Keyring)
+    monkeypatch.setattr(keyring, "get_keyring", no_keyring)
     warnings: list[str] = []
     store = CredentialStore(config_dir=tmp_path / ".config" / "devicelink", warn=warnings.append)
     store.save(make_credential(A))

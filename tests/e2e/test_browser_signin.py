@@ -10,42 +10,21 @@ Every page is saved as a screenshot under ``tests/artifacts/screenshots/``.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import Launcher, clean_env, free_port, one_time_passwords, token_form
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from oidc_provider.fixture import TEST_PASSWORD, TEST_USERNAME, start_oidc_provider
+from tests.oidc_provider.fixture import TEST_PASSWORD, TEST_USERNAME, start_oidc_provider
+from tests.support.http import token_form
+from tests.support.processes import clean_env, free_port, one_time_passwords
+from tests.support.servers import Launcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Chromium is missing: run scripts/bootstrap-browser"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def shot(page: Page, folder: str, name: str) -> None:
@@ -81,7 +60,8 @@ def compare_and_decide(page: Page, flow: dict[str, str], folder: str, action: st
     expect(approve).to_be_visible()
     expect(deny).to_be_visible()
     approve_box, deny_box = approve.bounding_box(), deny.bounding_box()
-    assert approve_box and deny_box
+    assert approve_box
+    assert deny_box
     # Equally visible: the same size, side by side.
     assert abs(approve_box["width"] - deny_box["width"]) < 2
     assert abs(approve_box["height"] - deny_box["height"]) < 2

@@ -22,36 +22,31 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import DEVNULL, PIPE
 from typing import Any
 
 import httpx
 import pytest
-from e2e_support import Launcher, clean_env, devicelink_command, one_time_passwords, run_devicelink
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
+
+from tests.support.processes import (
+    clean_env,
+    devicelink_command,
+    one_time_passwords,
+    run_devicelink,
+)
+from tests.support.servers import Launcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION_FILE = ROOT / "docs" / "login-session.txt"
 MYCLI = ROOT / "examples" / "mycli" / "mycli.py"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
 USER_CODE = re.compile(r"\b[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}\b")
 COUNTDOWN = re.compile(r"Waiting for approval in the browser: (\d+):(\d\d) left")
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Chromium is missing: run scripts/bootstrap-browser"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Setup:
@@ -127,14 +122,9 @@ def decide_in_chromium(chromium: Browser, setup: Setup, link: str, code: str, ac
 
 def start_login(setup: Setup, *args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """``devicelink login --no-browser --json`` in the background; its code event."""
+    command = [*devicelink_command(), "login", "--no-browser", "--json", *args]
     process = subprocess.Popen(
-        [*devicelink_command(), "login", "--no-browser", "--json", *args],
-        env=setup.env,
-        cwd=setup.home,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        command, env=setup.env, cwd=setup.home, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, text=True
     )
     setup.processes.append(process)
     assert process.stderr is not None
@@ -152,7 +142,8 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, dict[str, Any], list[di
     """The exit code, the one stdout object and the remaining stderr events."""
     # Read through the same text streams start_login read from (their buffers may hold
     # lines already); the output is a few lines, far below a pipe's capacity.
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -210,7 +201,8 @@ def test_login_approve_status_token_logout(chromium: Browser, setup: Setup) -> N
     token = setup.run("token")
     assert token.returncode == 0, token.stderr
     key = token.stdout.strip()
-    assert token.stdout == key + "\n" and key.startswith("dlk_")
+    assert token.stdout == key + "\n"
+    assert key.startswith("dlk_")
     assert token.stderr == ""
     assert me(setup.base_url, key).json()["username"] == "admin"
 
@@ -232,7 +224,8 @@ def test_login_approve_status_token_logout(chromium: Browser, setup: Setup) -> N
     assert me(setup.base_url, key).status_code == 401  # revoked, not only forgotten
     assert not setup.credentials.exists()
     after = setup.run("token", "--server", setup.base_url)
-    assert after.returncode == 6 and after.stdout == ""
+    assert after.returncode == 6
+    assert after.stdout == ""
     assert setup.run("status", "--server", setup.base_url).returncode == 6
 
 
@@ -329,15 +322,18 @@ def test_what_a_person_sees_during_login(chromium: Browser, setup: Setup, tmux: 
     time.sleep(1.2)  # the countdown is live: it moves while nothing else happens
     later = tmux.screen()
     first, second = COUNTDOWN.search(waiting), COUNTDOWN.search(later)
-    assert first and second
+    assert first
+    assert second
     assert int(second[1]) * 60 + int(second[2]) < int(first[1]) * 60 + int(first[2])
 
     decide_in_chromium(chromium, setup, link, code.group(), "Approve")
     done = tmux.wait_for(r"\[exit status \d+\]")
     assert "[exit status 0]" in done, done
     assert f"Logged in to {setup.base_url} as admin." in done
-    assert "The key expires" in done and "~/.config/devicelink/credentials.json" in done
-    assert link in done and "Waiting for approval" not in done  # the countdown is gone
+    assert "The key expires" in done
+    assert "~/.config/devicelink/credentials.json" in done
+    assert link in done
+    assert "Waiting for approval" not in done  # the countdown is gone
     assert "dlk_" not in waiting + done  # the key itself is never shown
 
     port = setup.base_url.rsplit(":", 1)[1]

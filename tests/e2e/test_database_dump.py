@@ -16,17 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import (
-    GRACEFUL_EXIT,
-    Launcher,
-    ServerProcess,
-    approve_through_service,
-    clean_env,
-    free_port,
-    one_time_passwords,
-    pg_dump,
-    token_form,
-)
+
+from devicelink.core.codes import CodeHasher
+from tests.support.accounts import approve_through_service
+from tests.support.app import TEST_SECRET
+from tests.support.databases import pg_dump
+from tests.support.http import arun, poll, start_flow
+from tests.support.processes import clean_env, free_port, one_time_passwords
+from tests.support.servers import GRACEFUL_EXIT, Launcher, ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -56,8 +53,6 @@ class FlowSecrets:
         }
 
     def hashes(self, secret: bytes) -> dict[str, bytes]:
-        from devicelink.core.codes import CodeHasher
-
         hasher = CodeHasher(secret)
         return {
             "device code hash": hasher.device_code(self.device_code),
@@ -72,13 +67,11 @@ async def complete_flow(
     async with httpx.AsyncClient(
         base_url=server.base_url, timeout=10, headers={"User-Agent": USER_AGENT}
     ) as http:
-        started = await http.post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
-        assert started.status_code == 200, started.text
-        flow = started.json()
-        pending = await http.post("/oauth/device/token", data=token_form(flow["device_code"]))
+        flow = await arun(http, start_flow())
+        pending = await arun(http, poll(flow["device_code"]))
         assert pending.json()["error"] == "authorization_pending", pending.text
         await approve_through_service(database_url, secret, flow["user_code"], username)
-        granted = await http.post("/oauth/device/token", data=token_form(flow["device_code"]))
+        granted = await arun(http, poll(flow["device_code"]))
         assert granted.status_code == 200, granted.text
         key = granted.json()["access_token"]
         me = await http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
@@ -153,16 +146,16 @@ async def test_embedded_sqlite_file_and_dump_hold_no_code_and_no_key_in_clear(
 @pytest.mark.defect(2)
 @pytest.mark.postgres
 async def test_pg_dump_holds_no_code_and_no_key_in_clear(
-    tmp_path: Path, launch: Launcher, postgres_database: str, test_secret: str
+    tmp_path: Path, launch: Launcher, postgres_database: str
 ) -> None:
     port = free_port()
     env = clean_env(
         DEVICELINK_DATABASE_URL=postgres_database,
-        DEVICELINK_SECRET_KEY=test_secret,
+        DEVICELINK_SECRET_KEY=TEST_SECRET,
         DEVICELINK_PUBLIC_URL=f"http://127.0.0.1:{port}",
     )
     server = launch(env=env, cwd=tmp_path, port=port)
-    secret = test_secret.encode()
+    secret = TEST_SECRET.encode()
 
     flow = await complete_flow(server, postgres_database, secret, "dump-reader")
     dump = pg_dump(postgres_database)

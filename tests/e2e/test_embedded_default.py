@@ -14,29 +14,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import (
-    DEVICE_CODE_GRANT,
-    GRACEFUL_EXIT,
-    Launcher,
-    approve_through_service,
-    clean_env,
-    free_port,
-    one_time_passwords,
-    run_devicelink,
-)
+
+from tests.support.accounts import approve_through_service
+from tests.support.http import DEVICE_CODE_GRANT
+from tests.support.processes import clean_env, free_port, one_time_passwords, run_devicelink
+from tests.support.servers import GRACEFUL_EXIT, Launcher
 
 pytestmark = pytest.mark.slow
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
 STRONG_SECRET = "e2e-" + "s3cr3t-" * 8
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
 
 
 def data_files(workdir: Path) -> bytes:
@@ -175,7 +163,7 @@ def added_client_secret(result: subprocess.CompletedProcess[str], client_id: str
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
     assert f"client_id: {client_id}" in result.stdout
-    shown = re.findall(r"^client_secret: (\S+)$", result.stdout, flags=re.MULTILINE)
+    shown: list[str] = re.findall(r"^client_secret: (\S+)$", result.stdout, flags=re.MULTILINE)
     assert len(shown) == 1, result.stdout
     assert len(shown[0]) >= 32
     assert (result.stdout + result.stderr).count(shown[0]) == 1

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from devicelink.core.models import Client
 from devicelink.http.resource import IntrospectionVerifier, Principal, require_api_key
-from devicelink.server import Settings, create_app
+from devicelink.server import DeviceLink, Settings, create_app
 from devicelink.service.admin import AdminService
 
 pytestmark = pytest.mark.anyio
@@ -20,13 +20,14 @@ PUBLIC = "https://login.example.com"
 
 
 async def issue_key(app: FastAPI, http: httpx.AsyncClient, username: str = "alice") -> str:
-    runtime = app.state.devicelink
+    runtime = DeviceLink.runtime_of(app)
     async with runtime.store.transaction() as tx:
         user = await tx.users.add(username, None, runtime.flows.now())
     flow = (await http.post("/oauth/device/authorize", data={})).json()
     await runtime.flows.approve(flow["user_code"], user_id=user.id)
     token = await http.post("/oauth/device/token", data={"device_code": flow["device_code"]})
-    return token.json()["access_token"]  # type: ignore[no-any-return]
+    key: str = token.json()["access_token"]
+    return key
 
 
 def protected_app(settings: Settings, cache_seconds: float) -> FastAPI:
@@ -34,14 +35,20 @@ def protected_app(settings: Settings, cache_seconds: float) -> FastAPI:
     app = create_app(settings)
 
     @app.get("/things")
-    async def things(who: Principal = Depends(require_api_key(cache_seconds=cache_seconds))):
+    async def things(
+        who: Principal = Depends(require_api_key(cache_seconds=cache_seconds)),
+    ) -> dict[str, object]:
         return {"user": who.username, "client": who.client_id, "scope": list(who.scope)}
 
     return app
 
 
+Local = tuple[FastAPI, httpx.AsyncClient]
+"""devicelink with a route of the application's, and a client of it."""
+
+
 @pytest.fixture
-async def local(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def local(settings: Settings) -> AsyncIterator[Local]:
     app = protected_app(settings, cache_seconds=0.3)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -49,7 +56,7 @@ async def local(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncC
             yield app, http
 
 
-async def test_a_valid_key_reaches_the_route(local) -> None:
+async def test_a_valid_key_reaches_the_route(local: Local) -> None:
     app, http = local
     key = await issue_key(app, http)
     response = await http.get("/things", headers={"Authorization": f"Bearer {key}"})
@@ -58,7 +65,9 @@ async def test_a_valid_key_reaches_the_route(local) -> None:
 
 @pytest.mark.rfc("6750", "3.1")
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer dlk_nope", "Basic abc"])
-async def test_no_valid_key_is_401_with_a_bearer_challenge(local, header) -> None:
+async def test_no_valid_key_is_401_with_a_bearer_challenge(
+    local: Local, header: str | None
+) -> None:
     _, http = local
     headers = {"Authorization": header} if header else {}
     response = await http.get("/things", headers=headers)
@@ -66,7 +75,7 @@ async def test_no_valid_key_is_401_with_a_bearer_challenge(local, header) -> Non
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_a_revoked_key_stops_working_within_the_cache_bound(local) -> None:
+async def test_a_revoked_key_stops_working_within_the_cache_bound(local: Local) -> None:
     app, http = local
     key = await issue_key(app, http)
     auth = {"Authorization": f"Bearer {key}"}
@@ -80,22 +89,22 @@ async def test_a_revoked_key_stops_working_within_the_cache_bound(local) -> None
 
 async def test_without_a_cache_a_disabled_user_is_refused_at_once(settings: Settings) -> None:
     app = protected_app(settings, cache_seconds=0)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=PUBLIC
-        ) as http:
-            key = await issue_key(app, http)
-            auth = {"Authorization": f"Bearer {key}"}
-            assert (await http.get("/things", headers=auth)).status_code == 200
-            await AdminService(app.state.devicelink.store).disable_user("alice")
-            assert (await http.get("/things", headers=auth)).status_code == 401
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC) as http,
+    ):
+        key = await issue_key(app, http)
+        auth = {"Authorization": f"Bearer {key}"}
+        assert (await http.get("/things", headers=auth)).status_code == 200
+        await AdminService(DeviceLink.runtime_of(app).store).disable_user("alice")
+        assert (await http.get("/things", headers=auth)).status_code == 401
 
 
 @pytest.mark.rfc("7662", "2.1")
 async def test_a_remote_resource_server_checks_keys_by_introspection(settings: Settings) -> None:
     devicelink = create_app(settings)
     async with devicelink.router.lifespan_context(devicelink):
-        runtime = devicelink.state.devicelink
+        runtime = DeviceLink.runtime_of(devicelink)
         async with runtime.store.transaction() as tx:
             await tx.clients.add(
                 Client(
@@ -115,7 +124,9 @@ async def test_a_remote_resource_server_checks_keys_by_introspection(settings: S
         resource = FastAPI()
 
         @resource.get("/things")
-        async def things(who: Principal = Depends(require_api_key(verifier, cache_seconds=0))):
+        async def things(
+            who: Principal = Depends(require_api_key(verifier, cache_seconds=0)),
+        ) -> dict[str, object]:
             return {"user": who.username}
 
         async with (
@@ -141,7 +152,9 @@ async def test_a_remote_resource_server_checks_keys_by_introspection(settings: S
         refused = FastAPI()
 
         @refused.get("/things")
-        async def refused_things(who: Principal = Depends(require_api_key(wrong))):
+        async def refused_things(
+            who: Principal = Depends(require_api_key(wrong)),
+        ) -> dict[str, object]:
             return {}
 
         async with httpx.AsyncClient(

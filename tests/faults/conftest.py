@@ -1,21 +1,14 @@
 """Fixtures of the fault tests: one private PostgreSQL server for the session (never the
-machine's shared one) and two ``devicelink serve`` processes on it, and the logs of every
-server still running attached to the report of a failed test. The helpers live in
-``faults_support.py``."""
+machine's shared one) and two ``devicelink serve`` processes on it (see cluster.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from faults_support import (
-    RUNNING,
-    Cluster,
-    Deployment,
-    deployments,
-    private_postgres,
-    wait_until_ready,
-)
+
+from tests.faults.cluster import Cluster, Deployment, deployments, private_postgres
+from tests.support.servers import wait_until_answering
 
 VARIANTS = {
     # The default: the fast path answers pending polls and key checks (on PostgreSQL,
@@ -50,16 +43,5 @@ def servers(cluster: Cluster, all_servers: dict[str, Deployment]) -> dict[str, D
     and every server ready again."""
     cluster.ensure_running()
     for dep in all_servers.values():
-        wait_until_ready(dep.server)
+        wait_until_answering(dep.server, "/readyz")
     return all_servers
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for server in list(RUNNING):
-            report.sections.append(
-                (f"devicelink serve on port {server.port} ({report.when})", server.logs())
-            )

@@ -16,16 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from faults_support import (
-    Deployment,
-    assert_friendly_page,
-    confirm_page,
-    pg_fetch,
-    poll,
-    press,
-    sign_in,
-    start_flow,
-)
 from sqlalchemy.exc import OperationalError
 
 from devicelink.core.models import AuditEvent, AuditKind
@@ -34,11 +24,12 @@ from devicelink.runtime.settings import Settings
 from devicelink.runtime.wiring import Runtime
 from devicelink.server.app import create_app
 from devicelink.storage.repositories import SqlAuditLog
+from tests.faults.answers import assert_friendly_page
+from tests.faults.cluster import Deployment
+from tests.support.databases import pg_fetch
+from tests.support.http import PASSWORD, arun, confirm_page, poll, press, sign_in, start_flow
 
 pytestmark = pytest.mark.anyio
-
-PASSWORD = "correct horse battery staple"
-
 
 # --- a real server, PostgreSQL stopped between the confirm page and the decision -----------
 
@@ -78,14 +69,14 @@ async def test_postgresql_stopped_before_approve_shows_a_friendly_page_and_chang
         httpx.AsyncClient(base_url=dep.base_url, timeout=20) as device,
         httpx.AsyncClient(base_url=dep.base_url, timeout=20) as browser,
     ):
-        flow = await start_flow(device)
-        await sign_in(browser, "alice")
-        confirm = await confirm_page(browser, flow["user_code"])
+        flow = await arun(device, start_flow())
+        await arun(browser, sign_in("alice"))
+        confirm = await arun(browser, confirm_page(flow["user_code"]))
 
         await asyncio.to_thread(dep.postgres.stop, "fast")
         try:
             for action in ("approve", "deny"):
-                answer = await press(browser, confirm, action)
+                answer = await arun(browser, press(confirm, action))
                 assert_friendly_page(answer, 503)
                 assert "Temporarily unavailable" in answer.text
                 assert "Device approved" not in answer.text
@@ -96,17 +87,17 @@ async def test_postgresql_stopped_before_approve_shows_a_friendly_page_and_chang
         await _wait_until_ready(device)
         row = await _flow_row(dep, flow["device_code"])
         assert row == {"status": "pending", "user_id": None, "keys": 0, "decisions": 0}
-        pending = await poll(device, flow["device_code"])
+        pending = await arun(device, poll(flow["device_code"]))
         assert pending.status_code == 400, pending.text
         assert pending.json()["error"] == "authorization_pending"
 
         # The same confirm page, pressed again now that the database is back, works.
-        done = await press(browser, confirm, "approve")
+        done = await arun(browser, press(confirm, "approve"))
         assert done.status_code == 200, done.text
         assert "Device approved" in done.text
-        issued = await poll(device, flow["device_code"])
+        issued = await arun(device, poll(flow["device_code"]))
         assert issued.status_code == 200, issued.text
-        again = await poll(device, flow["device_code"])
+        again = await arun(device, poll(flow["device_code"]))
         assert again.json()["error"] == "invalid_grant", again.text
         row = await _flow_row(dep, flow["device_code"])
         assert row["status"] == "consumed"
@@ -141,9 +132,9 @@ async def test_a_connection_lost_inside_the_approval_rolls_it_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rt, browser, device = site
-    flow = await start_flow(device)
-    await sign_in(browser, "alice", PASSWORD)
-    confirm = await confirm_page(browser, flow["user_code"])
+    flow = await arun(device, start_flow())
+    await arun(browser, sign_in("alice", PASSWORD))
+    confirm = await arun(browser, confirm_page(flow["user_code"]))
 
     original = SqlAuditLog.record
     lost = []
@@ -159,7 +150,7 @@ async def test_a_connection_lost_inside_the_approval_rolls_it_back(
 
     monkeypatch.setattr(SqlAuditLog, "record", record)
     for action in ("approve", "deny"):
-        answer = await press(browser, confirm, action)
+        answer = await arun(browser, press(confirm, action))
         assert_friendly_page(answer, 503)
         assert "Temporarily unavailable" in answer.text
     assert lost == [AuditKind.APPROVED, AuditKind.DENIED]
@@ -168,13 +159,13 @@ async def test_a_connection_lost_inside_the_approval_rolls_it_back(
     assert review.authorization is not None
     assert review.authorization.status.value == "pending"
     assert review.authorization.user_id is None
-    pending = await poll(device, flow["device_code"])
+    pending = await arun(device, poll(flow["device_code"]))
     assert pending.json()["error"] == "authorization_pending", pending.text
 
     monkeypatch.setattr(SqlAuditLog, "record", original)
-    done = await press(browser, confirm, "approve")
+    done = await arun(browser, press(confirm, "approve"))
     assert done.status_code == 200, done.text
     assert "Device approved" in done.text
-    issued = await poll(device, flow["device_code"])
+    issued = await arun(device, poll(flow["device_code"]))
     assert issued.status_code == 200, issued.text
     assert issued.json()["access_token"].startswith("dlk_")

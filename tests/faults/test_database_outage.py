@@ -1,7 +1,7 @@
 """PostgreSQL stops while devices poll and users approve, then comes back.
 
-A real ``devicelink serve`` runs on a private PostgreSQL server (see faults_support.py:
-never the machine's shared one), which the scenario stops with ``pg_ctl stop -m fast``
+A real ``devicelink serve`` runs on a private PostgreSQL server (see cluster.py: never
+the machine's shared one), which the scenario stops with ``pg_ctl stop -m fast``
 and starts again. Before the outage, on each server: flow A is approved through the
 pages and has its key; flow B is approved but not yet polled; flows C and D are
 pending. Three tasks per server keep polling (C, D and an unknown code) from before
@@ -25,23 +25,18 @@ from typing import Any
 
 import httpx
 import pytest
-from faults_support import (
+
+from tests.faults.answers import (
     Answer,
-    Cluster,
-    Deployment,
-    PrivatePostgres,
-    approve,
     assert_friendly_page,
     assert_temporarily_unavailable,
     observe,
-    pg_fetch,
-    poll,
     response_of,
-    sign_in,
-    start_flow,
-    token_form,
-    wait_until_ready,
 )
+from tests.faults.cluster import Cluster, Deployment, PrivatePostgres
+from tests.support.databases import pg_fetch
+from tests.support.http import approve, arun, poll, sign_in, start_flow, token_form
+from tests.support.servers import wait_until_answering
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -99,18 +94,18 @@ async def _prepare(outage: Outage) -> httpx.Cookies:
         httpx.AsyncClient(base_url=outage.base_url, timeout=20) as device,
         httpx.AsyncClient(base_url=outage.base_url, timeout=20) as browser,
     ):
-        flows = {name: await start_flow(device) for name in "ABCD"}
+        flows = {name: await arun(device, start_flow()) for name in "ABCD"}
         outage.flows = flows
-        await sign_in(browser, "alice")
-        await approve(browser, flows["A"]["user_code"])
-        await approve(browser, flows["B"]["user_code"])
-        got_a = await poll(device, flows["A"]["device_code"])
+        await arun(browser, sign_in("alice"))
+        await arun(browser, approve(flows["A"]["user_code"]))
+        await arun(browser, approve(flows["B"]["user_code"]))
+        got_a = await arun(device, poll(flows["A"]["device_code"]))
         assert got_a.status_code == 200, got_a.text
         outage.key_a = got_a.json()["access_token"]
         me = await device.get("/api/me", headers={"Authorization": f"Bearer {outage.key_a}"})
         assert me.status_code == 200, me.text
         for name in "CD":
-            pending = await poll(device, flows[name]["device_code"])
+            pending = await arun(device, poll(flows[name]["device_code"]))
             assert pending.json()["error"] == "authorization_pending", pending.text
         return browser.cookies
 
@@ -158,13 +153,13 @@ async def _recover(outage: Outage, restarted: float) -> None:
     code = outage.flows["B"]["device_code"]
     async with httpx.AsyncClient(base_url=outage.base_url, timeout=20) as device_b:
         while time.monotonic() - restarted < RECOVERY_DEADLINE:
-            answer = await observe("poll B", poll(device_b, code))
+            answer = await observe("poll B", arun(device_b, poll(code)))
             outage.recovery_polls_b.append(answer)
             if answer.status is not None and answer.status < 500:
                 break
             await asyncio.sleep(0.2)
         outage.recovered_after = time.monotonic() - restarted
-        outage.after["poll B again"] = await observe("poll B again", poll(device_b, code))
+        outage.after["poll B again"] = await observe("poll B again", arun(device_b, poll(code)))
 
 
 async def _after(outage: Outage, cookies: httpx.Cookies) -> None:
@@ -178,7 +173,7 @@ async def _after(outage: Outage, cookies: httpx.Cookies) -> None:
         outage.after["readyz"] = ready
         for name in "CD":
             outage.after[f"poll {name}"] = await observe(
-                f"poll {name}", poll(fresh, outage.flows[name]["device_code"])
+                f"poll {name}", arun(fresh, poll(outage.flows[name]["device_code"]))
             )
         outage.after["me A"] = await observe(
             "me A", fresh.get("/api/me", headers={"Authorization": f"Bearer {outage.key_a}"})
@@ -248,7 +243,7 @@ def outages(cluster: Cluster, all_servers: dict[str, Deployment]) -> dict[str, O
     """The scenario, run once for the module with every server variant at once."""
     cluster.ensure_running()
     for dep in all_servers.values():
-        wait_until_ready(dep.server)
+        wait_until_answering(dep.server, "/readyz")
     recorded = {config: Outage(config, dep) for config, dep in all_servers.items()}
     asyncio.run(_run(list(recorded.values()), cluster.postgres))
     for outage in recorded.values():
@@ -350,7 +345,8 @@ def test_the_approved_device_gets_its_key_exactly_once_when_the_database_is_back
     # (What came before the key is judged with the other polls, below: never a 500.)
     assert outage.recovered_after < 5, f"polls worked again only after {outage.recovered_after}"
     again = outage.after["poll B again"]
-    assert again.status == 400 and again.error == "invalid_grant", str(again)
+    assert again.status == 400, str(again)
+    assert again.error == "invalid_grant", str(again)
     assert outage.statuses["B"] == "consumed"
     assert outage.keys_per_flow == {"A": 1, "B": 1, "C": 0, "D": 0}
     assert outage.key_issued_events == 2
@@ -369,11 +365,14 @@ def test_everything_answers_again_after_the_outage(outage: Outage) -> None:
     assert outage.exit_code is None, f"the server exited ({outage.exit_code})\n{outage.logs}"
     assert outage.after["readyz"].status == 200, str(outage.after["readyz"])
     me = outage.after["me A"]
-    assert me.status == 200 and me.json()["username"] == "alice", str(me)
+    assert me.status == 200, str(me)
+    assert me.json()["username"] == "alice", str(me)
     page = outage.after["verify page"]
-    assert page.status == 200 and 'name="csrf_token"' in page.text, str(page)
+    assert page.status == 200, str(page)
+    assert 'name="csrf_token"' in page.text, str(page)
     after = [answer for phase, answer in outage.pollers if phase == "after"]
-    assert after and after[-1].status == 400, [str(a) for a in after[-3:]]
+    assert after, "no poll after the outage"
+    assert after[-1].status == 400, [str(a) for a in after[-3:]]
 
 
 # --- a restart nobody saw --------------------------------------------------------------------
@@ -400,7 +399,8 @@ def test_requests_after_a_quiet_restart_work_after_at_most_one_retry(
     statuses = [answer.status_code for answer in answers]
     # Which request meets the first dead connection depends on the pool's order; the
     # first such error invalidates the whole pool, so there is at most one.
-    assert set(statuses) <= {200, 503} and statuses.count(503) <= 1, [a.text for a in answers]
+    assert set(statuses) <= {200, 503}, [a.text for a in answers]
+    assert statuses.count(503) <= 1, [a.text for a in answers]
     for answer in answers:
         if answer.status_code == 503:
             assert_temporarily_unavailable(answer)

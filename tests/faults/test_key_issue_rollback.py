@@ -15,7 +15,7 @@ Both databases, both routes of the token endpoint (the thin one of
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,23 +23,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from devicelink.core.models import (
-    ApiKey,
-    Client,
-    DeviceAuthorization,
-    IssuedKey,
-    Status,
-    User,
-)
+from devicelink.core.models import ApiKey, DeviceAuthorization, IssuedKey, Status
 from devicelink.core.ports import Transaction
 from devicelink.runtime.settings import Settings
 from devicelink.runtime.wiring import Runtime
 from devicelink.server.app import create_app
 from devicelink.service.keys import StoredKeyIssuer
+from tests.support.app import FakeClock
+from tests.support.http import arun, poll, start_flow
 
 pytestmark = [pytest.mark.anyio, pytest.mark.defect(3)]
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 SECRET_DETAIL = "key-service-internal-detail-7f3a"
 
 
@@ -51,27 +45,17 @@ class FlakyIssuer:
         self._error = error
         self.calls = 0
 
-    async def issue(
-        self,
-        tx: Transaction,
-        *,
-        user: User,
-        client: Client,
-        authorization: DeviceAuthorization,
-        now: datetime,
-    ) -> IssuedKey:
+    async def issue(self, tx: Transaction, **kwargs: Any) -> IssuedKey:
         self.calls += 1
         if self.calls == 1:
             raise self._error
-        return await self._inner.issue(
-            tx, user=user, client=client, authorization=authorization, now=now
-        )
+        return await self._inner.issue(tx, **kwargs)
 
     async def revoke(self, tx: Transaction, *, key: ApiKey, now: datetime) -> None:
         await self._inner.revoke(tx, key=key, now=now)
 
 
-ERRORS = {
+ERRORS: dict[str, Callable[[], BaseException]] = {
     "exception": lambda: RuntimeError(f"the key service failed: {SECRET_DETAIL}"),
     # An embedding application's key service timing out: not the database, and must not
     # be mistaken for it (the store lets it through as itself).
@@ -81,7 +65,8 @@ ERRORS = {
 
 @pytest.fixture(params=["fast_path", "general_path"])
 def route(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(params=list(ERRORS))
@@ -91,7 +76,7 @@ def issuer(request: pytest.FixtureRequest) -> FlakyIssuer:
 
 @pytest.fixture
 async def app(
-    settings: Settings, clock: Any, route: str, issuer: FlakyIssuer
+    settings: Settings, clock: FakeClock, route: str, issuer: FlakyIssuer
 ) -> AsyncIterator[FastAPI]:
     configured = settings.model_copy(update={"fast_path": route == "fast_path"})
     application = create_app(configured, key_issuer=issuer, clock=clock)
@@ -108,24 +93,11 @@ def device_client(app: FastAPI, *, raise_app_exceptions: bool) -> httpx.AsyncCli
 
 async def approved_flow(app: FastAPI, device: httpx.AsyncClient) -> dict[str, Any]:
     rt: Runtime = app.state.devicelink
-    started = await device.post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
-    assert started.status_code == 200, started.text
-    flow = started.json()
+    flow = await arun(device, start_flow())
     async with rt.store.transaction() as tx:
         user = await tx.users.add("alice", None, rt.flows.now())
     assert await rt.flows.approve(flow["user_code"], user_id=user.id) == "ok"
-    return flow  # type: ignore[no-any-return]
-
-
-async def poll(device: httpx.AsyncClient, device_code: str) -> httpx.Response:
-    return await device.post(
-        "/oauth/device/token",
-        data={
-            "grant_type": DEVICE_GRANT,
-            "device_code": device_code,
-            "client_id": "devicelink-cli",
-        },
-    )
+    return flow
 
 
 async def record_of(app: FastAPI, device_code: str) -> tuple[DeviceAuthorization, int, int]:
@@ -140,14 +112,14 @@ async def record_of(app: FastAPI, device_code: str) -> tuple[DeviceAuthorization
     async with rt.store.engine.connect() as conn:  # type: ignore[attr-defined]
         result = await conn.exec_driver_sql(
             "SELECT count(*) FROM audit_events WHERE event = 'key_issued' "
-            f"AND device_authorization_id = {int(authorization.id)}"  # noqa: S608
+            f"AND device_authorization_id = {int(authorization.id)}"
         )
         events = int(result.scalar_one())
     return authorization, keys, events
 
 
 async def test_a_failed_key_creation_rolls_back_and_the_next_poll_gets_the_key(
-    app: FastAPI, clock: Any, issuer: FlakyIssuer
+    app: FastAPI, clock: FakeClock, issuer: FlakyIssuer
 ) -> None:
     # What the device sees over HTTP, whichever layer answers the failure (the thin
     # route's own handling is judged by the next test).
@@ -155,7 +127,7 @@ async def test_a_failed_key_creation_rolls_back_and_the_next_poll_gets_the_key(
         flow = await approved_flow(app, device)
         code = flow["device_code"]
 
-        failed = await poll(device, code)
+        failed = await arun(device, poll(code))
         assert issuer.calls == 1
         assert failed.status_code in (500, 503), failed.text
         assert failed.headers["content-type"].startswith("application/json")
@@ -173,7 +145,7 @@ async def test_a_failed_key_creation_rolls_back_and_the_next_poll_gets_the_key(
         assert (keys, events) == (0, 0)
 
         clock.advance(flow["interval"])
-        issued = await poll(device, code)
+        issued = await arun(device, poll(code))
         assert issued.status_code == 200, issued.text
         grant = issued.json()
         assert grant["access_token"].startswith("dlk_")
@@ -181,7 +153,7 @@ async def test_a_failed_key_creation_rolls_back_and_the_next_poll_gets_the_key(
         assert issuer.calls == 2
 
         clock.advance(flow["interval"])
-        again = await poll(device, code)
+        again = await arun(device, poll(code))
         assert again.status_code == 400, again.text
         assert again.json()["error"] == "invalid_grant"
 
@@ -198,7 +170,7 @@ async def test_a_failed_key_creation_rolls_back_and_the_next_poll_gets_the_key(
 
 
 async def test_the_failed_poll_is_answered_by_devicelink_itself(
-    app: FastAPI, clock: Any, route: str, request: pytest.FixtureRequest
+    app: FastAPI, clock: FakeClock, route: str, request: pytest.FixtureRequest
 ) -> None:
     """The failure is answered inside the app, as every devicelink answer is: with the
     request id (DESIGN.md: every response echoes X-Request-ID) and the security headers,
@@ -206,7 +178,7 @@ async def test_the_failed_poll_is_answered_by_devicelink_itself(
     async with device_client(app, raise_app_exceptions=True) as device:
         flow = await approved_flow(app, device)
         try:
-            failed = await poll(device, flow["device_code"])
+            failed = await arun(device, poll(flow["device_code"]))
         except (RuntimeError, TimeoutError) as exc:
             pytest.fail(f"the issuer's exception left the application: {exc!r}")
         assert failed.status_code in (500, 503), failed.text
@@ -214,12 +186,12 @@ async def test_the_failed_poll_is_answered_by_devicelink_itself(
         assert failed.headers.get("x-frame-options") == "DENY", dict(failed.headers)
         assert SECRET_DETAIL not in failed.text
         clock.advance(flow["interval"])
-        issued = await poll(device, flow["device_code"])
+        issued = await arun(device, poll(flow["device_code"]))
         assert issued.status_code == 200, issued.text
 
 
 async def test_an_issuer_failing_on_every_call_never_consumes_the_code(
-    settings: Settings, clock: Any
+    settings: Settings, clock: FakeClock
 ) -> None:
     """A key service down for a while: every poll fails and is answered, the
     authorization stays approved; once the service is back, the key comes."""
@@ -244,7 +216,7 @@ async def test_an_issuer_failing_on_every_call_never_consumes_the_code(
         flow = await approved_flow(app, device)
         answers = []
         for _ in range(6):
-            response = await poll(device, flow["device_code"])
+            response = await arun(device, poll(flow["device_code"]))
             answers.append(response.status_code)
             clock.advance(flow["interval"])
             if response.status_code == 200:
@@ -256,7 +228,7 @@ async def test_an_issuer_failing_on_every_call_never_consumes_the_code(
 
 
 async def test_the_devicelink_client_rides_out_the_failure_and_gets_its_key(
-    app: FastAPI, clock: Any, issuer: FlakyIssuer
+    app: FastAPI, clock: FakeClock, issuer: FlakyIssuer
 ) -> None:
     """The CLI's own flow (devicelink.client) against the server: the failed poll is a
     transient error to it, it polls the same code again and receives the key."""
@@ -292,7 +264,8 @@ async def test_the_devicelink_client_rides_out_the_failure_and_gets_its_key(
     assert len(waits) >= 2, waits  # the interval, then a retry after the failed poll
     async with rt.store.transaction() as tx:
         found = await tx.api_keys.get_with_owner(rt.hasher.api_key(token.access_token))
-    assert found is not None and found[1].username == "alice"
+    assert found is not None
+    assert found[1].username == "alice"
 
 
 def settings_issuer(app: FastAPI) -> str:

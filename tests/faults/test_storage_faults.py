@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from faults_support import Cluster
 
 from devicelink.core.ports import StorageUnavailable
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath, asyncpg_dsn
+from tests.faults.cluster import Cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres]
 

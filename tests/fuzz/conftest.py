@@ -7,7 +7,8 @@ import re
 from collections.abc import Generator
 
 import pytest
-from tests.e2e.e2e_support import RUNNING, ServerProcess
+
+from tests.support.servers import RUNNING, ServerProcess
 
 FUZZ_REPORT = pytest.StashKey[dict[str, str]]()
 

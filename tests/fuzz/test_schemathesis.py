@@ -65,11 +65,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
 from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -78,20 +78,14 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.e2e.e2e_support import (
-    DEVICE_CODE_GRANT,
-    ServerProcess,
-    approve_through_service,
-    clean_env,
-    free_port,
-    launcher,
-    run_devicelink,
-    token_form,
-)
 
 from devicelink.runtime.settings import Settings
 from devicelink.server.app import create_app
-from devicelink.storage import upgrade_database
+from tests.support.accounts import approve_through_service
+from tests.support.databases import fresh_postgres_database
+from tests.support.http import DEVICE_CODE_GRANT, token_form
+from tests.support.processes import clean_env, free_port, run_devicelink
+from tests.support.servers import ServerProcess, launcher
 
 pytestmark = pytest.mark.slow
 
@@ -99,9 +93,6 @@ EXAMPLES = int(os.environ.get("DEVICELINK_FUZZ_EXAMPLES", "25"))
 """Examples per operation in the fuzzing phase; 25 keeps the CI run short."""
 LONG_RUN = "DEVICELINK_FUZZ_EXAMPLES" in os.environ
 BACKENDS = os.environ.get("DEVICELINK_FUZZ_BACKENDS", "sqlite,postgres").split(",")
-ADMIN_POSTGRES_URL = os.environ.get(
-    "DEVICELINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 PUBLIC_CLIENT = "devicelink-cli"
 RESOURCE_CLIENT = "fuzz-resource-server"
 FUZZ_USER = "fuzzer"
@@ -122,7 +113,8 @@ def rfc6749_error_body(ctx: CheckContext, response: schemathesis.Response, case:
     body = response.json()
     assert isinstance(body, dict), f"the error body is not a JSON object: {body!r}"
     assert "detail" not in body, f"a FastAPI-style 'detail' error body: {body!r}"
-    assert isinstance(body.get("error"), str) and body["error"], f"no string 'error': {body!r}"
+    assert isinstance(body.get("error"), str), f"no string 'error': {body!r}"
+    assert body["error"], f"an empty 'error': {body!r}"
     description = body.get("error_description")
     assert description is None or isinstance(description, str), body
     return None
@@ -221,18 +213,6 @@ class FuzzTarget:
         return records
 
 
-def _admin_dsn() -> str:
-    return ADMIN_POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def _pg_admin(statement: str) -> None:
-    conn = await asyncpg.connect(_admin_dsn(), timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @contextmanager
 def database_for(backend: str, workdir: Path) -> Iterator[dict[str, str]]:
     """The server's database settings; a PostgreSQL database is created (migrated) for
@@ -240,14 +220,8 @@ def database_for(backend: str, workdir: Path) -> Iterator[dict[str, str]]:
     if backend == "sqlite":
         yield {}
         return
-    name = f"devicelink_fuzz_{os.getpid()}_{secrets.token_hex(3)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    url = f"{_admin_dsn().rsplit('/', 1)[0]}/{name}"
-    try:
-        upgrade_database(url)
+    with fresh_postgres_database("devicelink_fuzz") as url:
         yield {"DEVICELINK_DATABASE_URL": url}
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def register_resource_server(env: dict[str, str], cwd: Path) -> tuple[str, str]:
@@ -313,7 +287,7 @@ def the_app_schema() -> dict[str, Any]:
     checks that it is exactly what the running server answers at ``/openapi.json``."""
     settings = Settings(
         public_url="http://127.0.0.1:8000",
-        secret_key=secrets.token_urlsafe(48),
+        secret_key=SecretStr(secrets.token_urlsafe(48)),
         database_url="sqlite://",
         openapi=True,
         fast_path=True,

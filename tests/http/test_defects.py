@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
+from devicelink.core.lifecycle import Verdict
+from devicelink.core.models import User
+from tests.http.contract import RegisterClient, approve, count, engine_of
+from tests.support.app import Server
+
 pytestmark = pytest.mark.anyio
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 ALPHABET = set("BCDFGHJKLMNPQRSTVWXZ")
 TABLES = ("clients", "users", "device_authorizations", "api_keys")
 
@@ -21,21 +27,13 @@ def error_of(response: httpx.Response) -> str:
     assert response.status_code != 200, response.text
     body = response.json()
     assert "access_token" not in body
-    return body["error"]
+    error: str = body["error"]
+    return error
 
 
-async def approve(srv, flow, user) -> None:
-    assert await srv.runtime.flows.approve(flow["user_code"], user_id=user.id) == "ok"
-
-
-async def rows(srv, table: str) -> list[tuple]:
-    async with srv.runtime.store.engine.connect() as conn:
-        return [tuple(r) for r in await conn.execute(text(f"SELECT * FROM {table}"))]  # noqa: S608
-
-
-async def count(srv, sql: str) -> int:
-    async with srv.runtime.store.engine.connect() as conn:
-        return (await conn.execute(text(sql))).scalar_one()
+async def rows(srv: Server, table: str) -> list[tuple[Any, ...]]:
+    async with engine_of(srv).connect() as conn:
+        return [tuple(r) for r in await conn.execute(text(f"SELECT * FROM {table}"))]
 
 
 # --- defect 1 ----------------------------------------------------------------------------
@@ -43,7 +41,9 @@ async def count(srv, sql: str) -> int:
 
 @pytest.mark.defect(1)
 @pytest.mark.rfc("8628", "3.5")
-async def test_defect1_device_code_is_consumed_by_the_poll_that_gets_the_key(server, alice):
+async def test_defect1_device_code_is_consumed_by_the_poll_that_gets_the_key(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     granted = await server.poll(flow["device_code"])
@@ -64,7 +64,7 @@ async def test_defect1_device_code_is_consumed_by_the_poll_that_gets_the_key(ser
 
 
 @pytest.mark.defect(2)
-async def test_defect2_no_key_or_code_is_stored_in_clear(server, alice):
+async def test_defect2_no_key_or_code_is_stored_in_clear(server: Server, alice: User) -> None:
     pending = await server.start_flow()
     flow = await server.start_flow()
     await approve(server, flow, alice)
@@ -112,7 +112,7 @@ async def test_defect2_no_key_or_code_is_stored_in_clear(server, alice):
 
 @pytest.mark.defect(4)
 @pytest.mark.rfc("8628", "3.4")
-async def test_defect4_grant_type_is_not_ignored(server, alice):
+async def test_defect4_grant_type_is_not_ignored(server: Server, alice: User) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     wrong = await server.poll(flow["device_code"], grant_type="authorization_code")
@@ -123,7 +123,9 @@ async def test_defect4_grant_type_is_not_ignored(server, alice):
 
 @pytest.mark.defect(4)
 @pytest.mark.rfc("8628", "3.4")
-async def test_defect4_client_id_is_not_ignored(server, register_client, alice):
+async def test_defect4_client_id_is_not_ignored(
+    server: Server, register_client: RegisterClient, alice: User
+) -> None:
     await register_client(server, "other-cli")
     flow = await server.start_flow()
     await approve(server, flow, alice)
@@ -141,9 +143,9 @@ async def test_defect4_client_id_is_not_ignored(server, register_client, alice):
 
 @pytest.mark.defect(4)
 @pytest.mark.rfc("6749", "5.2")
-async def test_defect4_errors_are_rfc6749_json_never_422_or_detail(server):
+async def test_defect4_errors_are_rfc6749_json_never_422_or_detail(server: Server) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    requests = [
+    requests: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/oauth/device/token", {"content": b"", "headers": form}),
         ("POST", "/oauth/device/token", {"json": {"device_code": "x"}}),
         ("POST", "/oauth/device/token", {"data": {"device_code": 1}}),
@@ -168,11 +170,14 @@ async def test_defect4_errors_are_rfc6749_json_never_422_or_detail(server):
 
 @pytest.mark.defect(4)
 @pytest.mark.rfc("6749", "5.1")
-async def test_defect4_expires_in_is_a_number_when_the_key_expires(server, alice):
+async def test_defect4_expires_in_is_a_number_when_the_key_expires(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     body = (await server.poll(flow["device_code"])).json()
-    assert isinstance(body["expires_in"], int) and body["expires_in"] == 30 * 86_400
+    assert isinstance(body["expires_in"], int)
+    assert body["expires_in"] == 30 * 86_400
     assert body["expires_in"] is not None
     key = body["access_token"]
     server.clock.advance(body["expires_in"])
@@ -185,7 +190,7 @@ async def test_defect4_expires_in_is_a_number_when_the_key_expires(server, alice
 
 @pytest.mark.defect(5)
 @pytest.mark.rfc("8628", "6.1")
-async def test_defect5_user_codes_use_the_base20_alphabet(server):
+async def test_defect5_user_codes_use_the_base20_alphabet(server: Server) -> None:
     codes = [(await server.start_flow())["user_code"] for _ in range(25)]
     for code in codes:
         assert re.fullmatch(r"[A-Z]{4}-[A-Z]{4}", code), code
@@ -212,7 +217,9 @@ async def test_defect5_user_codes_use_the_base20_alphabet(server):
     ],
     ids=["lower", "no-dash", "no-dash-low", "space", "spaced", "padded", "mixed", "endash"],
 )
-async def test_defect5_user_code_typed_in_any_case_with_or_without_dash(server, alice, typed):
+async def test_defect5_user_code_typed_in_any_case_with_or_without_dash(
+    server: Server, alice: User, typed: Callable[[str], str]
+) -> None:
     flow = await server.start_flow()
     assert await server.runtime.flows.approve(typed(flow["user_code"]), user_id=alice.id) == "ok"
     response = await server.poll(flow["device_code"])
@@ -221,7 +228,7 @@ async def test_defect5_user_code_typed_in_any_case_with_or_without_dash(server, 
 
 @pytest.mark.defect(5)
 @pytest.mark.rfc("8628", "6.1")
-async def test_defect5_a_near_miss_is_not_a_match(server, alice):
+async def test_defect5_a_near_miss_is_not_a_match(server: Server, alice: User) -> None:
     flow = await server.start_flow()
     code = flow["user_code"].replace("-", "")
     near_misses = [
@@ -241,7 +248,9 @@ async def test_defect5_a_near_miss_is_not_a_match(server, alice):
 
 @pytest.mark.defect(8)
 @pytest.mark.rfc("8628", "3.5")
-async def test_defect8_a_fast_poller_still_gets_the_key_when_approved(server, alice):
+async def test_defect8_a_fast_poller_still_gets_the_key_when_approved(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     assert error_of(await server.poll(flow["device_code"])) == "authorization_pending"
     assert error_of(await server.poll(flow["device_code"])) == "slow_down"
@@ -253,7 +262,7 @@ async def test_defect8_a_fast_poller_still_gets_the_key_when_approved(server, al
 
 @pytest.mark.defect(8)
 @pytest.mark.rfc("8628", "3.5")
-async def test_defect8_a_fast_poller_still_learns_of_denial(server, alice):
+async def test_defect8_a_fast_poller_still_learns_of_denial(server: Server, alice: User) -> None:
     flow = await server.start_flow()
     await server.poll(flow["device_code"])
     await server.runtime.flows.deny(flow["user_code"], user_id=alice.id)
@@ -263,7 +272,7 @@ async def test_defect8_a_fast_poller_still_learns_of_denial(server, alice):
 
 @pytest.mark.defect(8)
 @pytest.mark.rfc("8628", "3.5")
-async def test_defect8_a_fast_poller_still_learns_of_expiry(server):
+async def test_defect8_a_fast_poller_still_learns_of_expiry(server: Server) -> None:
     flow = await server.start_flow()
     server.clock.advance(599)
     assert error_of(await server.poll(flow["device_code"])) == "authorization_pending"
@@ -274,7 +283,9 @@ async def test_defect8_a_fast_poller_still_learns_of_expiry(server):
 
 @pytest.mark.defect(8)
 @pytest.mark.rfc("8628", "3.5")
-async def test_defect8_a_fast_poller_of_a_used_code_learns_it_is_used(server, alice):
+async def test_defect8_a_fast_poller_of_a_used_code_learns_it_is_used(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     assert (await server.poll(flow["device_code"])).status_code == 200
@@ -286,7 +297,9 @@ async def test_defect8_a_fast_poller_of_a_used_code_learns_it_is_used(server, al
 
 @pytest.mark.defect(9)
 @pytest.mark.rfc("8628", "3.5")
-async def test_defect9_concurrent_polls_of_an_approved_code_issue_one_key(server, alice):
+async def test_defect9_concurrent_polls_of_an_approved_code_issue_one_key(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     responses = await asyncio.gather(*(server.poll(flow["device_code"]) for _ in range(20)))
@@ -301,7 +314,9 @@ async def test_defect9_concurrent_polls_of_an_approved_code_issue_one_key(server
 
 @pytest.mark.defect(9)
 @pytest.mark.rfc("8628", "3.5")
-async def test_defect9_concurrent_polls_of_a_pending_code_stay_protocol_answers(server):
+async def test_defect9_concurrent_polls_of_a_pending_code_stay_protocol_answers(
+    server: Server,
+) -> None:
     flow = await server.start_flow()
     responses = await asyncio.gather(*(server.poll(flow["device_code"]) for _ in range(20)))
     errors = [error_of(r) for r in responses]
@@ -312,7 +327,9 @@ async def test_defect9_concurrent_polls_of_a_pending_code_stay_protocol_answers(
 
 @pytest.mark.defect(9)
 @pytest.mark.rfc("8628", "3.3")
-async def test_defect9_concurrent_approve_and_deny_exactly_one_wins(server, alice):
+async def test_defect9_concurrent_approve_and_deny_exactly_one_wins(
+    server: Server, alice: User
+) -> None:
     bob = await server.add_user("bob")
     flows = server.runtime.flows
     for _ in range(6):
@@ -321,7 +338,7 @@ async def test_defect9_concurrent_approve_and_deny_exactly_one_wins(server, alic
             flows.approve(flow["user_code"], user_id=alice.id),
             flows.deny(flow["user_code"], user_id=bob.id),
         )
-        assert [approved, denied].count("ok") == 1, (approved, denied)
+        assert [approved, denied].count(Verdict.OK) == 1, (approved, denied)
         answer = await server.poll(flow["device_code"])
         if approved == "ok":
             assert denied == "already_approved"
@@ -333,7 +350,9 @@ async def test_defect9_concurrent_approve_and_deny_exactly_one_wins(server, alic
 
 @pytest.mark.defect(9)
 @pytest.mark.rfc("8628", "3.3")
-async def test_defect9_two_users_approving_at_once_one_owns_the_key(server, alice):
+async def test_defect9_two_users_approving_at_once_one_owns_the_key(
+    server: Server, alice: User
+) -> None:
     bob = await server.add_user("bob")
     flows = server.runtime.flows
     flow = await server.start_flow()

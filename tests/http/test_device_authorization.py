@@ -5,38 +5,32 @@ from __future__ import annotations
 
 import base64
 import re
-from urllib.parse import quote
+from typing import Any
 
 import httpx
 import pytest
 
+from devicelink.core.models import User
+from tests.http.contract import (
+    AUTHORIZE,
+    FORM,
+    MakeServer,
+    RegisterClient,
+    assert_oauth_error,
+    basic,
+)
+from tests.support.app import PUBLIC_URL, Server
+from tests.support.http import DEVICE_CODE_GRANT
+
 pytestmark = pytest.mark.anyio
 
-PUBLIC_URL = "https://login.example.com"
 VERIFY_URI = f"{PUBLIC_URL}/oauth/device/verify"
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
-AUTHORIZE = "/oauth/device/authorize"
-EMPTY_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    """RFC 6749 section 2.3.1: both parts form-urlencoded, then Base64."""
-    raw = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
-
-
-def assert_oauth_error(response: httpx.Response, status: int, error: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers.get("cache-control") == "no-store"
-    body = response.json()
-    assert body["error"] == error, body
-    assert "detail" not in body
-    return body
-
-
-async def approve_and_poll(srv, flow, user_id: int, **form: str) -> httpx.Response:
+async def approve_and_poll(
+    srv: Server, flow: dict[str, Any], user_id: int, **form: str
+) -> httpx.Response:
     assert await srv.runtime.flows.approve(flow["user_code"], user_id=user_id) == "ok"
     return await srv.poll(flow["device_code"], **form)
 
@@ -45,7 +39,7 @@ async def approve_and_poll(srv, flow, user_id: int, **form: str) -> httpx.Respon
 
 
 @pytest.mark.rfc("8628", "3.2")
-async def test_response_carries_every_field_with_the_contract_values(server):
+async def test_response_carries_every_field_with_the_contract_values(server: Server) -> None:
     response = await server.http.post(AUTHORIZE, data={"client_id": "devicelink-cli"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -71,7 +65,7 @@ async def test_response_carries_every_field_with_the_contract_values(server):
 
 @pytest.mark.rfc("8628", "3.2")
 @pytest.mark.rfc("8628", "5.2")
-async def test_every_flow_gets_its_own_codes(server):
+async def test_every_flow_gets_its_own_codes(server: Server) -> None:
     flows = [await server.start_flow() for _ in range(12)]
     assert len({f["device_code"] for f in flows}) == 12
     assert len({f["user_code"] for f in flows}) == 12
@@ -88,7 +82,9 @@ async def test_every_flow_gets_its_own_codes(server):
         {"Forwarded": "host=evil.example;proto=http"},
     ],
 )
-async def test_verification_uri_comes_from_public_url_not_from_the_request(server, headers):
+async def test_verification_uri_comes_from_public_url_not_from_the_request(
+    server: Server, headers: dict[str, str]
+) -> None:
     response = await server.http.post(
         AUTHORIZE, data={"client_id": "devicelink-cli"}, headers=headers
     )
@@ -102,7 +98,7 @@ async def test_verification_uri_comes_from_public_url_not_from_the_request(serve
 
 @pytest.mark.rfc("8628", "3.2")
 @pytest.mark.rfc("8414", "3")
-async def test_public_url_with_trailing_slash_gives_clean_uris(make_server):
+async def test_public_url_with_trailing_slash_gives_clean_uris(make_server: MakeServer) -> None:
     async with make_server(public_url=PUBLIC_URL + "/") as srv:
         flow = await srv.start_flow()
         metadata = (await srv.http.get("/.well-known/oauth-authorization-server")).json()
@@ -111,7 +107,7 @@ async def test_public_url_with_trailing_slash_gives_clean_uris(make_server):
 
 
 @pytest.mark.rfc("8628", "3.3.1")
-async def test_verification_uri_complete_carries_exactly_the_user_code(server):
+async def test_verification_uri_complete_carries_exactly_the_user_code(server: Server) -> None:
     flow = await server.start_flow()
     complete = httpx.URL(flow["verification_uri_complete"])
     assert str(complete.copy_with(query=None)) == flow["verification_uri"]
@@ -125,14 +121,14 @@ async def test_verification_uri_complete_carries_exactly_the_user_code(server):
 
 @pytest.mark.rfc("8628", "3.1")
 @pytest.mark.rfc("6749", "5.2")
-async def test_unknown_client_id_is_invalid_client_with_www_authenticate(server):
+async def test_unknown_client_id_is_invalid_client_with_www_authenticate(server: Server) -> None:
     response = await server.http.post(AUTHORIZE, data={"client_id": "no-such-client"})
     assert_oauth_error(response, 401, "invalid_client")
     assert response.headers.get("www-authenticate")
 
 
 @pytest.mark.rfc("8628", "3.1")
-async def test_missing_client_id_means_the_default_client(server, alice):
+async def test_missing_client_id_means_the_default_client(server: Server, alice: User) -> None:
     response = await server.http.post(AUTHORIZE, data={"scope": "api"})
     assert response.status_code == 200, response.text
     flow = response.json()
@@ -142,7 +138,7 @@ async def test_missing_client_id_means_the_default_client(server, alice):
 
 
 @pytest.mark.rfc("8628", "3.1")
-async def test_empty_client_id_counts_as_absent(server, alice):
+async def test_empty_client_id_counts_as_absent(server: Server, alice: User) -> None:
     response = await server.http.post(AUTHORIZE, data={"client_id": "", "scope": ""})
     assert response.status_code == 200, response.text
     granted = await approve_and_poll(server, response.json(), alice.id)
@@ -151,14 +147,16 @@ async def test_empty_client_id_counts_as_absent(server, alice):
 
 
 @pytest.mark.rfc("8628", "3.1")
-async def test_an_empty_form_starts_a_flow_for_the_default_client(server):
-    response = await server.http.post(AUTHORIZE, content=b"", headers=EMPTY_FORM)
+async def test_an_empty_form_starts_a_flow_for_the_default_client(server: Server) -> None:
+    response = await server.http.post(AUTHORIZE, content=b"", headers=FORM)
     assert response.status_code == 200, response.text
     assert USER_CODE.match(response.json()["user_code"])
 
 
 @pytest.mark.rfc("8628", "3.1")
-async def test_a_post_with_no_body_at_all_is_an_empty_form(server, confidential):
+async def test_a_post_with_no_body_at_all_is_an_empty_form(
+    server: Server, confidential: str
+) -> None:
     """A form with no fields has no body, and common clients then send no Content-Type
     (httpx and requests with ``data={}``, ``curl -X POST``, ``curl -u id:secret -X POST``).
     Zero parameters is a valid request here: the default client, or Basic credentials."""
@@ -171,12 +169,12 @@ async def test_a_post_with_no_body_at_all_is_an_empty_form(server, confidential)
 
 @pytest.mark.rfc("8628", "3.1")
 @pytest.mark.rfc("6749", "5.2")
-async def test_without_a_default_client_client_id_is_required(make_server):
+async def test_without_a_default_client_client_id_is_required(make_server: MakeServer) -> None:
     async with make_server(default_client_id=None) as srv:
         missing = await srv.http.post(AUTHORIZE, data={"scope": "api"})
         empty = await srv.http.post(AUTHORIZE, data={"client_id": ""})
         token = await srv.http.post(
-            "/oauth/device/token", data={"grant_type": DEVICE_GRANT, "device_code": "x" * 43}
+            "/oauth/device/token", data={"grant_type": DEVICE_CODE_GRANT, "device_code": "x" * 43}
         )
     assert_oauth_error(missing, 400, "invalid_request")
     assert_oauth_error(empty, 400, "invalid_request")
@@ -184,7 +182,7 @@ async def test_without_a_default_client_client_id_is_required(make_server):
 
 
 @pytest.mark.rfc("8628", "3.1")
-async def test_unknown_parameters_are_ignored(server):
+async def test_unknown_parameters_are_ignored(server: Server) -> None:
     response = await server.http.post(
         AUTHORIZE, data={"client_id": "devicelink-cli", "color": "blue", "audience": "x"}
     )
@@ -202,7 +200,7 @@ async def test_unknown_parameters_are_ignored(server):
         "scope=&scope=",
     ],
 )
-async def test_a_repeated_parameter_is_invalid_request(server, body):
+async def test_a_repeated_parameter_is_invalid_request(server: Server, body: bytes) -> None:
     response = await server.http.post(
         AUTHORIZE, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
@@ -213,7 +211,9 @@ async def test_a_repeated_parameter_is_invalid_request(server, body):
 @pytest.mark.rfc("6749", "3.3")
 @pytest.mark.rfc("8628", "3.1")
 @pytest.mark.parametrize("scope", ["admin", "api admin", "api\tadmin", 'api "quoted"', "api  api"])
-async def test_a_scope_the_client_may_not_ask_for_is_invalid_scope(server, scope):
+async def test_a_scope_the_client_may_not_ask_for_is_invalid_scope(
+    server: Server, scope: str
+) -> None:
     response = await server.http.post(
         AUTHORIZE, data={"client_id": "devicelink-cli", "scope": scope}
     )
@@ -222,7 +222,9 @@ async def test_a_scope_the_client_may_not_ask_for_is_invalid_scope(server, scope
 
 @pytest.mark.rfc("6749", "3.3")
 @pytest.mark.rfc("8628", "3.1")
-async def test_the_granted_scope_is_what_was_asked_for(server, register_client, alice):
+async def test_the_granted_scope_is_what_was_asked_for(
+    server: Server, register_client: RegisterClient, alice: User
+) -> None:
     await register_client(server, "deployer", scopes=("api", "deploy", "read"))
     flow = await server.start_flow(client_id="deployer", scope="read deploy")
     granted = await approve_and_poll(server, flow, alice.id, client_id="deployer")
@@ -238,14 +240,16 @@ async def test_the_granted_scope_is_what_was_asked_for(server, register_client, 
 
 
 @pytest.fixture
-async def confidential(server, register_client):
+async def confidential(server: Server, register_client: RegisterClient) -> str:
     await register_client(server, "build-bot", secret="s3cret")
     return "build-bot"
 
 
 @pytest.mark.rfc("8628", "3.1")
 @pytest.mark.rfc("6749", "2.3.1")
-async def test_confidential_client_authenticates_with_secret_in_form(server, confidential):
+async def test_confidential_client_authenticates_with_secret_in_form(
+    server: Server, confidential: str
+) -> None:
     response = await server.http.post(
         AUTHORIZE, data={"client_id": confidential, "client_secret": "s3cret"}
     )
@@ -254,9 +258,11 @@ async def test_confidential_client_authenticates_with_secret_in_form(server, con
 
 @pytest.mark.rfc("8628", "3.1")
 @pytest.mark.rfc("6749", "2.3.1")
-async def test_confidential_client_authenticates_with_basic(server, confidential):
+async def test_confidential_client_authenticates_with_basic(
+    server: Server, confidential: str
+) -> None:
     response = await server.http.post(
-        AUTHORIZE, content=b"", headers={**EMPTY_FORM, **basic(confidential, "s3cret")}
+        AUTHORIZE, content=b"", headers={**FORM, **basic(confidential, "s3cret")}
     )
     assert response.status_code == 200, response.text
     both = await server.http.post(
@@ -266,7 +272,9 @@ async def test_confidential_client_authenticates_with_basic(server, confidential
 
 
 @pytest.mark.rfc("6749", "2.3.1")
-async def test_basic_credentials_are_form_urlencoded(server, register_client):
+async def test_basic_credentials_are_form_urlencoded(
+    server: Server, register_client: RegisterClient
+) -> None:
     await register_client(server, "odd.bot", secret="p@ss:w/rd %+é")
     response = await server.http.post(
         AUTHORIZE, data={"scope": "api"}, headers=basic("odd.bot", "p@ss:w/rd %+é")
@@ -288,8 +296,8 @@ async def test_basic_credentials_are_form_urlencoded(server, register_client):
     ],
 )
 async def test_confidential_client_with_missing_or_wrong_secret_is_401(
-    server, confidential, form, auth
-):
+    server: Server, confidential: str, form: dict[str, str], auth: tuple[str, str] | None
+) -> None:
     headers = basic(*auth) if auth else {}
     response = await server.http.post(AUTHORIZE, data=form or {"scope": "api"}, headers=headers)
     assert_oauth_error(response, 401, "invalid_client")
@@ -301,7 +309,7 @@ async def test_confidential_client_with_missing_or_wrong_secret_is_401(
 @pytest.mark.parametrize(
     "header", ["Basic !!!not-base64!!!", "Basic " + base64.b64encode(b"no-colon").decode()]
 )
-async def test_malformed_basic_credentials_are_invalid_client(server, header):
+async def test_malformed_basic_credentials_are_invalid_client(server: Server, header: str) -> None:
     response = await server.http.post(
         AUTHORIZE, data={"scope": "api"}, headers={"Authorization": header}
     )
@@ -309,7 +317,9 @@ async def test_malformed_basic_credentials_are_invalid_client(server, header):
 
 
 @pytest.mark.rfc("6749", "2.3")
-async def test_two_authentication_methods_or_two_identities_are_refused(server, confidential):
+async def test_two_authentication_methods_or_two_identities_are_refused(
+    server: Server, confidential: str
+) -> None:
     twice = await server.http.post(
         AUTHORIZE, data={"client_secret": "s3cret"}, headers=basic(confidential, "s3cret")
     )
@@ -322,7 +332,9 @@ async def test_two_authentication_methods_or_two_identities_are_refused(server, 
 
 @pytest.mark.rfc("8628", "3.4")
 @pytest.mark.rfc("6749", "2.3.1")
-async def test_confidential_client_must_authenticate_when_polling(server, confidential, alice):
+async def test_confidential_client_must_authenticate_when_polling(
+    server: Server, confidential: str, alice: User
+) -> None:
     response = await server.http.post(
         AUTHORIZE, data={"client_id": confidential, "client_secret": "s3cret"}
     )
@@ -334,7 +346,7 @@ async def test_confidential_client_must_authenticate_when_polling(server, confid
     assert_oauth_error(wrong, 401, "invalid_client")
     granted = await server.http.post(
         "/oauth/device/token",
-        data={"grant_type": DEVICE_GRANT, "device_code": flow["device_code"]},
+        data={"grant_type": DEVICE_CODE_GRANT, "device_code": flow["device_code"]},
         headers=basic(confidential, "s3cret"),
     )
     assert granted.status_code == 200, granted.text
@@ -345,7 +357,7 @@ async def test_confidential_client_must_authenticate_when_polling(server, confid
 
 
 @pytest.mark.defect(7)
-async def test_the_31st_start_from_one_address_within_a_minute_is_429(server):
+async def test_the_31st_start_from_one_address_within_a_minute_is_429(server: Server) -> None:
     for _ in range(30):
         response = await server.http.post(AUTHORIZE, data={"client_id": "devicelink-cli"})
         assert response.status_code == 200, response.text
@@ -357,7 +369,7 @@ async def test_the_31st_start_from_one_address_within_a_minute_is_429(server):
 
 
 @pytest.mark.defect(7)
-async def test_rate_limit_is_per_address_and_says_when_to_retry(make_server):
+async def test_rate_limit_is_per_address_and_says_when_to_retry(make_server: MakeServer) -> None:
     async with make_server(start_rate_limit="3/minute") as srv:
         for _ in range(3):
             assert (await srv.http.post(AUTHORIZE, data={"scope": "api"})).status_code == 200
@@ -368,7 +380,8 @@ async def test_rate_limit_is_per_address_and_says_when_to_retry(make_server):
             elsewhere = await other.post(AUTHORIZE, data={"scope": "api"})
     assert limited.status_code == 429
     body = limited.json()
-    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["error"], str)
+    assert body["error"]
     assert "detail" not in body
     assert 0 < int(limited.headers["retry-after"]) <= 61
     assert again.status_code == 429

@@ -9,17 +9,18 @@ must be the same.
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.http.contract import FORM, MakeServer, RegisterClient, basic
+from tests.support.app import Server
+from tests.support.http import DEVICE_CODE_GRANT
+
 pytestmark = pytest.mark.anyio
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 SHAPES = (
     (re.compile(r"^[A-Za-z0-9_-]{43}$"), "<device code>"),
     (re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$"), "<user code>"),
@@ -56,10 +57,6 @@ def seen(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
     return response.status_code, headers, body
 
 
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
-
-
 AUTHORIZE_REQUESTS: dict[str, dict[str, Any]] = {
     "the default client": dict(data={"client_id": "devicelink-cli"}),
     "the caller's request id": dict(
@@ -93,7 +90,9 @@ AUTHORIZE_REQUESTS: dict[str, dict[str, Any]] = {
 
 @pytest.mark.rfc("8628", "3.1")
 @pytest.mark.parametrize("case", list(AUTHORIZE_REQUESTS), ids=list(AUTHORIZE_REQUESTS))
-async def test_device_authorization_answers_alike(make_server, register_client, case) -> None:
+async def test_device_authorization_answers_alike(
+    make_server: MakeServer, register_client: RegisterClient, case: str
+) -> None:
     request = AUTHORIZE_REQUESTS[case]
     async with make_server(fast_path=True) as thin, make_server(fast_path=False) as full:
         await register_client(thin, "ci-bot", secret="s3cret")
@@ -105,7 +104,9 @@ async def test_device_authorization_answers_alike(make_server, register_client, 
 
 
 @pytest.mark.rfc("8628", "3.1")
-async def test_the_rate_limit_counts_each_start_once_on_either_route(make_server) -> None:
+async def test_the_rate_limit_counts_each_start_once_on_either_route(
+    make_server: MakeServer,
+) -> None:
     """Three starts a minute: the fourth is refused with Retry-After, whichever route
     (thin, or full because the form is odd) the requests took."""
     async with make_server(fast_path=True, start_rate_limit="3/minute") as srv:
@@ -128,13 +129,16 @@ async def test_the_rate_limit_counts_each_start_once_on_either_route(make_server
         assert int(refused.headers["retry-after"]) >= 1
 
 
-async def _pending_code(srv) -> str:
-    response = await srv.http.post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
-    return response.json()["device_code"]
+async def _pending_code(srv: Server) -> str:
+    flow = await srv.start_flow()
+    code: str = flow["device_code"]
+    return code
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_token_polls_answer_alike(make_server, register_client) -> None:
+async def test_token_polls_answer_alike(
+    make_server: MakeServer, register_client: RegisterClient
+) -> None:
     async with make_server(fast_path=True) as thin, make_server(fast_path=False) as full:
         await register_client(thin, "ci-bot", secret="s3cret")
         user = await thin.add_user("alice")
@@ -152,7 +156,7 @@ async def test_token_polls_answer_alike(make_server, register_client) -> None:
                 "/oauth/device/authorize", data={"client_id": "devicelink-cli"}
             )
             assert await flows.approve(approved_flow.json()["user_code"], user_id=user.id) == "ok"
-            grant = {"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli"}
+            grant = {"grant_type": DEVICE_CODE_GRANT, "client_id": "devicelink-cli"}
             answers = []
             for data in (
                 {**grant, "device_code": pending},  # pending
@@ -164,14 +168,14 @@ async def test_token_polls_answer_alike(make_server, register_client) -> None:
                 {**grant, "device_code": pending, "client_id": "ci-bot"},
                 {"device_code": approved},  # no client_id: the default client
                 {**grant, "grant_type": "password", "device_code": pending},
-                {"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli"},
+                {"grant_type": DEVICE_CODE_GRANT, "client_id": "devicelink-cli"},
             ):
                 answers.append(seen(await srv.http.post("/oauth/device/token", data=data)))
             answers.append(
                 seen(
                     await srv.http.post(
                         "/oauth/device/token",
-                        data={"grant_type": DEVICE_GRANT, "device_code": pending},
+                        data={"grant_type": DEVICE_CODE_GRANT, "device_code": pending},
                         headers=basic("ci-bot", "s3cret"),
                     )
                 )
@@ -179,11 +183,12 @@ async def test_token_polls_answer_alike(make_server, register_client) -> None:
             cases[name] = answers
     assert cases["thin"] == cases["full"]
     statuses = [status for status, _, _ in cases["thin"]]
-    assert 200 in statuses and 500 not in statuses
+    assert 200 in statuses
+    assert 500 not in statuses
 
 
 @pytest.mark.rfc("6750", "2.1")
-async def test_key_checks_answer_alike(make_server) -> None:
+async def test_key_checks_answer_alike(make_server: MakeServer) -> None:
     async with make_server(fast_path=True) as thin, make_server(fast_path=False) as full:
         user = await thin.add_user("alice")
         flow = await thin.start_flow()

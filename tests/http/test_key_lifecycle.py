@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
 import pytest
 
-from devicelink.core.models import AuditKind, Client
+from devicelink.core.models import AuditKind, Client, User
 from devicelink.service.admin import AdminService
 from devicelink.service.device_flow import Actor
 from devicelink.service.keys import use_record_interval
+from tests.http.contract import basic, issue_key, me
+from tests.support.app import Server
 
 pytestmark = pytest.mark.anyio
 
 RESOURCE_SECRET = "resource-server-secret"
 
 
-async def add_resource_server(server) -> dict[str, str]:
+async def add_resource_server(server: Server) -> dict[str, str]:
     async with server.runtime.store.transaction() as tx:
         await tx.clients.add(
             Client(
@@ -29,31 +32,22 @@ async def add_resource_server(server) -> dict[str, str]:
                 created_at=server.clock(),
             )
         )
-    basic = base64.b64encode(f"billing-api:{RESOURCE_SECRET}".encode()).decode()
-    return {"Authorization": f"Basic {basic}"}
+    return basic("billing-api", RESOURCE_SECRET)
 
 
-async def signed_in_device(server, username: str = "alice"):
+async def signed_in_device(server: Server, username: str = "alice") -> tuple[User, str]:
+    """A user and the key of the device they signed in."""
     user = await server.add_user(username)
-    flow = await server.start_flow()
-    await server.runtime.flows.approve(flow["user_code"], user_id=user.id)
-    token = await server.poll(flow["device_code"])
-    assert token.status_code == 200, token.text
-    return user, flow, token.json()["access_token"]
-
-
-async def me(server, key: str) -> int:
-    response = await server.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
-    return response.status_code
+    return user, await issue_key(server, user)
 
 
 # --- introspection ---------------------------------------------------------------------
 
 
 @pytest.mark.rfc("7662", "2.2")
-async def test_introspection_describes_an_active_key(server) -> None:
+async def test_introspection_describes_an_active_key(server: Server) -> None:
     auth = await add_resource_server(server)
-    _, _, key = await signed_in_device(server)
+    _, key = await signed_in_device(server)
     response = await server.http.post("/oauth/introspect", data={"token": key}, headers=auth)
     assert response.status_code == 200
     body = response.json()
@@ -67,9 +61,9 @@ async def test_introspection_describes_an_active_key(server) -> None:
 
 @pytest.mark.rfc("7662", "2.2")
 @pytest.mark.parametrize("state", ["revoked", "expired", "unknown", "malformed", "disabled"])
-async def test_introspection_of_a_dead_key_says_only_inactive(server, state: str) -> None:
+async def test_introspection_of_a_dead_key_says_only_inactive(server: Server, state: str) -> None:
     auth = await add_resource_server(server)
-    _, _, key = await signed_in_device(server)
+    _, key = await signed_in_device(server)
     if state == "revoked":
         await server.http.post("/oauth/revoke", data={"token": key, "client_id": "devicelink-cli"})
     elif state == "expired":
@@ -87,7 +81,7 @@ async def test_introspection_of_a_dead_key_says_only_inactive(server, state: str
 
 @pytest.mark.rfc("7662", "2.1")
 @pytest.mark.parametrize(
-    "headers, form",
+    ("headers", "form"),
     [
         ({}, {}),
         ({}, {"client_id": "devicelink-cli"}),
@@ -96,10 +90,10 @@ async def test_introspection_of_a_dead_key_says_only_inactive(server, state: str
     ids=["no credentials", "public client", "wrong secret"],
 )
 async def test_introspection_needs_a_confidential_clients_credentials(
-    server, headers: dict[str, str], form: dict[str, str]
+    server: Server, headers: dict[str, str], form: dict[str, str]
 ) -> None:
     await add_resource_server(server)
-    _, _, key = await signed_in_device(server)
+    _, key = await signed_in_device(server)
     response = await server.http.post(
         "/oauth/introspect", data={"token": key, **form}, headers=headers
     )
@@ -108,7 +102,7 @@ async def test_introspection_needs_a_confidential_clients_credentials(
     assert "WWW-Authenticate" in response.headers
 
 
-async def test_metadata_names_the_introspection_endpoint(server) -> None:
+async def test_metadata_names_the_introspection_endpoint(server: Server) -> None:
     metadata = (await server.http.get("/.well-known/oauth-authorization-server")).json()
     assert metadata["introspection_endpoint"] == "https://login.example.com/oauth/introspect"
 
@@ -116,14 +110,14 @@ async def test_metadata_names_the_introspection_endpoint(server) -> None:
 # --- disabled users ----------------------------------------------------------------------
 
 
-async def test_a_disabled_users_keys_stop_working_at_once(server) -> None:
-    _, _, key = await signed_in_device(server)
-    assert await me(server, key) == 200
+async def test_a_disabled_users_keys_stop_working_at_once(server: Server) -> None:
+    _, key = await signed_in_device(server)
+    assert (await me(server, key)).status_code == 200
     assert await AdminService(server.runtime.store, server.clock).disable_user("alice")
-    assert await me(server, key) == 401
+    assert (await me(server, key)).status_code == 401
 
 
-async def test_an_approval_by_a_since_disabled_user_cannot_be_redeemed(server) -> None:
+async def test_an_approval_by_a_since_disabled_user_cannot_be_redeemed(server: Server) -> None:
     user = await server.add_user()
     flow = await server.start_flow()
     await server.runtime.flows.approve(flow["user_code"], user_id=user.id)
@@ -139,41 +133,41 @@ async def test_an_approval_by_a_since_disabled_user_cannot_be_redeemed(server) -
 # --- last use ------------------------------------------------------------------------------
 
 
-async def test_last_use_is_written_at_most_once_a_minute(server) -> None:
-    user, _, key = await signed_in_device(server)
+async def test_last_use_is_written_at_most_once_a_minute(server: Server) -> None:
+    user, key = await signed_in_device(server)
 
-    async def last_used():
+    async def last_used() -> tuple[datetime | None, str | None]:
         async with server.runtime.store.transaction() as tx:
             (stored,) = await tx.api_keys.list_for_user(user.id)
         return stored.last_used_at, stored.last_used_ip
 
     first_use = server.clock()
-    assert await me(server, key) == 200
+    assert (await me(server, key)).status_code == 200
     assert await last_used() == (first_use, "203.0.113.7")
     async with server.runtime.store.transaction() as tx:
         (stored,) = await tx.api_keys.list_for_user(user.id)
     interval = use_record_interval(stored.id).total_seconds()
     assert 45 <= interval <= 60  # at most once a minute, spread over 15 s by key
     server.clock.advance(interval - 1)
-    assert await me(server, key) == 200
+    assert (await me(server, key)).status_code == 200
     assert (await last_used())[0] == first_use
     server.clock.advance(2)
-    assert await me(server, key) == 200
+    assert (await me(server, key)).status_code == 200
     assert (await last_used())[0] == server.clock()
 
 
 # --- audit ---------------------------------------------------------------------------------
 
 
-async def test_a_full_flow_leaves_its_audit_trail_in_order_without_secrets(server) -> None:
+async def test_a_full_flow_leaves_its_audit_trail_in_order_without_secrets(server: Server) -> None:
     user = await server.add_user()
     flow = await server.start_flow()
     browser = Actor(user_id=user.id, username="alice", ip="198.51.100.9", user_agent="Firefox")
     await server.runtime.flows.review("BCDF-GHJK", actor=browser)
     await server.runtime.flows.approve(flow["user_code"], user_id=user.id, actor=browser)
     key = (await server.poll(flow["device_code"])).json()["access_token"]
-    assert await me(server, key) == 200
-    assert await me(server, key) == 200
+    assert (await me(server, key)).status_code == 200
+    assert (await me(server, key)).status_code == 200
     await server.http.post("/oauth/revoke", data={"token": key, "client_id": "devicelink-cli"})
     await AdminService(server.runtime.store, server.clock).disable_user("alice")
 
@@ -188,10 +182,14 @@ async def test_a_full_flow_leaves_its_audit_trail_in_order_without_secrets(serve
         AuditKind.USER_DISABLED,
     ]
     started, wrong, approved, issued, used, revoked, _ = events
-    assert started.ip == "203.0.113.7" and started.client_id == "devicelink-cli"
-    assert wrong.username == "alice" and wrong.ip == "198.51.100.9"
-    assert approved.user_id == user.id and approved.ip == "198.51.100.9"
-    assert issued.api_key_id is not None and issued.api_key_id == used.api_key_id
+    assert started.ip == "203.0.113.7"
+    assert started.client_id == "devicelink-cli"
+    assert wrong.username == "alice"
+    assert wrong.ip == "198.51.100.9"
+    assert approved.user_id == user.id
+    assert approved.ip == "198.51.100.9"
+    assert issued.api_key_id is not None
+    assert issued.api_key_id == used.api_key_id
     assert revoked.api_key_id == issued.api_key_id
     secrets = [key, flow["device_code"], flow["user_code"], flow["user_code"].replace("-", "")]
     for event in events:

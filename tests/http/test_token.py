@@ -7,43 +7,34 @@ pending code the polling pace: slow_down (stored per code) or authorization_pend
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
-from sqlalchemy import text
+
+from devicelink.core.models import User
+from tests.http.contract import (
+    THIRTY_DAYS,
+    TOKEN,
+    MakeServer,
+    RegisterClient,
+    approve,
+    assert_oauth_error,
+    count,
+    me,
+)
+from tests.support.app import Server
+from tests.support.http import DEVICE_CODE_GRANT
 
 pytestmark = pytest.mark.anyio
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-TOKEN = "/oauth/device/token"
-THIRTY_DAYS = 30 * 86_400
 
-
-def assert_oauth_error(response: httpx.Response, status: int, error: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers.get("cache-control") == "no-store"
-    body = response.json()
-    assert body["error"] == error, body
-    assert "access_token" not in body
-    assert "detail" not in body
-    return body
-
-
-async def approve(srv, flow, user) -> None:
-    assert await srv.runtime.flows.approve(flow["user_code"], user_id=user.id) == "ok"
-
-
-async def deny(srv, flow, user) -> None:
+async def deny(srv: Server, flow: dict[str, Any], user: User) -> None:
     assert await srv.runtime.flows.deny(flow["user_code"], user_id=user.id) == "ok"
 
 
-async def count_keys(srv) -> int:
-    async with srv.runtime.store.engine.connect() as conn:
-        return (await conn.execute(text("SELECT count(*) FROM api_keys"))).scalar_one()
-
-
-async def me(srv, key: str) -> httpx.Response:
-    return await srv.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
+async def count_keys(srv: Server) -> int:
+    return await count(srv, "SELECT count(*) FROM api_keys")
 
 
 # --- section 3.4: the request --------------------------------------------------------------
@@ -53,9 +44,11 @@ async def me(srv, key: str) -> httpx.Response:
 @pytest.mark.rfc("6749", "5.2")
 @pytest.mark.parametrize(
     "grant_type",
-    ["authorization_code", "client_credentials", "device_code", DEVICE_GRANT.upper(), "urn:x"],
+    ["authorization_code", "client_credentials", "device_code", DEVICE_CODE_GRANT.upper(), "urn:x"],
 )
-async def test_a_wrong_grant_type_is_unsupported_grant_type(server, alice, grant_type):
+async def test_a_wrong_grant_type_is_unsupported_grant_type(
+    server: Server, alice: User, grant_type: str
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     response = await server.poll(flow["device_code"], grant_type=grant_type)
@@ -66,7 +59,7 @@ async def test_a_wrong_grant_type_is_unsupported_grant_type(server, alice, grant
 
 
 @pytest.mark.rfc("8628", "3.4")
-async def test_an_absent_or_empty_grant_type_is_tolerated(server):
+async def test_an_absent_or_empty_grant_type_is_tolerated(server: Server) -> None:
     flow = await server.start_flow()
     absent = await server.http.post(
         TOKEN, data={"device_code": flow["device_code"], "client_id": "devicelink-cli"}
@@ -80,20 +73,22 @@ async def test_an_absent_or_empty_grant_type_is_tolerated(server):
 @pytest.mark.rfc("8628", "3.4")
 @pytest.mark.rfc("6749", "5.2")
 @pytest.mark.parametrize("form", [{}, {"device_code": ""}, {"device_code_": "x"}])
-async def test_a_missing_device_code_is_invalid_request(server, form):
+async def test_a_missing_device_code_is_invalid_request(
+    server: Server, form: dict[str, str]
+) -> None:
     response = await server.http.post(
-        TOKEN, data={"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli", **form}
+        TOKEN, data={"grant_type": DEVICE_CODE_GRANT, "client_id": "devicelink-cli", **form}
     )
     assert_oauth_error(response, 400, "invalid_request")
 
 
 @pytest.mark.rfc("8628", "3.4")
-async def test_a_device_code_in_the_query_string_is_not_read(server):
+async def test_a_device_code_in_the_query_string_is_not_read(server: Server) -> None:
     flow = await server.start_flow()
     response = await server.http.post(
         TOKEN,
         params={"device_code": flow["device_code"]},
-        data={"grant_type": DEVICE_GRANT, "client_id": "devicelink-cli"},
+        data={"grant_type": DEVICE_CODE_GRANT, "client_id": "devicelink-cli"},
     )
     assert_oauth_error(response, 400, "invalid_request")
 
@@ -101,11 +96,13 @@ async def test_a_device_code_in_the_query_string_is_not_read(server):
 @pytest.mark.rfc("6749", "3.2")
 @pytest.mark.rfc("8628", "3.4")
 @pytest.mark.parametrize("repeated", ["device_code", "grant_type", "client_id"])
-async def test_a_repeated_parameter_is_invalid_request(server, alice, repeated):
+async def test_a_repeated_parameter_is_invalid_request(
+    server: Server, alice: User, repeated: str
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     fields = {
-        "grant_type": DEVICE_GRANT,
+        "grant_type": DEVICE_CODE_GRANT,
         "device_code": flow["device_code"],
         "client_id": "devicelink-cli",
     }
@@ -122,7 +119,7 @@ async def test_a_repeated_parameter_is_invalid_request(server, alice, repeated):
 
 @pytest.mark.rfc("8628", "3.4")
 @pytest.mark.rfc("6749", "5.2")
-async def test_an_unknown_client_is_invalid_client(server):
+async def test_an_unknown_client_is_invalid_client(server: Server) -> None:
     flow = await server.start_flow()
     response = await server.poll(flow["device_code"], client_id="who-is-this")
     assert_oauth_error(response, 401, "invalid_client")
@@ -130,11 +127,13 @@ async def test_an_unknown_client_is_invalid_client(server):
 
 
 @pytest.mark.rfc("8628", "3.4")
-async def test_a_poll_without_client_id_means_the_default_client(server, alice):
+async def test_a_poll_without_client_id_means_the_default_client(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     response = await server.http.post(
-        TOKEN, data={"grant_type": DEVICE_GRANT, "device_code": flow["device_code"]}
+        TOKEN, data={"grant_type": DEVICE_CODE_GRANT, "device_code": flow["device_code"]}
     )
     assert response.status_code == 200, response.text
 
@@ -142,8 +141,8 @@ async def test_a_poll_without_client_id_means_the_default_client(server, alice):
 @pytest.mark.rfc("6749", "5.2")
 @pytest.mark.rfc("8628", "3.5")
 async def test_a_device_code_presented_by_another_client_is_invalid_grant(
-    server, register_client, alice
-):
+    server: Server, register_client: RegisterClient, alice: User
+) -> None:
     await register_client(server, "other-cli")
     flow = await server.start_flow()
     pending = await server.poll(flow["device_code"], client_id="other-cli")
@@ -164,13 +163,13 @@ async def test_a_device_code_presented_by_another_client_is_invalid_grant(
 @pytest.mark.parametrize(
     "device_code", ["x", "A" * 43, "not-a-code-at-all", "0" * 200, "ŧéşŧ", "+/ =&"]
 )
-async def test_an_unknown_device_code_is_invalid_grant(server, device_code):
+async def test_an_unknown_device_code_is_invalid_grant(server: Server, device_code: str) -> None:
     response = await server.poll(device_code)
     assert_oauth_error(response, 400, "invalid_grant")
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_pending_at_the_stated_interval_is_authorization_pending(server):
+async def test_pending_at_the_stated_interval_is_authorization_pending(server: Server) -> None:
     flow = await server.start_flow()
     for _ in range(4):
         response = await server.poll(flow["device_code"])
@@ -179,7 +178,7 @@ async def test_pending_at_the_stated_interval_is_authorization_pending(server):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_polling_too_early_is_slow_down_with_the_new_interval(server):
+async def test_polling_too_early_is_slow_down_with_the_new_interval(server: Server) -> None:
     flow = await server.start_flow()
     assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
     server.clock.advance(1)
@@ -188,7 +187,7 @@ async def test_polling_too_early_is_slow_down_with_the_new_interval(server):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_slow_down_holds_for_all_subsequent_requests(server):
+async def test_slow_down_holds_for_all_subsequent_requests(server: Server) -> None:
     flow = await server.start_flow()
     await server.poll(flow["device_code"])
     body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
@@ -205,7 +204,7 @@ async def test_slow_down_holds_for_all_subsequent_requests(server):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_slow_down_grows_by_five_seconds_up_to_sixty(server):
+async def test_slow_down_grows_by_five_seconds_up_to_sixty(server: Server) -> None:
     flow = await server.start_flow()
     await server.poll(flow["device_code"])
     intervals = []
@@ -221,7 +220,7 @@ async def test_slow_down_grows_by_five_seconds_up_to_sixty(server):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_slow_down_is_stored_per_device_code(server):
+async def test_slow_down_is_stored_per_device_code(server: Server) -> None:
     fast = await server.start_flow()
     calm = await server.start_flow()
     await server.poll(fast["device_code"])
@@ -235,7 +234,9 @@ async def test_slow_down_is_stored_per_device_code(server):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_slow_down_survives_a_restart_of_the_server(make_server, server):
+async def test_slow_down_survives_a_restart_of_the_server(
+    make_server: MakeServer, server: Server
+) -> None:
     """The interval lives in the database, not in the process that answered."""
     flow = await server.start_flow()
     await server.poll(flow["device_code"])
@@ -247,7 +248,7 @@ async def test_slow_down_survives_a_restart_of_the_server(make_server, server):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_an_expired_code_is_expired_token(server):
+async def test_an_expired_code_is_expired_token(server: Server) -> None:
     flow = await server.start_flow()
     server.clock.advance(599)
     assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
@@ -258,7 +259,9 @@ async def test_an_expired_code_is_expired_token(server):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_an_approved_but_expired_code_is_expired_token_not_a_key(server, alice):
+async def test_an_approved_but_expired_code_is_expired_token_not_a_key(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     server.clock.advance(600)
@@ -267,7 +270,7 @@ async def test_an_approved_but_expired_code_is_expired_token_not_a_key(server, a
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_a_denied_code_is_access_denied_every_time(server, alice):
+async def test_a_denied_code_is_access_denied_every_time(server: Server, alice: User) -> None:
     flow = await server.start_flow()
     assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
     await deny(server, flow, alice)
@@ -281,7 +284,9 @@ async def test_a_denied_code_is_access_denied_every_time(server, alice):
 
 @pytest.mark.rfc("8628", "3.5")
 @pytest.mark.rfc("6749", "5.1")
-async def test_an_approved_code_gets_a_bearer_key_with_expiry_and_scope(server, alice):
+async def test_an_approved_code_gets_a_bearer_key_with_expiry_and_scope(
+    server: Server, alice: User
+) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     response = await server.poll(flow["device_code"])
@@ -300,7 +305,7 @@ async def test_an_approved_code_gets_a_bearer_key_with_expiry_and_scope(server, 
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_a_consumed_code_is_invalid_grant(server, alice):
+async def test_a_consumed_code_is_invalid_grant(server: Server, alice: User) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     assert (await server.poll(flow["device_code"])).status_code == 200
@@ -312,7 +317,9 @@ async def test_a_consumed_code_is_invalid_grant(server, alice):
 
 
 @pytest.mark.rfc("6749", "5.1")
-async def test_a_client_whose_keys_never_expire_gets_no_expires_in(server, register_client, alice):
+async def test_a_client_whose_keys_never_expire_gets_no_expires_in(
+    server: Server, register_client: RegisterClient, alice: User
+) -> None:
     await register_client(server, "forever-cli", key_lifetime=None)
     flow = await server.start_flow(client_id="forever-cli")
     await approve(server, flow, alice)
@@ -326,7 +333,9 @@ async def test_a_client_whose_keys_never_expire_gets_no_expires_in(server, regis
 
 
 @pytest.mark.rfc("6749", "5.1")
-async def test_a_client_key_lifetime_sets_expires_in(server, register_client, alice):
+async def test_a_client_key_lifetime_sets_expires_in(
+    server: Server, register_client: RegisterClient, alice: User
+) -> None:
     await register_client(server, "hourly-cli", key_lifetime=3600)
     flow = await server.start_flow(client_id="hourly-cli")
     await approve(server, flow, alice)
@@ -339,7 +348,9 @@ async def test_a_client_key_lifetime_sets_expires_in(server, register_client, al
 
 
 @pytest.mark.rfc("6749", "5.1")
-async def test_the_server_key_lifetime_setting_applies_to_the_default_client(make_server):
+async def test_the_server_key_lifetime_setting_applies_to_the_default_client(
+    make_server: MakeServer,
+) -> None:
     async with make_server(key_lifetime=7 * 86_400) as srv:
         user = await srv.add_user("bob")
         flow = await srv.start_flow()
@@ -352,7 +363,7 @@ async def test_the_server_key_lifetime_setting_applies_to_the_default_client(mak
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_one_device_authorization_gives_exactly_one_key(server, alice):
+async def test_one_device_authorization_gives_exactly_one_key(server: Server, alice: User) -> None:
     flow = await server.start_flow()
     await approve(server, flow, alice)
     responses = []
@@ -364,7 +375,7 @@ async def test_one_device_authorization_gives_exactly_one_key(server, alice):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_one_user_signs_in_several_devices_at_once(server, alice):
+async def test_one_user_signs_in_several_devices_at_once(server: Server, alice: User) -> None:
     laptop = await server.start_flow()
     server_box = await server.start_flow(scope="api")
     await approve(server, laptop, alice)
@@ -382,7 +393,7 @@ async def test_one_user_signs_in_several_devices_at_once(server, alice):
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_each_device_gets_the_approval_of_its_own_user(server, alice):
+async def test_each_device_gets_the_approval_of_its_own_user(server: Server, alice: User) -> None:
     bob = await server.add_user("bob")
     a = await server.start_flow()
     b = await server.start_flow()
@@ -398,7 +409,9 @@ async def test_each_device_gets_the_approval_of_its_own_user(server, alice):
 
 
 @pytest.mark.rfc("8628", "3.3")
-async def test_approving_a_user_code_releases_exactly_that_device(server, alice):
+async def test_approving_a_user_code_releases_exactly_that_device(
+    server: Server, alice: User
+) -> None:
     mine = await server.start_flow()
     someone_elses = await server.start_flow()
     await approve(server, mine, alice)
@@ -409,7 +422,7 @@ async def test_approving_a_user_code_releases_exactly_that_device(server, alice)
 
 
 @pytest.mark.rfc("8628", "3.3")
-async def test_a_user_cannot_decide_twice_or_after_expiry(server, alice):
+async def test_a_user_cannot_decide_twice_or_after_expiry(server: Server, alice: User) -> None:
     flows = server.runtime.flows
     flow = await server.start_flow()
     assert await flows.approve(flow["user_code"], user_id=alice.id) == "ok"

@@ -134,7 +134,8 @@ async def test_sign_in_at_the_real_provider_yields_the_identity(
     oidc: OidcAuthenticator, issuer: str, recorder: Recorder
 ) -> None:
     params, transient = await sign_in(oidc)
-    assert params["iss"] == issuer and params["code"]
+    assert params["iss"] == issuer
+    assert params["code"]
     identity = await oidc.identity_from_callback(params, transient=transient, callback_url=CALLBACK)
     assert identity == Identity(
         provider="oidc", subject=f"{issuer}|{TEST_ACCOUNT_ID}", username=TEST_USERNAME

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import pytest
 from sqlalchemy import Table, func, insert, select
@@ -23,13 +22,7 @@ from devicelink.core.models import (
     Status,
     User,
 )
-from devicelink.storage import SqlStore
-from devicelink.storage.tables import (
-    ApiKeyRow,
-    AuditEventRow,
-    BrowserSessionRow,
-    DeviceAuthorizationRow,
-)
+from devicelink.storage import SqlStore, tables
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)  # the FakeClock's start
 DAY = timedelta(days=1)
@@ -41,10 +34,10 @@ CLIENT = Client(
     created_at=NOW - 400 * DAY,
 )
 TABLES: dict[str, Table] = {
-    "device_authorizations": cast(Table, DeviceAuthorizationRow.__table__),
-    "api_keys": cast(Table, ApiKeyRow.__table__),
-    "browser_sessions": cast(Table, BrowserSessionRow.__table__),
-    "audit_events": cast(Table, AuditEventRow.__table__),
+    "device_authorizations": tables.device_authorizations,
+    "api_keys": tables.api_keys,
+    "browser_sessions": tables.browser_sessions,
+    "audit_events": tables.audit_events,
 }
 
 

@@ -41,7 +41,7 @@ async def pg_store(postgres_database: str) -> AsyncIterator[SqlStore]:
     store = SqlStore(create_engine_for_url(postgres_database))
     async with store.engine.begin() as conn:
         for table in ALL_TABLES:
-            await conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
+            await conn.exec_driver_sql(f"DELETE FROM {table}")
     try:
         yield store
     finally:

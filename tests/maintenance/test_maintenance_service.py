@@ -79,7 +79,8 @@ async def test_purge_all_loops_until_a_short_batch_with_each_retention() -> None
         "browser_sessions": 0,
         "audit_events": 10,
     }
-    assert report.total == 35 and report.complete
+    assert report.total == 35
+    assert report.complete
     assert purger.calls == [
         ("device_authorizations", NOW - timedelta(hours=2), 10),
         ("device_authorizations", NOW - timedelta(hours=2), 10),
@@ -110,10 +111,12 @@ async def test_max_batches_bounds_a_run_and_says_it_is_incomplete() -> None:
     maintenance = Maintenance(purger, fixed_clock, batch_size=10, pause=0)
 
     first = await maintenance.purge_all(max_batches=3)
-    assert first.deleted["device_authorizations"] == 30 and not first.complete
+    assert first.deleted["device_authorizations"] == 30
+    assert not first.complete
 
     rest = await maintenance.purge_all()
-    assert rest.deleted["device_authorizations"] == 70 and rest.complete
+    assert rest.deleted["device_authorizations"] == 70
+    assert rest.complete
     assert (first + rest).total == 100
 
 
@@ -135,14 +138,15 @@ async def test_batches_are_separated_by_the_pause(monkeypatch: pytest.MonkeyPatc
 async def test_pending_counts_without_deleting() -> None:
     purger = FakePurger(stock={"api_keys": 4, "browser_sessions": 2})
     report = await Maintenance(purger, fixed_clock).pending()
-    assert report.deleted["api_keys"] == 4 and report.total == 6
+    assert report.deleted["api_keys"] == 4
+    assert report.total == 6
     assert purger.calls == []
 
 
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch_size"):
         Maintenance(FakePurger(), fixed_clock, batch_size=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="audit_retention"):
         Maintenance(FakePurger(), fixed_clock, audit_retention=timedelta(seconds=-1))
 
 
@@ -152,7 +156,8 @@ async def test_run_once_skips_when_another_process_purges() -> None:
     assert purger.calls == []
     purger.locked_elsewhere = False
     report = await Maintenance(purger, fixed_clock).run_once()
-    assert isinstance(report, PurgeReport) and report.total == 5
+    assert isinstance(report, PurgeReport)
+    assert report.total == 5
 
 
 async def test_a_failed_run_is_logged_without_details_and_retried(
@@ -174,13 +179,14 @@ async def test_a_failed_run_is_logged_without_details_and_retried(
 
     assert purger.stock["device_authorizations"] == 0  # the next run did the work
     failures = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert failures and "StorageUnavailable" in failures[0].getMessage()
+    assert failures
+    assert "StorageUnavailable" in failures[0].getMessage()
     assert all("hunter2" not in r.getMessage() and r.exc_info is None for r in caplog.records)
     assert any("purged 3 rows" in r.getMessage() for r in caplog.records)
 
 
 async def test_run_periodically_refuses_a_zero_interval() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="interval"):
         await Maintenance(FakePurger(), fixed_clock).run_periodically(0)
 
 
@@ -232,7 +238,8 @@ async def test_the_server_purges_periodically_and_stops_cleanly(
         assert await rows.count("device_authorizations") == 1
         tasks = [t for t in asyncio.all_tasks() if t.get_name() == "devicelink-purge"]
         assert len(tasks) == 1
-    assert tasks[0].done() and tasks[0].cancelled()
+    assert tasks[0].done()
+    assert tasks[0].cancelled()
 
 
 async def test_purge_interval_zero_starts_no_task(settings: Settings) -> None:

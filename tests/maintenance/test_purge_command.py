@@ -6,6 +6,7 @@ import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -140,6 +141,7 @@ def test_retentions_come_from_the_environment(
     ],
 )
 def test_bad_purge_settings_are_refused_at_start_up(setting: str, value: int) -> None:
-    settings = Settings(public_url="http://127.0.0.1:8000", **{setting: value})
+    bad: dict[str, Any] = {setting: value}
+    settings = Settings(public_url="http://127.0.0.1:8000", **bad)
     with pytest.raises(ConfigurationError, match=f"DEVICELINK_{setting.upper()}"):
         settings.check()

@@ -2,14 +2,12 @@
 
 Plain helpers, not fixtures: wrap them in the fixtures a test module needs, e.g.::
 
-    from oidc_provider.fixture import TEST_PASSWORD, TEST_USERNAME, start_oidc_provider
+    from tests.oidc_provider.fixture import TEST_PASSWORD, TEST_USERNAME, start_oidc_provider
 
     @pytest.fixture(scope="module")
     def issuer() -> Iterator[str]:
         with start_oidc_provider(0, "devicelink", "s3cret", CALLBACK) as url:
             yield url
-
-(``tests/`` is on ``sys.path`` because ``tests/conftest.py`` is a rootless conftest.)
 
 The provider has one client (``client_id``/``client_secret``/``redirect_uri`` as given; an
 empty secret registers a public client) and one user: account ``u-1001``, username

@@ -6,21 +6,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from ops_support import (
-    PASSWORD,
-    STRONG_SECRET,
-    Launcher,
-    add_user,
-    approve,
-    clean_env,
-    csrf_of,
-    poll,
-    sign_in,
-    start_flow,
-)
+
+from tests.support.accounts import add_user
+from tests.support.http import PASSWORD, approve, csrf_of, poll, run, sign_in, start_flow
+from tests.support.processes import clean_env
+from tests.support.servers import STRONG_SECRET, Launcher
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +55,8 @@ def test_a_full_flow_logs_json_lines_without_any_secret(workdir: Path, launch: L
             event_hooks={"request": [_numbered(sent, "browser")]},
         ) as browser,
     ):
-        flow = start_flow(device)
-        assert poll(device, flow["device_code"]).json()["error"] == "authorization_pending"
+        flow = run(device, start_flow())
+        assert run(device, poll(flow["device_code"])).json()["error"] == "authorization_pending"
 
         login = browser.get("/login")
         failed = browser.post(
@@ -70,15 +64,15 @@ def test_a_full_flow_logs_json_lines_without_any_secret(workdir: Path, launch: L
             data={"username": "alice", "password": wrong_password, "csrf_token": csrf_of(login)},
         )
         assert failed.status_code == 400
-        sign_in(browser, "alice", PASSWORD)
+        run(browser, sign_in("alice", PASSWORD))
         session_cookie = next(iter(browser.cookies.values()))
         # The link with the code in its query; the code typed lower-case without the dash.
         prefilled = browser.get(flow["verification_uri_complete"])
         assert flow["user_code"] in prefilled.text
         typed = flow["user_code"].replace("-", "").lower()
-        approve(browser, typed)
+        run(browser, approve(typed))
 
-        granted = poll(device, flow["device_code"])
+        granted = run(device, poll(flow["device_code"]))
         assert granted.status_code == 200, granted.text
         key = granted.json()["access_token"]
         assert device.get("/api/me", headers={"Authorization": f"Bearer {key}"}).status_code == 200
@@ -92,7 +86,7 @@ def test_a_full_flow_logs_json_lines_without_any_secret(workdir: Path, launch: L
 
     records = server.json_lines()  # every line of standard error is JSON
     access = server.access_lines()
-    by_id = {}
+    by_id: dict[str, list[dict[str, Any]]] = {}
     for record in access:
         for field in ("method", "path", "status", "duration_ms", "request_id", "client_ip"):
             assert field in record, record

@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from ops_support import (
-    STRONG_SECRET,
-    Launcher,
-    clean_env,
-    free_port,
-    one_time_passwords,
-    run_devicelink,
-)
 
 from devicelink.cli import main
+from tests.support.processes import clean_env, free_port, one_time_passwords, run_devicelink
+from tests.support.servers import STRONG_SECRET, Launcher
 
 pytestmark = pytest.mark.slow
 

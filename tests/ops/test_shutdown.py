@@ -10,7 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ops_support import STRONG_SECRET, Launcher, clean_env
+
+from tests.support.processes import clean_env
+from tests.support.raw_http import read_until_closed
+from tests.support.servers import STRONG_SECRET, Launcher
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +86,7 @@ def test_a_request_in_flight_at_sigterm_is_answered_before_the_process_exits(
         assert server.process.poll() is None, "it exited with a request in flight"
 
         conn.sendall(body[10:])
-        response = _read_all(conn)
+        response = read_until_closed(conn)
 
     head, _, payload = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), response[:300]
@@ -104,12 +107,3 @@ def _wait_until_refused(port: int, timeout: float = 5) -> None:
             return
         time.sleep(0.05)
     pytest.fail("the server still accepted connections after SIGTERM")
-
-
-def _read_all(conn: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)

@@ -7,16 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ops_support import (
-    Launcher,
-    ServerProcess,
-    approve,
-    clean_env,
-    one_time_passwords,
-    poll,
-    sign_in,
-    start_flow,
-)
+
+from tests.support.http import approve, poll, run, sign_in, start_flow
+from tests.support.processes import clean_env, one_time_passwords
+from tests.support.servers import Launcher, ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +35,13 @@ def test_two_workers_serve_a_complete_flow_with_the_command_line_settings(
         httpx.Client(base_url=server.base_url, timeout=10) as device,
         httpx.Client(base_url=server.base_url, timeout=10) as browser,
     ):
-        flow = start_flow(device)
+        flow = run(device, start_flow())
         assert flow["verification_uri"] == f"{server.base_url}/oauth/device/verify"
-        assert poll(device, flow["device_code"]).json()["error"] == "authorization_pending"
-        sign_in(browser, "admin", password)
+        assert run(device, poll(flow["device_code"])).json()["error"] == "authorization_pending"
+        run(browser, sign_in("admin", password))
         # The link the device shows, code pre-filled; Continue, then Approve.
-        approve(browser, flow["user_code"], page_url=flow["verification_uri_complete"])
-        granted = poll(device, flow["device_code"])
+        run(browser, approve(flow["user_code"], page_url=flow["verification_uri_complete"]))
+        granted = run(device, poll(flow["device_code"]))
         assert granted.status_code == 200, granted.text
         key = granted.json()["access_token"]
         me = device.get("/api/me", headers={"Authorization": f"Bearer {key}"})

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 import pytest
-from pagetools import Browser, Site
 
 from devicelink.runtime.settings import Settings
 from devicelink.server.app import create_app
+from tests.pages.pagetools import Browser, Confirming, Site
+from tests.support.app import FakeClock
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def site_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def site(site_settings: Settings, clock: Any) -> AsyncIterator[Site]:
+async def site(site_settings: Settings, clock: FakeClock) -> AsyncIterator[Site]:
     app = create_app(site_settings, clock=clock)
     public_url = site_settings.issuer
 
@@ -41,3 +41,12 @@ async def site(site_settings: Settings, clock: Any) -> AsyncIterator[Site]:
 async def browser(site: Site) -> AsyncIterator[Browser]:
     async with site.open_browser() as opened:
         yield opened
+
+
+@pytest.fixture
+async def confirming(site: Site, browser: Browser) -> Confirming:
+    """alice signed in, a device's flow started, its code typed: the confirm page."""
+    await site.add_user()
+    flow = await site.start_flow()
+    await browser.sign_in()
+    return Confirming(flow, await browser.enter_code(flow["user_code"]))

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from fastapi import FastAPI
@@ -16,15 +16,8 @@ from fastapi import FastAPI
 from devicelink.core.models import User
 from devicelink.idp.local import hash_password
 from devicelink.runtime.wiring import Runtime
-
-PASSWORD = "correct horse battery"
-_CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = _CSRF.search(page.text)
-    assert match, f"no csrf_token on the page:\n{page.text[:500]}"
-    return match.group(1)
+from tests.support.app import FakeClock
+from tests.support.http import PASSWORD, csrf_of
 
 
 def heading_of(page: httpx.Response) -> str:
@@ -64,14 +57,15 @@ class Browser:
 @dataclass
 class Site:
     app: FastAPI
-    clock: Any
+    clock: FakeClock
     public_url: str
     open_browser: Callable[..., AbstractAsyncContextManager[Browser]]
     device: httpx.AsyncClient
 
     @property
     def runtime(self) -> Runtime:
-        return self.app.state.devicelink  # type: ignore[no-any-return]
+        runtime: Runtime = self.app.state.devicelink
+        return runtime
 
     async def add_user(self, username: str = "alice", password: str = PASSWORD) -> User:
         async with self.runtime.store.transaction() as tx:
@@ -86,7 +80,8 @@ class Site:
             headers={"User-Agent": user_agent},
         )
         assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
+        flow: dict[str, Any] = response.json()
+        return flow
 
     async def poll(self, device_code: str) -> httpx.Response:
         return await self.device.post(
@@ -102,3 +97,10 @@ class Site:
         review = await self.runtime.flows.review(user_code)
         assert review.authorization is not None
         return review.authorization.status.value
+
+
+class Confirming(NamedTuple):
+    """A device's flow, and the confirm page its user sees after typing its code."""
+
+    flow: dict[str, Any]
+    confirm: httpx.Response

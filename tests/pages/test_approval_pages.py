@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pagetools import Browser, Site, csrf_of, heading_of
+
+from tests.pages.pagetools import Browser, Confirming, Site, heading_of
+from tests.support.http import csrf_of
 
 pytestmark = pytest.mark.anyio
 
@@ -41,12 +43,9 @@ async def test_prefilled_code_never_skips_the_confirm_step(site: Site, browser: 
 @pytest.mark.rfc("8628", "5.4")
 @pytest.mark.defect(6)
 async def test_defect_6_confirm_page_shows_who_asked_before_approval(
-    site: Site, browser: Browser
+    site: Site, browser: Browser, confirming: Confirming
 ) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+    flow, confirm = confirming
     assert confirm.status_code == 200
     text = confirm.text
     assert flow["user_code"] in text  # the code to compare with the terminal
@@ -55,7 +54,8 @@ async def test_defect_6_confirm_page_shows_who_asked_before_approval(
     assert "203.0.113.7" in text  # where the request came from
     assert "devicelink-cli/0.1 (linux; test)" in text  # the device's user agent
     assert "just now" in text  # how long ago
-    assert 'value="approve"' in text and 'value="deny"' in text
+    assert 'value="approve"' in text
+    assert 'value="deny"' in text
     assert await site.status_of(flow["user_code"]) == "pending"
 
 
@@ -82,12 +82,9 @@ async def test_code_is_accepted_in_any_case_with_or_without_dash(
 @pytest.mark.rfc("8628", "3.3")
 @pytest.mark.rfc("8628", "3.5")
 async def test_approve_gives_the_device_its_key_on_the_next_poll(
-    site: Site, browser: Browser
+    site: Site, browser: Browser, confirming: Confirming
 ) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+    flow, confirm = confirming
     result = await browser.decide(confirm, "approve")
     assert result.status_code == 200
     assert heading_of(result) == "Device approved"
@@ -101,22 +98,20 @@ async def test_approve_gives_the_device_its_key_on_the_next_poll(
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_deny_answers_access_denied(site: Site, browser: Browser) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+async def test_deny_answers_access_denied(
+    site: Site, browser: Browser, confirming: Confirming
+) -> None:
+    flow, confirm = confirming
     result = await browser.decide(confirm, "deny")
     assert heading_of(result) == "Request denied"
     token = await site.poll(flow["device_code"])
     assert token.json()["error"] == "access_denied"
 
 
-async def test_double_submit_of_approve_is_harmless(site: Site, browser: Browser) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+async def test_double_submit_of_approve_is_harmless(
+    site: Site, browser: Browser, confirming: Confirming
+) -> None:
+    flow, confirm = confirming
     first = await browser.decide(confirm, "approve")
     second = await browser.decide(confirm, "approve")
     assert heading_of(first) == heading_of(second) == "Device approved"
@@ -124,11 +119,10 @@ async def test_double_submit_of_approve_is_harmless(site: Site, browser: Browser
     assert (await site.poll(flow["device_code"])).json()["error"] == "invalid_grant"
 
 
-async def test_deny_after_approve_changes_nothing(site: Site, browser: Browser) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+async def test_deny_after_approve_changes_nothing(
+    site: Site, browser: Browser, confirming: Confirming
+) -> None:
+    flow, confirm = confirming
     await browser.decide(confirm, "approve")
     late_deny = await browser.decide(confirm, "deny")
     assert late_deny.status_code == 409
@@ -137,12 +131,9 @@ async def test_deny_after_approve_changes_nothing(site: Site, browser: Browser) 
 
 
 async def test_approving_an_expired_code_shows_expired_and_changes_nothing(
-    site: Site, browser: Browser
+    site: Site, browser: Browser, confirming: Confirming
 ) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+    flow, confirm = confirming
     site.clock.advance(601)
     result = await browser.decide(confirm, "approve")
     assert result.status_code == 410
@@ -151,11 +142,10 @@ async def test_approving_an_expired_code_shows_expired_and_changes_nothing(
     assert (await site.poll(flow["device_code"])).json()["error"] == "expired_token"
 
 
-async def test_approving_a_used_code_shows_already_used(site: Site, browser: Browser) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+async def test_approving_a_used_code_shows_already_used(
+    site: Site, browser: Browser, confirming: Confirming
+) -> None:
+    flow, confirm = confirming
     await browser.decide(confirm, "approve")
     assert (await site.poll(flow["device_code"])).status_code == 200
     again = await browser.decide(confirm, "approve")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from pagetools import Browser, Site, csrf_of
+
+from tests.pages.pagetools import Browser, Site
+from tests.support.http import csrf_of
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +34,8 @@ async def test_devices_page_lists_each_signed_in_cli(site: Site, browser: Browse
     assert await works(site, key)
     page = await browser.http.get("/devices")
     assert page.status_code == 200
-    assert "laptop-cli/1.0" in page.text and "build-server-cli/2.0" in page.text
+    assert "laptop-cli/1.0" in page.text
+    assert "build-server-cli/2.0" in page.text
     assert "from 203.0.113.7" in page.text  # where the key was last used
     assert page.text.count(">Revoke<") == 2
     assert "Revoke all" in page.text
@@ -113,7 +116,8 @@ async def test_api_keys_lists_and_deletes_with_a_bearer_key(site: Site, browser:
         "old-laptop",
     ]
     assert all(key["active"] for key in keys)
-    assert old not in listing.text and current not in listing.text
+    assert old not in listing.text
+    assert current not in listing.text
     deleted = await site.device.delete(f"/api/keys/{keys[1]['id']}", headers=auth)
     assert deleted.status_code == 204
     assert not await works(site, old)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from pagetools import Browser, Site, csrf_of
+
+from tests.pages.pagetools import Browser, Site
+from tests.support.http import csrf_of
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +52,8 @@ async def test_a_complete_flow_is_counted(site: Site, browser: Browser) -> None:
     assert (
         sample(text, "devicelink_request_duration_seconds_count", route="/oauth/device/token") == 4
     )
-    assert key not in text and approved["device_code"] not in text
+    assert key not in text
+    assert approved["device_code"] not in text
 
 
 async def test_refusals_are_counted(site: Site) -> None:

@@ -7,10 +7,11 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pagetools import Browser, Site, csrf_of, heading_of
 
-from devicelink.http.pages import safe_next
+from devicelink.http.pages.common import safe_next
 from devicelink.runtime.settings import Settings
+from tests.pages.pagetools import Browser, Confirming, Site, heading_of
+from tests.support.http import PASSWORD, csrf_of
 
 pytestmark = pytest.mark.anyio
 
@@ -53,53 +54,40 @@ async def test_csrf_token_of_another_session_is_refused(site: Site, browser: Bro
     assert await site.status_of(flow["user_code"]) == "pending"
 
 
+CROSS_SITE = [
+    {"Origin": "https://evil.example"},
+    {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+]
+SAME_ORIGIN = [
+    {"Origin": "https://login.example.com", "Sec-Fetch-Site": "same-origin"},
+    # What Chromium sends under Referrer-Policy: no-referrer.
+    {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+]
+
+
 @pytest.mark.parametrize(
-    "headers",
-    [
-        {"Origin": "https://evil.example"},
-        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
-        {"Sec-Fetch-Site": "cross-site"},
-        {"Sec-Fetch-Site": "same-site"},
-    ],
+    ("headers", "status", "state"),
+    [(headers, 403, "pending") for headers in CROSS_SITE]
+    + [(headers, 200, "approved") for headers in SAME_ORIGIN],
 )
-async def test_cross_site_post_is_refused_even_with_the_right_token(
-    site: Site, browser: Browser, headers: dict[str, str]
+async def test_only_a_same_origin_post_is_accepted_even_with_the_right_token(
+    site: Site,
+    browser: Browser,
+    confirming: Confirming,
+    headers: dict[str, str],
+    status: int,
+    state: str,
 ) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
+    flow, confirm = confirming
     response = await browser.http.post(
         "/oauth/device/decide",
         data={"action": "approve", "csrf_token": csrf_of(confirm)},
         headers=headers,
     )
-    assert response.status_code == 403
-    assert await site.status_of(flow["user_code"]) == "pending"
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"Origin": "https://login.example.com", "Sec-Fetch-Site": "same-origin"},
-        # What Chromium sends under Referrer-Policy: no-referrer.
-        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
-    ],
-)
-async def test_same_origin_post_is_accepted(
-    site: Site, browser: Browser, headers: dict[str, str]
-) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    confirm = await browser.enter_code(flow["user_code"])
-    response = await browser.http.post(
-        "/oauth/device/decide",
-        data={"action": "approve", "csrf_token": csrf_of(confirm)},
-        headers=headers,
-    )
-    assert response.status_code == 200
-    assert await site.status_of(flow["user_code"]) == "approved"
+    assert response.status_code == status
+    assert await site.status_of(flow["user_code"]) == state
 
 
 async def test_sign_in_form_needs_its_csrf_token(site: Site, browser: Browser) -> None:
@@ -134,8 +122,11 @@ async def test_session_cookie_is_httponly_lax_secure_and_rotated_at_sign_in(
     cookie = signed_in.headers["set-cookie"]
     assert cookie.startswith("__Host-devicelink=")  # PUBLIC_URL is https in these tests
     lowered = cookie.lower()
-    assert "httponly" in lowered and "samesite=lax" in lowered and "secure" in lowered
-    assert "path=/" in lowered and "domain=" not in lowered
+    assert "httponly" in lowered
+    assert "samesite=lax" in lowered
+    assert "secure" in lowered
+    assert "path=/" in lowered
+    assert "domain=" not in lowered
     assert anonymous.split(";")[0] != cookie.split(";")[0]
 
 
@@ -146,9 +137,11 @@ async def test_sign_out_ends_the_session_on_the_server(site: Site, browser: Brow
     page = await browser.http.get("/oauth/device/verify")
     out = await browser.http.post("/logout", data={"csrf_token": csrf_of(page)})
     assert heading_of(out) == "Signed out"
+    host = urlsplit(site.public_url).hostname
+    assert host is not None
     async with site.open_browser() as thief:
         for name, value in stolen.items():
-            thief.http.cookies.set(name, value, domain=urlsplit(site.public_url).hostname)
+            thief.http.cookies.set(name, value, domain=host)
         assert (await thief.http.get("/oauth/device/verify")).status_code == 303
 
 
@@ -252,23 +245,27 @@ async def test_return_address_after_sign_in_stays_on_this_server(
         "/login",
         data={
             "username": "alice",
-            "password": "correct horse battery",
+            "password": PASSWORD,
             "csrf_token": csrf_of(page),
             "next": target,
         },
     )
     location = response.headers["location"]
     parts = urlsplit(location)
-    assert not parts.scheme and not parts.netloc
-    assert location.startswith("/") and not location.startswith("//")
+    assert not parts.scheme
+    assert not parts.netloc
+    assert location.startswith("/")
+    assert not location.startswith("//")
 
 
 @given(st.text(max_size=80))
 def test_safe_next_only_ever_returns_a_local_path(candidate: str) -> None:
     result = safe_next(candidate)
     parts = urlsplit(result)
-    assert result.startswith("/") and not result.startswith("//")
-    assert not parts.scheme and not parts.netloc
+    assert result.startswith("/")
+    assert not result.startswith("//")
+    assert not parts.scheme
+    assert not parts.netloc
     assert "\\" not in result
 
 
@@ -298,7 +295,8 @@ async def test_every_page_refuses_framing_and_referrers(site: Site, browser: Bro
         assert headers["X-Frame-Options"] == "DENY", name
         csp = headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in csp, name
-        assert "unsafe-inline" not in csp and "script-src" not in csp, name
+        assert "unsafe-inline" not in csp, name
+        assert "script-src" not in csp, name
         assert "default-src 'none'" in csp, name
         assert headers["Referrer-Policy"] == "no-referrer", name
         assert headers["X-Content-Type-Options"] == "nosniff", name

@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from pagetools import PASSWORD, csrf_of
 
 from devicelink.idp.local import hash_password
 from devicelink.runtime.settings import Settings
 from devicelink.server.app import create_app
+from tests.support.http import PASSWORD, csrf_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

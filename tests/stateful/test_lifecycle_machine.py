@@ -304,7 +304,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._store = store = SqlStore(create_engine_for_url(url, pool_size=3, max_overflow=2))
         async with store.transaction() as tx:
             for table in TABLES:
-                await tx.connection.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
+                await tx.connection.exec_driver_sql(f"DELETE FROM {table}")
             await tx.clients.add(CLI)
             await tx.clients.add(OTHER)
             for name in USERS:
@@ -453,9 +453,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         is one), so that runs get somewhere; otherwise any flow, over or not."""
         live = self.flows_in(*statuses)
         choices = self.model_flows
-        if live:
-            if data.draw(st.booleans(), label="a live flow"):
-                choices = live
+        if bool(live) and data.draw(st.booleans(), label="a live flow"):
+            choices = live
         return data.draw(st.sampled_from(choices), label="flow")
 
     def _pick_key(self, data: st.DataObject) -> Key:

@@ -9,7 +9,6 @@ every state change is a compare-and-set, and a failed transaction leaves nothing
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -27,6 +26,8 @@ from devicelink.core.models import (
 from devicelink.core.ports import DuplicateCode
 from devicelink.storage import SqlStore
 
+from .conftest import digest
+
 pytestmark = pytest.mark.anyio
 
 # Microseconds on purpose: a backend that truncates them breaks compare-and-set on times.
@@ -43,11 +44,6 @@ CLIENT = Client(
 
 class Boom(Exception):
     """Raised inside a transaction to make it fail."""
-
-
-def digest(label: str) -> bytes:
-    """A stand-in for a keyed hash: 32 bytes, distinct per label."""
-    return hashlib.sha256(label.encode()).digest()
 
 
 def new_authorization(
@@ -112,17 +108,39 @@ async def reload(store: SqlStore, label: str = "a") -> DeviceAuthorization:
     return found
 
 
+async def transition(
+    store: SqlStore,
+    record_id: int,
+    from_status: Status,
+    to_status: Status,
+    *,
+    now: datetime,
+    user: User | None = None,
+) -> bool:
+    """One transition, in a transaction of its own."""
+    async with store.transaction() as tx:
+        return await tx.device_authorizations.transition(
+            record_id,
+            from_status=from_status,
+            to_status=to_status,
+            now=now,
+            user_id=None if user is None else user.id,
+        )
+
+
 async def approved_authorization(store: SqlStore, user: User) -> DeviceAuthorization:
     record = await add_authorization(store)
-    async with store.transaction() as tx:
-        assert await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=Status.APPROVED,
-            now=T0 + timedelta(seconds=30),
-            user_id=user.id,
-        )
+    assert await transition(
+        store, record.id, Status.PENDING, Status.APPROVED, now=T0 + timedelta(seconds=30), user=user
+    )
     return await reload(store)
+
+
+def clashing(colliding: str, label: str) -> NewDeviceAuthorization:
+    """A new authorization whose device or user code is the one of ``label``."""
+    if colliding == "device code":
+        return new_authorization("clash", device_code_hash=digest(f"device:{label}"))
+    return new_authorization("clash", user_code_hash=digest(f"user:{label}"))
 
 
 # --- clients -------------------------------------------------------------------------
@@ -155,7 +173,7 @@ async def test_duplicate_client_id_raises_value_error_and_keeps_the_first(
     async with store.transaction() as tx:
         await tx.clients.add(CLIENT)
     async with store.transaction() as tx:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="already exists"):
             await tx.clients.add(replace(CLIENT, name="impostor"))
         # The failed insert must not poison the transaction.
         await tx.clients.add(replace(CLIENT, client_id="other"))
@@ -192,7 +210,7 @@ async def test_duplicate_username_raises_value_error(store: SqlStore) -> None:
     async with store.transaction() as tx:
         alice = await tx.users.add("alice", None, T0)
     async with store.transaction() as tx:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="already exists"):
             await tx.users.add("alice", "$argon2id$other", T0)
         await tx.users.add("bob", None, T0)
     async with store.transaction() as tx:
@@ -259,17 +277,16 @@ async def test_unknown_codes_read_as_none(store: SqlStore) -> None:
         assert await tx.device_authorizations.get_by_user_code(digest("device:a")) is None
 
 
-@pytest.mark.parametrize("colliding", ["device_code_hash", "user_code_hash"])
+@pytest.mark.parametrize("colliding", ["device code", "user code"])
 async def test_duplicate_code_raises_and_leaves_the_transaction_usable(
     store: SqlStore, colliding: str
 ) -> None:
     await seed(store)
     first = await add_authorization(store, "first")
-    clash = {colliding: digest(f"{colliding.split('_')[0]}:first")}
     async with store.transaction() as tx:
         before = await tx.device_authorizations.add(new_authorization("before"))
         with pytest.raises(DuplicateCode):
-            await tx.device_authorizations.add(new_authorization("clash", **clash))
+            await tx.device_authorizations.add(clashing(colliding, "first"))
         # The service retries with fresh codes in the same transaction.
         after = await tx.device_authorizations.add(new_authorization("after"))
     async with store.transaction() as tx:
@@ -282,14 +299,13 @@ async def test_duplicate_code_raises_and_leaves_the_transaction_usable(
         assert await repo.get_by_user_code(digest("user:clash")) is None
 
 
-@pytest.mark.parametrize("colliding", ["device_code_hash", "user_code_hash"])
+@pytest.mark.parametrize("colliding", ["device code", "user code"])
 async def test_duplicate_code_within_one_transaction(store: SqlStore, colliding: str) -> None:
     await seed(store)
-    clash = {colliding: digest(f"{colliding.split('_')[0]}:a")}
     async with store.transaction() as tx:
         first = await tx.device_authorizations.add(new_authorization("a"))
         with pytest.raises(DuplicateCode):
-            await tx.device_authorizations.add(new_authorization("clash", **clash))
+            await tx.device_authorizations.add(clashing(colliding, "a"))
     assert await reload(store, "a") == first
 
 
@@ -360,14 +376,9 @@ async def test_approval_stamps_time_and_user_and_happens_once(store: SqlStore) -
         mallory = await tx.users.add("mallory", None, T0)
     record = await add_authorization(store)
     approved_at = T0 + timedelta(seconds=30, microseconds=1)
-    async with store.transaction() as tx:
-        assert await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=Status.APPROVED,
-            now=approved_at,
-            user_id=alice.id,
-        )
+    assert await transition(
+        store, record.id, Status.PENDING, Status.APPROVED, now=approved_at, user=alice
+    )
     approved = await reload(store)
     assert approved.status is Status.APPROVED
     assert approved.approved_at == approved_at
@@ -375,24 +386,15 @@ async def test_approval_stamps_time_and_user_and_happens_once(store: SqlStore) -
     assert approved.user_id == alice.id
     assert (approved.denied_at, approved.consumed_at) == (None, None)
 
-    async with store.transaction() as tx:
-        repo = tx.device_authorizations
-        # A second approval (double submit, another user) changes nothing.
-        assert not await repo.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=Status.APPROVED,
-            now=approved_at + timedelta(seconds=1),
-            user_id=mallory.id,
-        )
-        # Nor can the approved record be denied afterwards.
-        assert not await repo.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=Status.DENIED,
-            now=approved_at + timedelta(seconds=1),
-            user_id=mallory.id,
-        )
+    later = approved_at + timedelta(seconds=1)
+    # A second approval (double submit, another user) changes nothing.
+    assert not await transition(
+        store, record.id, Status.PENDING, Status.APPROVED, now=later, user=mallory
+    )
+    # Nor can the approved record be denied afterwards.
+    assert not await transition(
+        store, record.id, Status.PENDING, Status.DENIED, now=later, user=mallory
+    )
     assert await reload(store) == approved
 
 
@@ -400,25 +402,20 @@ async def test_denial_stamps_time_and_user_and_blocks_approval(store: SqlStore) 
     user = await seed(store)
     record = await add_authorization(store)
     denied_at = T0 + timedelta(seconds=20)
-    async with store.transaction() as tx:
-        assert await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=Status.DENIED,
-            now=denied_at,
-            user_id=user.id,
-        )
+    assert await transition(
+        store, record.id, Status.PENDING, Status.DENIED, now=denied_at, user=user
+    )
     denied = await reload(store)
     assert (denied.status, denied.denied_at, denied.user_id) == (Status.DENIED, denied_at, user.id)
     assert denied.approved_at is None
-    async with store.transaction() as tx:
-        assert not await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=Status.APPROVED,
-            now=denied_at + timedelta(seconds=1),
-            user_id=user.id,
-        )
+    assert not await transition(
+        store,
+        record.id,
+        Status.PENDING,
+        Status.APPROVED,
+        now=denied_at + timedelta(seconds=1),
+        user=user,
+    )
     assert await reload(store) == denied
 
 
@@ -426,35 +423,24 @@ async def test_consumption_happens_once_only(store: SqlStore) -> None:
     user = await seed(store)
     approved = await approved_authorization(store, user)
     consumed_at = T0 + timedelta(seconds=35)
-    async with store.transaction() as tx:
-        assert await tx.device_authorizations.transition(
-            approved.id, from_status=Status.APPROVED, to_status=Status.CONSUMED, now=consumed_at
-        )
+    assert await transition(store, approved.id, Status.APPROVED, Status.CONSUMED, now=consumed_at)
     consumed = await reload(store)
     assert consumed.status is Status.CONSUMED
     assert consumed.consumed_at == consumed_at
     # Consuming keeps who approved it and when.
     assert (consumed.user_id, consumed.approved_at) == (user.id, approved.approved_at)
-    async with store.transaction() as tx:
-        assert not await tx.device_authorizations.transition(
-            approved.id,
-            from_status=Status.APPROVED,
-            to_status=Status.CONSUMED,
-            now=consumed_at + timedelta(seconds=5),
-        )
+    assert not await transition(
+        store, approved.id, Status.APPROVED, Status.CONSUMED, now=consumed_at + timedelta(seconds=5)
+    )
     assert await reload(store) == consumed
 
 
 async def test_a_pending_record_cannot_be_consumed(store: SqlStore) -> None:
     await seed(store)
     record = await add_authorization(store)
-    async with store.transaction() as tx:
-        assert not await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.APPROVED,
-            to_status=Status.CONSUMED,
-            now=T0 + timedelta(seconds=5),
-        )
+    assert not await transition(
+        store, record.id, Status.APPROVED, Status.CONSUMED, now=T0 + timedelta(seconds=5)
+    )
     assert await reload(store) == record
 
 
@@ -462,46 +448,31 @@ async def test_a_pending_record_cannot_be_consumed(store: SqlStore) -> None:
 async def test_no_decision_on_an_expired_record(store: SqlStore, to_status: Status) -> None:
     user = await seed(store)
     record = await add_authorization(store)
-    async with store.transaction() as tx:
-        # Expired means now >= expires_at, to the microsecond (DeviceAuthorization.is_expired).
-        assert not await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=to_status,
-            now=record.expires_at,
-            user_id=user.id,
-        )
-        assert not await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=to_status,
-            now=record.expires_at + timedelta(hours=1),
-            user_id=user.id,
+    expiry = record.expires_at
+    # Expired means now >= expires_at, to the microsecond (DeviceAuthorization.is_expired).
+    for too_late in (expiry, expiry + timedelta(hours=1)):
+        assert not await transition(
+            store, record.id, Status.PENDING, to_status, now=too_late, user=user
         )
     assert await reload(store) == record
-    async with store.transaction() as tx:
-        # One microsecond before expiry the decision still counts.
-        assert await tx.device_authorizations.transition(
-            record.id,
-            from_status=Status.PENDING,
-            to_status=to_status,
-            now=record.expires_at - timedelta(microseconds=1),
-            user_id=user.id,
-        )
+    # One microsecond before expiry the decision still counts.
+    assert await transition(
+        store,
+        record.id,
+        Status.PENDING,
+        to_status,
+        now=expiry - timedelta(microseconds=1),
+        user=user,
+    )
     assert (await reload(store)).status is to_status
 
 
 async def test_transition_of_unknown_authorization_is_false(store: SqlStore) -> None:
     user = await seed(store)
     record = await add_authorization(store)
-    async with store.transaction() as tx:
-        assert not await tx.device_authorizations.transition(
-            record.id + 1000,
-            from_status=Status.PENDING,
-            to_status=Status.APPROVED,
-            now=T0,
-            user_id=user.id,
-        )
+    assert not await transition(
+        store, record.id + 1000, Status.PENDING, Status.APPROVED, now=T0, user=user
+    )
 
 
 # --- api keys ------------------------------------------------------------------------
@@ -557,7 +528,7 @@ async def test_one_key_per_device_authorization(store: SqlStore) -> None:
             new_key("first", user_id=user.id, device_authorization_id=record.id)
         )
     async with store.transaction() as tx:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="one key per device authorization"):
             await tx.api_keys.add(
                 new_key("second", user_id=user.id, device_authorization_id=record.id)
             )
@@ -605,17 +576,30 @@ async def test_list_for_user_and_count_for_authorization(store: SqlStore) -> Non
         assert await tx.api_keys.count_for_authorization(bobs.id + 1000) == 0
 
 
+async def test_list_all_gives_every_key_with_its_owner(store: SqlStore) -> None:
+    alice = await seed(store, "alice")
+    async with store.transaction() as tx:
+        bob = await tx.users.add("bob", None, T0)
+        first = await tx.api_keys.add(new_key("a", user_id=alice.id, device_authorization_id=None))
+        second = await tx.api_keys.add(new_key("b", user_id=bob.id, device_authorization_id=None))
+    async with store.transaction() as tx:
+        assert await tx.api_keys.list_all() == [(first, alice), (second, bob)]
+
+
 # --- transactions --------------------------------------------------------------------
 
 
 async def test_a_transaction_that_raises_rolls_back_everything(store: SqlStore) -> None:
-    with pytest.raises(Boom):
+    async def write_everything_then_fail() -> None:
         async with store.transaction() as tx:
             await tx.clients.add(CLIENT)
             user = await tx.users.add("alice", None, T0)
             record = await tx.device_authorizations.add(new_authorization("a"))
             await tx.api_keys.add(new_key("a", user_id=user.id, device_authorization_id=record.id))
             raise Boom
+
+    with pytest.raises(Boom):
+        await write_everything_then_fail()
     async with store.transaction() as tx:
         assert await tx.clients.list() == []
         assert await tx.users.count() == 0
@@ -637,10 +621,14 @@ async def test_an_error_from_the_callers_code_is_not_reported_as_the_database(
     "the database is unavailable" with the traceback cut off."""
     await seed(store)
     error = error_type("the key service did not answer")
-    with pytest.raises(error_type) as raised:
+
+    async def start_then_fail() -> None:
         async with store.transaction() as tx:
             await tx.device_authorizations.add(new_authorization("a"))
             raise error
+
+    with pytest.raises(error_type) as raised:
+        await start_then_fail()
     assert raised.value is error
     async with store.transaction() as tx:
         assert await tx.device_authorizations.get_by_device_code(digest("device:a")) is None
@@ -652,7 +640,8 @@ async def test_failed_issuance_rolls_back_the_consumption(store: SqlStore) -> No
     next poll, not an error until expiry."""
     user = await seed(store)
     approved = await approved_authorization(store, user)
-    with pytest.raises(Boom):
+
+    async def consume_then_fail_to_issue() -> None:
         async with store.transaction() as tx:
             assert await tx.device_authorizations.transition(
                 approved.id,
@@ -664,6 +653,9 @@ async def test_failed_issuance_rolls_back_the_consumption(store: SqlStore) -> No
                 new_key("a", user_id=user.id, device_authorization_id=approved.id)
             )
             raise Boom
+
+    with pytest.raises(Boom):
+        await consume_then_fail_to_issue()
     assert await reload(store) == approved
     async with store.transaction() as tx:
         assert await tx.api_keys.count_for_authorization(approved.id) == 0
@@ -738,14 +730,14 @@ async def test_concurrent_approvals_of_one_code_no_double_approval(store: SqlSto
 
     async def approve(user: User) -> bool:
         await start.wait()
-        async with store.transaction() as tx:
-            return await tx.device_authorizations.transition(
-                record.id,
-                from_status=Status.PENDING,
-                to_status=Status.APPROVED,
-                now=T0 + timedelta(seconds=30),
-                user_id=user.id,
-            )
+        return await transition(
+            store,
+            record.id,
+            Status.PENDING,
+            Status.APPROVED,
+            now=T0 + timedelta(seconds=30),
+            user=user,
+        )
 
     racers = [asyncio.ensure_future(approve(user)) for user in users]
     await asyncio.sleep(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,13 +9,11 @@ import pytest
 from devicelink.core.models import Client, NewDeviceAuthorization
 from devicelink.storage import SqlStore
 
+from .conftest import digest
+
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 11, 29, 12, 0, 0, 654321, tzinfo=UTC)
-
-
-def digest(label: str) -> bytes:
-    return hashlib.sha256(label.encode()).digest()
 
 
 async def test_browser_session_round_trips_its_data_and_user(store: SqlStore) -> None:
@@ -55,7 +52,8 @@ async def test_browser_session_data_is_replaced_and_deletion_ends_it(store: SqlS
         await tx.browser_sessions.set_data(added.id, {"b": "2"})
     async with store.transaction() as tx:
         found = await tx.browser_sessions.get(digest("s1"), now=T0)
-        assert found is not None and found.data == {"b": "2"}
+        assert found is not None
+        assert found.data == {"b": "2"}
         await tx.browser_sessions.delete(added.id)
     async with store.transaction() as tx:
         assert await tx.browser_sessions.get(digest("s1"), now=T0) is None
@@ -70,7 +68,9 @@ async def test_upstream_users_are_found_by_provider_and_subject(store: SqlStore)
     async with store.transaction() as tx:
         found = await tx.users.get_by_subject("oidc", "https://idp|u-1")
         assert found == upstream
-        assert found.provider == "oidc" and found.subject == "https://idp|u-1"
+        assert found is not None
+        assert found.provider == "oidc"
+        assert found.subject == "https://idp|u-1"
         assert await tx.users.get_by_subject("oidc", "https://idp|u-2") is None
         assert await tx.users.get_by_subject("local", "https://idp|u-1") is None
 
@@ -78,7 +78,7 @@ async def test_upstream_users_are_found_by_provider_and_subject(store: SqlStore)
 async def test_the_same_upstream_subject_cannot_be_two_users(store: SqlStore) -> None:
     async with store.transaction() as tx:
         await tx.users.add("a", None, T0, provider="oidc", subject="https://idp|u-1")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="already exists"):
             await tx.users.add("b", None, T0, provider="oidc", subject="https://idp|u-1")
         assert await tx.users.count() == 1
 
@@ -90,8 +90,11 @@ async def test_set_password_replaces_the_hash_of_that_user_only(store: SqlStore)
         assert await tx.users.set_password(alice.id, "new-a")
         assert not await tx.users.set_password(alice.id + bob.id + 100, "nobody")
     async with store.transaction() as tx:
-        assert (await tx.users.get(alice.id)).password_hash == "new-a"  # type: ignore[union-attr]
-        assert (await tx.users.get(bob.id)).password_hash == "old-b"  # type: ignore[union-attr]
+        alice_after, bob_after = await tx.users.get(alice.id), await tx.users.get(bob.id)
+    assert alice_after is not None
+    assert alice_after.password_hash == "new-a"
+    assert bob_after is not None
+    assert bob_after.password_hash == "old-b"
 
 
 async def test_authorization_is_read_with_its_client_in_one_call(store: SqlStore) -> None:

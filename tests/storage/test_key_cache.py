@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,14 +30,7 @@ from devicelink.storage.fast_path import AsyncpgFastPath
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
-TABLES = (
-    "audit_events",
-    "browser_sessions",
-    "api_keys",
-    "device_authorizations",
-    "users",
-    "clients",
-)
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 CLI = ClientCredentials("devicelink-cli")
 HASHER = CodeHasher(b"key-cache-test-secret-".ljust(40, b"x"))
 
@@ -53,7 +46,11 @@ class Processes:
     keys: dict[str, list[str]]
 
 
-async def until(condition, limit: float = 10.0) -> float:
+def clock() -> datetime:
+    return NOW
+
+
+async def until(condition: Callable[[], bool], limit: float = 10.0) -> float:
     """Seconds until ``condition()`` held (fails after ``limit`` seconds)."""
     started = time.monotonic()
     while not condition():
@@ -74,25 +71,22 @@ async def refused_within(service: KeyService, token: str, limit: float = 5.0) ->
 
 
 @pytest.fixture
-async def processes(postgres_database: str) -> AsyncIterator[Processes]:
-    store = SqlStore(create_engine_for_url(postgres_database, pool_size=2, max_overflow=0))
-    other = SqlStore(create_engine_for_url(postgres_database, pool_size=2, max_overflow=0))
-    now = datetime.now(UTC)
+async def processes(empty_postgres: str) -> AsyncIterator[Processes]:
+    store = SqlStore(create_engine_for_url(empty_postgres, pool_size=2, max_overflow=0))
+    other = SqlStore(create_engine_for_url(empty_postgres, pool_size=2, max_overflow=0))
     keys: dict[str, list[str]] = {"alice": [], "bob": []}
     async with store.transaction() as tx:
-        for table in TABLES:
-            await tx.connection.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
         await tx.clients.add(
             Client(
                 client_id="devicelink-cli",
                 name="CLI",
                 scopes=("api",),
                 key_lifetime=None,
-                created_at=now,
+                created_at=NOW,
             )
         )
         for name in keys:
-            user = await tx.users.add(name, None, now)
+            user = await tx.users.add(name, None, NOW)
             for n in range(2):
                 token = new_api_key()
                 await tx.api_keys.add(
@@ -103,24 +97,24 @@ async def processes(postgres_database: str) -> AsyncIterator[Processes]:
                         client_id="devicelink-cli",
                         device_authorization_id=None,
                         scope=("api",),
-                        created_at=now,
-                        expires_at=now + timedelta(days=1),
+                        created_at=NOW,
+                        expires_at=NOW + timedelta(days=1),
                     )
                 )
                 keys[name].append(token)
-    hot = await AsyncpgFastPath.connect(postgres_database, max_size=2, key_cache_size=100)
-    hot.RECONNECT_SECONDS = 0.05
-    hot.HEARTBEAT_SECONDS = 0.1
-    hot.HEARTBEAT_TIMEOUT = 0.5
+    hot = await AsyncpgFastPath.connect(empty_postgres, max_size=2, key_cache_size=100)
+    hot.listener.RECONNECT_SECONDS = 0.05
+    hot.listener.HEARTBEAT_SECONDS = 0.1
+    hot.listener.HEARTBEAT_TIMEOUT = 0.5
     store.on_commit_announce(hot.changed)
     try:
         await until(lambda: hot.cache.live)
         yield Processes(
-            here=KeyService(store, HASHER, fast_path=hot),
+            here=KeyService(store, HASHER, clock, fast_path=hot),
             hot=hot,
             store=store,
-            elsewhere=KeyService(other, HASHER),
-            elsewhere_admin=AdminService(other),
+            elsewhere=KeyService(other, HASHER, clock),
+            elsewhere_admin=AdminService(other, clock),
             elsewhere_store=other,
             keys=keys,
         )
@@ -148,7 +142,7 @@ async def test_a_key_checked_again_is_answered_from_memory_as_from_the_database(
     token = p.keys["alice"][0]
     await warm(p, token)
     remembered = await p.here.authenticate(token)
-    read = await KeyService(p.store, HASHER).authenticate(token)
+    read = await KeyService(p.store, HASHER, clock).authenticate(token)
     assert remembered == read
     assert remembered.user.username == "alice"
 
@@ -195,7 +189,7 @@ async def test_disabling_an_account_elsewhere_refuses_all_its_keys_and_only_them
 
 
 async def test_a_revocation_while_the_listening_connection_is_down_is_not_missed(
-    processes: Processes, postgres_database: str
+    processes: Processes,
 ) -> None:
     """The connection that hears of changes is cut (an administrator's
     pg_terminate_backend, a failover): the cache empties and stays unused until it
@@ -213,8 +207,8 @@ async def test_a_revocation_while_the_listening_connection_is_down_is_not_missed
         assert terminated == 1
         # Revoked in the same transaction as the cut: no notification can reach us.
         await conn.execute(
-            text("UPDATE api_keys SET revoked_at = now() WHERE key_hash = :h"),
-            {"h": HASHER.api_key(token)},
+            text("UPDATE api_keys SET revoked_at = :now WHERE key_hash = :h"),
+            {"now": NOW, "h": HASHER.api_key(token)},
         )
     await until(lambda: not p.hot.cache.live or len(p.hot.cache) == 0)
     with pytest.raises(InvalidToken):
@@ -234,7 +228,7 @@ async def test_when_notifications_silently_stop_arriving_the_cache_stops_answeri
     p = processes
     token, other_token = p.keys["bob"]
     await warm(p, token)
-    listener = p.hot._listener
+    listener = p.hot.listener.connection
     assert listener is not None
     await listener.execute("UNLISTEN *")
     assert await p.elsewhere.revoke(CLI, token) is True  # announced, but unheard

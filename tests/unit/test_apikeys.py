@@ -52,7 +52,8 @@ def test_fresh_keys_have_the_documented_shape() -> None:
     for key in keys:
         assert KEY_SHAPE.match(key), key
         assert len(key) == API_KEY_LENGTH == 54
-        assert key.startswith(API_KEY_PREFIX) and API_KEY_PREFIX == "dlk_"
+        assert key.startswith(API_KEY_PREFIX)
+        assert API_KEY_PREFIX == "dlk_"
     assert len(set(keys)) == len(keys)
 
 

@@ -92,8 +92,8 @@ ERROR_TABLE = [
 ALL_ERROR_CLASSES = [p.values[0] for p in ERROR_TABLE]
 
 
-def _subclasses(cls: type) -> set[type]:
-    found = set()
+def _subclasses(cls: type[Exception]) -> set[type[Exception]]:
+    found: set[type[Exception]] = set()
     for sub in cls.__subclasses__():
         found |= {sub} | _subclasses(sub)
     return found

@@ -106,7 +106,9 @@ def test_size_and_age_are_bounded() -> None:
     for key_id in range(1, 6):
         cache.put(f"h{key_id}".encode(), key(key_id), ALICE, generation=cache.generation)
     assert len(cache) == 3
-    assert cache.get(b"h1") is None and cache.get(b"h2") is None  # the oldest went first
+    # the oldest went first
+    assert cache.get(b"h1") is None
+    assert cache.get(b"h2") is None
     assert cache.get(b"h5") is not None
     clock.now += 61
     assert cache.get(b"h5") is None

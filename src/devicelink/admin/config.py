@@ -52,17 +52,24 @@ def describe(settings: Settings, name: str) -> str:
             return f"{MASK} (set, {len(value.get_secret_value())} characters)"
         return "(empty)"
     if value is None:
-        if name == "secret_key":
-            if not settings.is_development():
-                return "(not set)"
-            kept = settings.data_dir / SECRET_FILE
-            state = "kept in" if kept.exists() else "generated at start in"
-            return f"(not set: development, {state} {kept})"
-        if name == "database_url":
-            return f"(not set: embedded SQLite {settings.effective_database_url()[10:]})"
-        return "(not set)"
+        return _describe_unset(settings, name)
     if name in _URL_SETTINGS:
         return mask_url(str(value))
+    return _describe_plain(value)
+
+
+def _describe_unset(settings: Settings, name: str) -> str:
+    """What an unset setting falls back to."""
+    if name == "secret_key" and settings.is_development():
+        kept = settings.data_dir / SECRET_FILE
+        state = "kept in" if kept.exists() else "generated at start in"
+        return f"(not set: development, {state} {kept})"
+    if name == "database_url":
+        return f"(not set: embedded SQLite {settings.effective_database_url()[10:]})"
+    return "(not set)"
+
+
+def _describe_plain(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():

@@ -1,12 +1,15 @@
 """The CLI side of the device flow. Needs only httpx and the CLI extras; never imports
 server code, so ``pip install devicelink`` gives a CLI author the client alone.
 
-- ``flow``: the sans-IO device flow (RFC 8628), discovery (RFC 8414), revocation
-  (RFC 7009) and the key check, as generators that yield commands;
+- ``flow``: the sans-IO device flow (RFC 8628), revocation (RFC 7009) and the key
+  check, as generators that yield the commands of ``messages``; ``discovery`` (RFC 8414),
+  ``pacing`` (when to send), ``wire`` (what is sent and how answers are read) and
+  ``urls`` (the canonical server URL) serve them;
 - ``http``: drivers that run those generators on httpx, sync and async, and
   :class:`DeviceFlowClient` / :class:`AsyncDeviceFlowClient`;
 - ``errors``: the typed failures, each with a message for the user;
-- ``credentials``: the key per server, in the OS keyring or a private file;
+- ``credentials``: a stored key; ``store``: the key per server, in the OS keyring
+  (``keyring_store``) or a private file (``file_store``);
 - ``api``: :func:`login`, :func:`whoami`, :func:`logout` for programs;
 - ``commands``: the ``login / status / token / logout`` commands, and
   :func:`make_auth_group` for a host CLI to mount them as its own.
@@ -24,34 +27,23 @@ from devicelink.client.api import (
 from devicelink.client.commands import AuthConfig, ClientHooks, ExitCode, make_auth_group
 from devicelink.client.credentials import (
     Credential,
-    CredentialStore,
     CredentialStoreError,
     InsecureCredentialsFileError,
 )
+from devicelink.client.discovery import discover
 from devicelink.client.errors import (
-    AccessDenied,
+    BadServerURL,
+    ClientIdRefused,
+    DeviceCodeRefused,
     DeviceFlowError,
     DiscoveryFailed,
-    ExpiredToken,
-    InvalidClient,
-    InvalidGrant,
-    InvalidToken,
+    KeyRefused,
+    LoginDenied,
+    LoginExpired,
     ServerRejected,
     ServerUnreachable,
 )
-from devicelink.client.flow import (
-    CodeIssued,
-    ConnectionLost,
-    DeviceAuthorization,
-    Endpoints,
-    Send,
-    Sleep,
-    Token,
-    device_flow,
-    discover,
-    revoke_flow,
-    whoami_flow,
-)
+from devicelink.client.flow import device_flow, revoke_flow, whoami_flow
 from devicelink.client.http import (
     USER_AGENT,
     AsyncDeviceFlowClient,
@@ -59,30 +51,42 @@ from devicelink.client.http import (
     arun_device_flow,
     run_device_flow,
 )
+from devicelink.client.messages import (
+    CodeIssued,
+    ConnectionLost,
+    DeviceAuthorization,
+    Endpoints,
+    Send,
+    Sleep,
+    Token,
+)
+from devicelink.client.store import CredentialStore
+from devicelink.client.urls import normalise_server
 
 __all__ = [
     "DEFAULT_SERVER",
     "USER_AGENT",
-    "AccessDenied",
     "AsyncDeviceFlowClient",
     "AuthConfig",
+    "BadServerURL",
     "ClientHooks",
+    "ClientIdRefused",
     "CodeIssued",
     "ConnectionLost",
     "Credential",
     "CredentialStore",
     "CredentialStoreError",
     "DeviceAuthorization",
+    "DeviceCodeRefused",
     "DeviceFlowClient",
     "DeviceFlowError",
     "DiscoveryFailed",
     "Endpoints",
     "ExitCode",
-    "ExpiredToken",
     "InsecureCredentialsFileError",
-    "InvalidClient",
-    "InvalidGrant",
-    "InvalidToken",
+    "KeyRefused",
+    "LoginDenied",
+    "LoginExpired",
     "LogoutResult",
     "Send",
     "ServerRejected",
@@ -97,6 +101,7 @@ __all__ = [
     "login",
     "logout",
     "make_auth_group",
+    "normalise_server",
     "revoke_flow",
     "run_device_flow",
     "whoami",

@@ -1,7 +1,7 @@
 """The client library for a program that signs its user in: log in, check, revoke.
 
 Three calls cover what a command-line tool needs; each takes the server URL and a
-:class:`~devicelink.client.credentials.CredentialStore` (one per process)::
+:class:`~devicelink.client.store.CredentialStore` (one per process)::
 
     from devicelink.client import CredentialStore, login, logout, whoami
 
@@ -36,14 +36,8 @@ from typing import Any
 
 import httpx
 
-from devicelink.client.credentials import (
-    DEFAULT_TOKEN_ENV,
-    Credential,
-    CredentialStore,
-    normalize_server,
-)
-from devicelink.client.errors import DeviceFlowError, InvalidToken
-from devicelink.client.flow import DeviceAuthorization, Token
+from devicelink.client.credentials import DEFAULT_TOKEN_ENV, Credential
+from devicelink.client.errors import DeviceFlowError, KeyRefused
 from devicelink.client.http import (
     DEFAULT_CLIENT_ID,
     DEFAULT_TIMEOUT,
@@ -52,6 +46,9 @@ from devicelink.client.http import (
     OnWait,
     show_code_on_stderr,
 )
+from devicelink.client.messages import DeviceAuthorization, Token
+from devicelink.client.store import CredentialStore
+from devicelink.client.urls import normalise_server
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 """The server of ``devicelink serve`` on its embedded default."""
@@ -136,16 +133,17 @@ def resolve_server(
     """The server a command talks to, normalised: ``explicit`` (``--server``), else the
     ``env_var`` variable, else the server last logged in to (``store``), else ``default``.
 
-    Raises ValueError for a URL that is not one (the message names it).
+    Raises :class:`~devicelink.client.errors.BadServerURL` (a ``ValueError``) for a URL
+    that is not one.
     """
     env = os.environ if env is None else env
     from_env = env.get(env_var, "").strip()
     if explicit is not None and explicit.strip():
-        return normalize_server(explicit)
+        return normalise_server(explicit)
     if from_env:
-        return normalize_server(from_env)
+        return normalise_server(from_env)
     remembered = store.default_server() if store is not None else None
-    return normalize_server(remembered or default)
+    return normalise_server(remembered or default)
 
 
 def owner_name(owner: Mapping[str, Any]) -> str | None:
@@ -219,13 +217,15 @@ def sign_in(
     on_wait: OnWait | None = None,
     open_browser: bool | None = None,
     browser: BrowserOpener | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Credential:
     """Run the device flow on ``client`` and return the credential, without storing it.
 
     ``on_code`` shows the code and the link (first); then, if ``open_browser`` (``None``:
     :func:`browser_plausible`), ``browser`` (default :func:`open_in_browser`) opens
-    ``verification_uri_complete``. The
-    owner's name and the key's expiry come from ``/api/me`` when the server answers it.
+    ``verification_uri_complete``. The owner's name and the key's expiry come from
+    ``/api/me`` when the server answers it. ``clock`` (default: the wall clock, in UTC)
+    dates the key's arrival.
     """
     should_open = browser_plausible() if open_browser is None else open_browser
 
@@ -236,15 +236,13 @@ def sign_in(
             opener(authorization.verification_uri_complete or authorization.verification_uri)
 
     token = client.login(on_code=code_issued, on_wait=on_wait)
-    issued_at = time.time()
+    arrived = clock() if clock is not None else datetime.now(UTC)
     owner: dict[str, Any] | None
     try:
         owner = client.whoami(token)
     except DeviceFlowError:
         owner = None  # a server without /api/me: the key is good, its owner unknown
-    return credential_from_token(
-        token, client_id=client.client_id, owner=owner, issued_at=issued_at
-    )
+    return credential_from_token(token, client_id=client.client_id, owner=owner, now=arrived)
 
 
 def login(
@@ -276,11 +274,10 @@ def login(
       an ``httpx.MockTransport`` and a ``sleep`` that does not wait).
 
     Raises the :class:`~devicelink.client.errors.DeviceFlowError` subclasses
-    (``AccessDenied``, ``ExpiredToken``, ``ServerUnreachable`` ...) and
+    (``LoginDenied``, ``LoginExpired``, ``ServerUnreachable`` ...) and
     :class:`~devicelink.client.credentials.CredentialStoreError`.
     """
-    store = store if store is not None else CredentialStore()
-    target = resolve_server(server, store=store)
+    store, target = _store_and_target(server, store)
     with DeviceFlowClient(
         target, client_id, scope=scope, timeout=timeout, transport=transport, sleep=sleep
     ) as client:
@@ -303,15 +300,14 @@ def whoami(
     """The owner of the key for ``server`` according to its ``/api/me``.
 
     The key is ``token`` if given, else the store's (``DEVICELINK_TOKEN``, or the
-    store's ``token_env``, overrides the stored one). Raises :class:`InvalidToken` when
+    store's ``token_env``, overrides the stored one). Raises :class:`KeyRefused` when
     there is no key or the server refuses it.
     """
-    store = store if store is not None else CredentialStore()
-    target = resolve_server(server, store=store)
+    store, target = _store_and_target(server, store)
     if token is None:
         credential = store.resolve(target)
         if credential is None:
-            raise InvalidToken(f"not logged in to {target}")
+            raise KeyRefused(f"not logged in to {target}")
         token = credential.access_token
     with DeviceFlowClient(
         target, None, timeout=timeout, transport=transport, sleep=sleep
@@ -322,13 +318,15 @@ def whoami(
 @dataclass(frozen=True)
 class LogoutResult:
     """What :func:`logout` did. ``revoked`` is ``False`` when the server could not be told
-    (``error`` says why); the local copy is forgotten either way."""
+    (``error`` says why); the local copy is forgotten either way. ``expires_at``: when the
+    forgotten key expires (until then an unrevoked key keeps working)."""
 
     server: str
     had_credential: bool
     revoked: bool
     removed: bool
     error: DeviceFlowError | None = None
+    expires_at: datetime | None = None
 
 
 def logout(
@@ -347,26 +345,37 @@ def logout(
     result says it was not revoked (``revoked=False``, ``error``). The key in
     ``DEVICELINK_TOKEN`` is not touched.
     """
-    store = store if store is not None else CredentialStore()
-    target = resolve_server(server, store=store)
+    store, target = _store_and_target(server, store)
     credential = store.get(target)
     if credential is None:
         return LogoutResult(target, had_credential=False, revoked=False, removed=False)
     error: DeviceFlowError | None = None
     revoked = False
+    client_id = credential.client_id or client_id
     with DeviceFlowClient(
-        target,
-        credential.client_id or client_id,
-        timeout=timeout,
-        transport=transport,
-        sleep=sleep,
+        target, client_id, timeout=timeout, transport=transport, sleep=sleep
     ) as client:
         try:
             revoked = client.revoke(credential.access_token)
         except DeviceFlowError as exc:
             error = exc
     removed = store.delete(target)
-    return LogoutResult(target, had_credential=True, revoked=revoked, removed=removed, error=error)
+    return LogoutResult(
+        target,
+        had_credential=True,
+        revoked=revoked,
+        removed=removed,
+        error=error,
+        expires_at=credential.expires_at,
+    )
+
+
+def _store_and_target(
+    server: str | None, store: CredentialStore | None
+) -> tuple[CredentialStore, str]:
+    """The store (devicelink's own by default) and the server it resolves ``server`` to."""
+    store = store if store is not None else CredentialStore()
+    return store, resolve_server(server, store=store)
 
 
 __all__ = [

@@ -6,7 +6,10 @@ section 3.5, RFC 6750 section 3.1) name it in ``error``; the server's
 ``error_description`` is kept in ``description``, cleaned of control characters, because
 it comes from the network and may end up on a terminal.
 
-This module does not decide when an error is raised: that is ``devicelink.client.flow``.
+The names say what happened to the user's login, not the wire code, so that they are
+never mistaken for the server's own errors in ``devicelink.core.errors``.
+
+This module does not decide when an error is raised: the flows do.
 """
 
 from __future__ import annotations
@@ -34,35 +37,35 @@ class DeviceFlowError(Exception):
         super().__init__(self.message)
 
 
-class AccessDenied(DeviceFlowError):
+class LoginDenied(DeviceFlowError):
     """RFC 8628 section 3.5 ``access_denied``: the user pressed Deny."""
 
     error = "access_denied"
     default_message = "the sign-in was denied in the browser"
 
 
-class ExpiredToken(DeviceFlowError):
+class LoginExpired(DeviceFlowError):
     """RFC 8628 section 3.5 ``expired_token``, or the client reached ``expires_in`` itself."""
 
     error = "expired_token"
     default_message = "the code expired before the sign-in was approved; start the login again"
 
 
-class InvalidGrant(DeviceFlowError):
+class DeviceCodeRefused(DeviceFlowError):
     """RFC 6749 section 5.2 ``invalid_grant``: the device code is unknown or already used."""
 
     error = "invalid_grant"
     default_message = "the server no longer accepts this login's code; start the login again"
 
 
-class InvalidClient(DeviceFlowError):
+class ClientIdRefused(DeviceFlowError):
     """RFC 6749 section 5.2 ``invalid_client``: the server does not know this client id."""
 
     error = "invalid_client"
     default_message = "the server does not accept this client id; check the client id setting"
 
 
-class InvalidToken(DeviceFlowError):
+class KeyRefused(DeviceFlowError):
     """RFC 6750 section 3.1 ``invalid_token``: the API key was refused (401)."""
 
     error = "invalid_token"
@@ -112,14 +115,25 @@ class DiscoveryFailed(DeviceFlowError):
     default_message = "the server's OAuth metadata could not be read; check the server address"
 
 
+class BadServerURL(DiscoveryFailed, ValueError):
+    """The server address is not an http(s) URL a server can have.
+
+    Also a ``ValueError``: credentials and ``--server`` treat it as a bad value, the flows
+    as a server that cannot be discovered.
+    """
+
+    default_message = "the server URL is not one (expected https://host[/path])"
+
+
 __all__ = [
-    "AccessDenied",
+    "BadServerURL",
+    "ClientIdRefused",
+    "DeviceCodeRefused",
     "DeviceFlowError",
     "DiscoveryFailed",
-    "ExpiredToken",
-    "InvalidClient",
-    "InvalidGrant",
-    "InvalidToken",
+    "KeyRefused",
+    "LoginDenied",
+    "LoginExpired",
     "ServerRejected",
     "ServerUnreachable",
 ]

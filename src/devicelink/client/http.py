@@ -23,7 +23,9 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from devicelink import __version__
-from devicelink.client.flow import (
+from devicelink.client.discovery import discover
+from devicelink.client.flow import device_flow, revoke_flow, whoami_flow
+from devicelink.client.messages import (
     CodeIssued,
     ConnectionLost,
     DeviceAuthorization,
@@ -33,12 +35,8 @@ from devicelink.client.flow import (
     Send,
     Sleep,
     Token,
-    device_flow,
-    discover,
-    normalise_server,
-    revoke_flow,
-    whoami_flow,
 )
+from devicelink.client.urls import normalise_server
 
 T = TypeVar("T")
 
@@ -192,6 +190,16 @@ class _ClientBase:
             **self._times(),
         )
 
+    def _discovery(self) -> Flow[Endpoints]:
+        return discover(self.server, **self._times())
+
+    def _revocation(self, token: str | Token) -> Flow[bool]:
+        target = self._revocation_target(token)
+        return revoke_flow(target, _access_token(token), self.client_id, **self._times())
+
+    def _key_check(self, token: str | Token) -> Flow[dict[str, Any]]:
+        return whoami_flow(self.server, _access_token(token), **self._times())
+
     def _revocation_target(self, token: str | Token) -> Endpoints | str:
         if isinstance(token, Token) and token.endpoints.revocation_endpoint is not None:
             return token.endpoints
@@ -241,7 +249,7 @@ class DeviceFlowClient(_ClientBase):
     def discover(self) -> Endpoints:
         """The server's RFC 8414 metadata (fetched once, then kept)."""
         if self._endpoints is None:
-            self._endpoints = self._run(discover(self.server, **self._times()))
+            self._endpoints = self._run(self._discovery())
         return self._endpoints
 
     def login(self, on_code: OnCode | None = None, on_wait: OnWait | None = None) -> Token:
@@ -251,12 +259,11 @@ class DeviceFlowClient(_ClientBase):
 
     def revoke(self, token: str | Token) -> bool:
         """RFC 7009: revoke the key on the server (``True`` once it is unusable)."""
-        target = self._revocation_target(token)
-        return self._run(revoke_flow(target, _access_token(token), self.client_id, **self._times()))
+        return self._run(self._revocation(token))
 
     def whoami(self, token: str | Token) -> dict[str, Any]:
-        """The key's owner from ``/api/me``; :class:`InvalidToken` when refused."""
-        return self._run(whoami_flow(self.server, _access_token(token), **self._times()))
+        """The key's owner from ``/api/me``; :class:`KeyRefused` when refused."""
+        return self._run(self._key_check(token))
 
     def close(self) -> None:
         if self._owns_http:
@@ -304,7 +311,7 @@ class AsyncDeviceFlowClient(_ClientBase):
 
     async def discover(self) -> Endpoints:
         if self._endpoints is None:
-            self._endpoints = await self._run(discover(self.server, **self._times()))
+            self._endpoints = await self._run(self._discovery())
         return self._endpoints
 
     async def login(
@@ -314,13 +321,10 @@ class AsyncDeviceFlowClient(_ClientBase):
         return await self._run(self._login_flow(), on_code, on_wait)
 
     async def revoke(self, token: str | Token) -> bool:
-        target = self._revocation_target(token)
-        return await self._run(
-            revoke_flow(target, _access_token(token), self.client_id, **self._times())
-        )
+        return await self._run(self._revocation(token))
 
     async def whoami(self, token: str | Token) -> dict[str, Any]:
-        return await self._run(whoami_flow(self.server, _access_token(token), **self._times()))
+        return await self._run(self._key_check(token))
 
     async def aclose(self) -> None:
         if self._owns_http:

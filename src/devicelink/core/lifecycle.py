@@ -103,7 +103,8 @@ def decide_poll(
     last = authorization.last_polled_at
     if last is not None and now - last < timedelta(seconds=authorization.interval):
         # Section 3.5: the interval "MUST be increased by 5 seconds for this and all
-        # subsequent requests"; stored per code so every process sees it.
+        # subsequent requests"; stored per code so every process sees it. Restated in
+        # SQL for speed: storage/fast_path/statements.py (POLL).
         return SlowDownTo(min(authorization.interval + policy.slow_down_step, policy.max_interval))
     return KeepWaiting(authorization.interval)
 
@@ -161,7 +162,9 @@ def _is_scope_token(token: str) -> bool:
 
 
 def granted_scope(requested: tuple[str, ...] | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    """The scope to grant, or ValueError when the client asks for one it may not have."""
+    """The scope to grant, or ValueError when the client asks for one it may not have.
+
+    Restated in SQL for speed: storage/fast_path/statements.py (START)."""
     if requested is None:
         return allowed
     if not set(requested) <= set(allowed):

@@ -1,4 +1,4 @@
-"""The Protocols through which the service reaches storage (and, later, upstream login).
+"""The Protocols through which the service reaches storage and upstream login.
 
 Contracts, in the manner of Dex's ``storage.Storage``: times are timezone-aware UTC;
 "not found" is ``None`` or ``False``, never an exception; every state change is a
@@ -205,12 +205,17 @@ class Store(Protocol):
 
 
 class FastPathStore(Protocol):
-    """The two requests every waiting device and every signed-in CLI make, each in ONE
-    statement on the driver's connection, with no ORM in between.
+    """What every waiting device and every signed-in CLI asks (a poll, a key check) and
+    what starts and follows them (a new flow, a key's last use), each in ONE statement
+    on the driver's connection, with no ORM in between.
 
-    Both only ever answer the common case and return None for anything else; the caller
-    then takes the full path through the repositories, which gives the same answer for
-    every case (the conformance suite holds them against each other).
+    Each answers only the common case and returns None for anything else; the caller then
+    takes the full path through the repositories. The conformance suite runs the
+    repositories only; ``tests/storage/test_fast_path_store.py`` holds the PostgreSQL
+    implementation to the rules (a poll to :func:`devicelink.core.lifecycle.decide_poll`
+    in each state a record can be in, a new flow to the rows the repositories write, a
+    key's last use to its compare-and-set), ``tests/storage/test_key_cache.py`` its key
+    lookups, and ``tests/stateful`` drives both paths against one model.
     """
 
     async def record_pending_poll(

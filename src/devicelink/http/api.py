@@ -6,70 +6,28 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Security
-from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
 from devicelink.core.errors import InvalidToken, NotFound, TemporarilyUnavailable
 from devicelink.core.models import ApiKey, User
 from devicelink.core.ports import StorageUnavailable
+from devicelink.http.context import client_ip, runtime
 from devicelink.http.errors import NO_STORE, DeviceLinkRoute
-from devicelink.http.oauth import (
+from devicelink.http.openapi import (
     API_KEY_BEARER,
     INVALID_TOKEN_RESPONSE,
     NO_STORE_HEADER_DOC,
     UNAVAILABLE_RESPONSE,
-    client_ip,
+    HealthResponse,
+    KeyListResponse,
+    KeyOwnerResponse,
     documented_answer,
     documented_error,
-    runtime,
 )
-from devicelink.http.pages import current_session, same_origin
+from devicelink.http.pages.common import current_session, same_origin
 from devicelink.service.keys import KeyOwner
 
 router = APIRouter(route_class=DeviceLinkRoute)
-
-
-# --- OpenAPI description (the routes write their JSON themselves; see oauth.py) ---------
-
-
-class KeySummary(BaseModel):
-    id: str
-    name: str
-    created_at: str = Field(description="ISO 8601")
-    expires_at: str | None = Field(description="ISO 8601; null for a key that never expires")
-
-
-class KeyOwnerResponse(BaseModel):
-    """The owner of the API key the request carries."""
-
-    sub: str
-    username: str
-    client_id: str
-    scope: str = Field(description="Space-separated scopes of the key")
-    key: KeySummary
-
-
-class KeyDescription(BaseModel):
-    id: str
-    name: str
-    client_id: str
-    scope: str
-    created_at: str = Field(description="ISO 8601")
-    last_used_at: str | None
-    last_used_ip: str | None
-    expires_at: str | None
-    revoked_at: str | None
-    active: bool
-
-
-class KeyListResponse(BaseModel):
-    """The caller's keys, newest first."""
-
-    keys: list[KeyDescription]
-
-
-class HealthResponse(BaseModel):
-    status: str = Field(description="ok (liveness) or ready (readiness)")
 
 
 _BEARER = [Security(API_KEY_BEARER)]

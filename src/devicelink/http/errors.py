@@ -1,10 +1,11 @@
 """One place where every failure becomes an answer: RFC 6749 section 5.2 JSON for the
-machine endpoints, a page for the browser's.
+machine endpoints, a page for the browser's (:func:`error_response`).
 
 Every devicelink route uses :class:`DeviceLinkRoute` (or :class:`PageRoute`), which
 answers its own errors and adds the security headers, so the routes behave the same
 in the standalone server and mounted in a host application. The app-level handlers of
-:func:`install_error_handlers` cover what happens outside the routes (404, 405)."""
+:func:`install_error_handlers` cover what happens outside the routes (404, 405), and
+the fast path answers its errors with the same function."""
 
 from __future__ import annotations
 
@@ -89,96 +90,103 @@ def _base_path(request: Request) -> str:
     return runtime.base_path if runtime is not None else ""
 
 
-def oauth_error_response(
-    error: OAuthError, request: Request | None = None, *, html: bool | None = None
-) -> Response:
-    headers = dict(NO_STORE)
-    headers.update(error.headers)
-    if html is None:
-        html = request is not None and _wants_html(request)
-    if html:
-        title, message = _HTML_MESSAGES.get(
-            error.status_code,
-            ("Something went wrong", "The request could not be completed. Nothing was changed."),
-        )
-        base = _base_path(request) if request is not None else ""
-        return HTMLResponse(
-            _HTML_ERROR.format(title=title, message=message, base=base),
-            status_code=error.status_code,
-            headers=headers,
-        )
-    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
-
-
-async def _on_oauth_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OAuthError)
-    return oauth_error_response(exc, request)
-
-
-async def _on_validation_error(request: Request, exc: Exception) -> Response:
-    return oauth_error_response(InvalidRequest("the request is malformed"), request)
-
-
-async def _on_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    error: OAuthError
-    # An application's own routes (beside devicelink's) raise HTTPException; keep their
-    # status and headers, in the same error format.
-    detail = exc.detail if isinstance(exc.detail, str) else None
-    if exc.status_code == 404:
-        error = NotFound()
-    elif exc.status_code == 405:
-        error = MethodNotAllowed()
-    elif exc.status_code == 413:
-        error = RequestTooLarge()
-    elif exc.status_code == 401:
-        error = InvalidToken(detail)
-    elif exc.status_code == 503:
-        error = TemporarilyUnavailable(detail)
-    elif exc.status_code >= 500:
-        error = ServerError()
-    else:
-        error = InvalidRequest(detail)
-    response = oauth_error_response(error, request)
-    response.status_code = exc.status_code
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
-async def _on_storage_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning(
-        "database unavailable: %s (request %s)", exc, getattr(request.state, "request_id", "-")
-    )
-    return oauth_error_response(TemporarilyUnavailable("the database is unavailable"), request)
-
-
-async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
-    # The client went away mid-request: nobody reads this answer, and it is not an error.
-    log.debug("client disconnected during %s %s", request.method, request.url.path)
-    return Response(status_code=400)
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
+def error_response(exc: BaseException, request: Request, *, html: bool | None = None) -> Response:
+    """The one answer to a failure, wherever it was caught: the application's handlers,
+    :class:`DeviceLinkRoute` and the fast path all come here. ``html`` says whether to
+    answer with a page or RFC 6749 section 5.2 JSON; None decides by the request."""
+    if isinstance(exc, OAuthError):
+        return _protocol_answer(exc, request, html)
+    if isinstance(exc, StarletteHTTPException):
+        return _http_exception_answer(exc, request, html)
+    if isinstance(exc, RequestValidationError):
+        return _protocol_answer(InvalidRequest("the request is malformed"), request, html)
+    if isinstance(exc, StorageUnavailable):
+        log.warning("database unavailable: %s (request %s)", exc, _request_id(request))
+        unavailable = TemporarilyUnavailable("the database is unavailable")
+        return _protocol_answer(unavailable, request, html)
+    if isinstance(exc, ClientDisconnect):
+        # The client went away mid-request: nobody reads this answer, and it is not an error.
+        log.debug("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=400)
     # The detail goes to the log under the request id, never to the client.
     log.error(
         "unhandled %s on %s %s (request %s)",
         type(exc).__name__,
         request.method,
         request.url.path,
-        getattr(request.state, "request_id", "-"),
+        _request_id(request),
         exc_info=exc,
     )
-    return oauth_error_response(ServerError(), request)
+    return _protocol_answer(ServerError(), request, html)
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+def _protocol_answer(error: OAuthError, request: Request, html: bool | None) -> Response:
+    headers = dict(NO_STORE)
+    headers.update(error.headers)
+    if html is None:
+        html = _wants_html(request)
+    if html:
+        title, message = _HTML_MESSAGES.get(
+            error.status_code,
+            ("Something went wrong", "The request could not be completed. Nothing was changed."),
+        )
+        return HTMLResponse(
+            _HTML_ERROR.format(title=title, message=message, base=_base_path(request)),
+            status_code=error.status_code,
+            headers=headers,
+        )
+    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+
+
+def _http_exception_answer(
+    exc: StarletteHTTPException, request: Request, html: bool | None
+) -> Response:
+    # An application's own routes (beside devicelink's) raise HTTPException: they keep
+    # their status and headers, in the same error format.
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    response = _protocol_answer(_error_of_status(exc.status_code, detail), request, html)
+    response.status_code = exc.status_code
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _error_of_status(status: int, detail: str | None) -> OAuthError:
+    if status == 404:
+        return NotFound()
+    if status == 405:
+        return MethodNotAllowed()
+    if status == 413:
+        return RequestTooLarge()
+    if status == 401:
+        return InvalidToken(detail)
+    if status == 503:
+        return TemporarilyUnavailable(detail)
+    if status >= 500:
+        return ServerError()
+    return InvalidRequest(detail)
+
+
+async def _answer(request: Request, exc: Exception) -> Response:
+    return error_response(exc, request)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(OAuthError, _on_oauth_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(StorageUnavailable, _on_storage_unavailable)
-    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
-    app.add_exception_handler(Exception, _on_unexpected)
+    """What fails outside devicelink's routes (404, 405, a host's own routes) is
+    answered the same way."""
+    for kind in (
+        OAuthError,
+        RequestValidationError,
+        StarletteHTTPException,
+        StorageUnavailable,
+        ClientDisconnect,
+        Exception,
+    ):
+        app.add_exception_handler(kind, _answer)
 
 
 class DeviceLinkRoute(APIRoute):
@@ -194,20 +202,10 @@ class DeviceLinkRoute(APIRoute):
         async def answer(request: Request) -> Response:
             try:
                 response = await handler(request)
-            except OAuthError as exc:
-                response = oauth_error_response(exc, request, html=html)
-            except StorageUnavailable as exc:
-                response = await _on_storage_unavailable(request, exc)
-            except RequestValidationError:
-                response = oauth_error_response(
-                    InvalidRequest("the request is malformed"), request, html=html
-                )
-            except ClientDisconnect as exc:
-                response = await _on_client_disconnect(request, exc)
             except StarletteHTTPException:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the one place that must answer anything
-                response = await _on_unexpected(request, exc)
+                raise  # the application's handlers answer it (a host's own, when mounted)
+            except Exception as exc:  # the one place that must answer anything
+                response = error_response(exc, request, html=html)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response

@@ -16,26 +16,22 @@ parse, another method) is handed to the full stack untouched, which answers it a
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from devicelink.core.errors import OAuthError, ServerError, TemporarilyUnavailable
-from devicelink.core.ports import StorageUnavailable
 from devicelink.http.api import describe_owner
-from devicelink.http.errors import oauth_error_response
+from devicelink.http.errors import error_response
 from devicelink.http.forms import FORM_MEDIA_TYPE, MAX_FIELDS
 from devicelink.http.middleware import SECURITY_HEADER_LIST, request_id_of
 from devicelink.http.oauth import answer_authorization, answer_poll, check_start_limit
 from devicelink.runtime.logging import AccessLog
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials
-
-log = logging.getLogger("devicelink.http")
 
 
 class FastPath:
@@ -164,29 +160,8 @@ async def _answering(scope: Scope, answer: Awaitable[Response]) -> Response:
     :class:`devicelink.http.errors.DeviceLinkRoute` answers on the full stack)."""
     try:
         return await answer
-    except OAuthError as exc:
-        return oauth_error_response(exc, html=False)
-    except StorageUnavailable as exc:
-        log.warning("database unavailable: %s", exc)
-        return oauth_error_response(
-            TemporarilyUnavailable("the database is unavailable"), html=False
-        )
-    except Exception as exc:  # noqa: BLE001 - answer in the protocol's format, always
-        return _unexpected(scope, exc)
-
-
-def _unexpected(scope: Scope, exc: Exception) -> Response:
-    """As :class:`devicelink.http.errors.DeviceLinkRoute` does: the detail to the log
-    under the request id, a plain ``server_error`` to the client."""
-    log.error(
-        "unhandled %s on %s %s (request %s)",
-        type(exc).__name__,
-        scope.get("method"),
-        scope.get("path"),
-        scope.get("state", {}).get("request_id", "-"),
-        exc_info=exc,
-    )
-    return oauth_error_response(ServerError(), html=False)
+    except Exception as exc:  # answered as the full stack would, never raised
+        return error_response(exc, Request(scope), html=False)
 
 
 def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:

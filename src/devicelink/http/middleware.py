@@ -98,8 +98,9 @@ class SecurityHeadersMiddleware:
         headers_to_add = SECURITY_HEADER_LIST
         if self.exempt_prefixes and scope["path"].startswith(self.exempt_prefixes):
             # The interactive API docs load their own scripts; they still may not be framed.
-            headers_to_add = SECURITY_HEADER_LIST[:3] + [
-                (b"content-security-policy", b"frame-ancestors 'none'")
+            headers_to_add = [
+                *SECURITY_HEADER_LIST[:3],
+                (b"content-security-policy", b"frame-ancestors 'none'"),
             ]
 
         async def send_with_headers(message: Message) -> None:

@@ -32,7 +32,7 @@ from fastapi.exceptions import HTTPException
 
 from devicelink.core.apikeys import is_well_formed_api_key
 from devicelink.core.errors import InvalidToken
-from devicelink.http.oauth import client_ip
+from devicelink.http.context import client_ip
 
 DEFAULT_CACHE_SECONDS = 5.0
 NEGATIVE_CACHE_SECONDS = 1.0

@@ -87,6 +87,7 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         if os.environ.get(MULTIPROCESS_ENV):
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            # prometheus_client leaves this constructor unannotated.
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

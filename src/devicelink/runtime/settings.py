@@ -7,6 +7,7 @@ insecure configuration is refused at start-up with a message that says what to s
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
@@ -20,7 +21,7 @@ SECRET_FILE = "secret.key"  # noqa: S105 - a file name
 DATABASE_FILE = "devicelink.db"
 FIRST_PASSWORD_MARKER = "admin-password-unchanged"  # noqa: S105 - a file name
 """Next to the embedded database while the first account keeps its printed password."""
-_DEFAULT_PASSWORDS = {  # noqa: S105 - a deny list, not a credential
+_DEFAULT_PASSWORDS = {  # a deny list, not credentials
     "postgres",
     "password",
     "changeme",
@@ -37,7 +38,7 @@ _DEFAULT_PASSWORDS = {  # noqa: S105 - a deny list, not a credential
     "12345678",
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_WEAK_SECRETS = {  # noqa: S105 - a deny list, not a credential
+_WEAK_SECRETS = {  # a deny list, not credentials
     "changeme",
     "change-me",
     "secret",
@@ -229,44 +230,59 @@ class Settings(BaseSettings):
 
     def check(self) -> None:
         """Refuse an unsafe configuration outside development (DESIGN.md, Settings)."""
-        problems: list[str] = []
+        problems = self._public_url_problems()
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if 0 < len(secret) < 32 and "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
+            problems.append("DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters")
+        problems.extend(self._sign_in_problems())
+        problems.extend(self._flow_problems())
+        problems.extend(self._operations_problems())
+        if problems:
+            raise ConfigurationError("refusing to start:\n  - " + "\n  - ".join(problems))
+
+    def _public_url_problems(self) -> list[str]:
+        """The URL users open; outside development, also what must be secret there."""
         if not self.public_url:
-            problems.append("DEVICELINK_PUBLIC_URL is not set (the URL users open)")
-        else:
-            parts = urlsplit(self.public_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                problems.append("DEVICELINK_PUBLIC_URL must be an absolute http(s) URL")
-            elif parts.query or parts.fragment:
-                problems.append("DEVICELINK_PUBLIC_URL must not carry a query or fragment")
-            elif not self.is_development():
-                if parts.scheme != "https":
-                    problems.append(
-                        "DEVICELINK_PUBLIC_URL must be https:// outside development "
-                        "(codes and keys cross it)"
-                    )
-                secret = self.secret_key.get_secret_value() if self.secret_key else ""
-                if not secret:
-                    problems.append(
-                        "DEVICELINK_SECRET_KEY is not set; generate one with "
-                        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-                    )
-                elif is_weak_secret(secret):
-                    problems.append(
-                        "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters "
-                        "(`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-                    )
-                problems.extend(self._default_password_problems())
-        if self.secret_key is not None and 0 < len(self.secret_key.get_secret_value()) < 32:
-            if "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
-                problems.append(
-                    "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters"
-                )
-        if self.oidc_issuer and not self.oidc_client_id:
-            problems.append("DEVICELINK_OIDC_CLIENT_ID is required with DEVICELINK_OIDC_ISSUER")
-        if not self.oidc_issuer and not self.local_accounts:
+            return ["DEVICELINK_PUBLIC_URL is not set (the URL users open)"]
+        parts = urlsplit(self.public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return ["DEVICELINK_PUBLIC_URL must be an absolute http(s) URL"]
+        if parts.query or parts.fragment:
+            return ["DEVICELINK_PUBLIC_URL must not carry a query or fragment"]
+        if self.is_development():
+            return []
+        problems: list[str] = []
+        if parts.scheme != "https":
             problems.append(
-                "no way to sign in: set DEVICELINK_OIDC_ISSUER or DEVICELINK_LOCAL_ACCOUNTS=true"
+                "DEVICELINK_PUBLIC_URL must be https:// outside development "
+                "(codes and keys cross it)"
             )
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not secret:
+            problems.append(
+                "DEVICELINK_SECRET_KEY is not set; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        elif is_weak_secret(secret):
+            problems.append(
+                "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters "
+                "(`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        problems.extend(self._default_password_problems())
+        return problems
+
+    def _sign_in_problems(self) -> list[str]:
+        if self.oidc_issuer and not self.oidc_client_id:
+            return ["DEVICELINK_OIDC_CLIENT_ID is required with DEVICELINK_OIDC_ISSUER"]
+        if not self.oidc_issuer and not self.local_accounts:
+            return [
+                "no way to sign in: set DEVICELINK_OIDC_ISSUER or DEVICELINK_LOCAL_ACCOUNTS=true"
+            ]
+        return []
+
+    def _flow_problems(self) -> list[str]:
+        """Timings and retentions of the device flow and the purge."""
+        problems: list[str] = []
         if not 1 <= self.interval <= self.max_interval:
             problems.append("DEVICELINK_INTERVAL must be between 1 and DEVICELINK_MAX_INTERVAL")
         if not 60 <= self.code_lifetime <= 86_400:
@@ -275,14 +291,14 @@ class Settings(BaseSettings):
             problems.append("DEVICELINK_KEY_LIFETIME must be 0 (never expire) or positive")
         if self.purge_interval < 0:
             problems.append("DEVICELINK_PURGE_INTERVAL must be 0 (no periodic purge) or positive")
-        for name in ("code_retention", "key_retention", "audit_retention"):
-            if getattr(self, name) < 0:
-                problems.append(f"DEVICELINK_{name.upper()} must not be negative")
+        problems.extend(
+            f"DEVICELINK_{name.upper()} must not be negative"
+            for name in ("code_retention", "key_retention", "audit_retention")
+            if getattr(self, name) < 0
+        )
         if not 1 <= self.purge_batch_size <= 10_000:
             problems.append("DEVICELINK_PURGE_BATCH_SIZE must be between 1 and 10000")
-        problems.extend(self._operations_problems())
-        if problems:
-            raise ConfigurationError("refusing to start:\n  - " + "\n  - ".join(problems))
+        return problems
 
     def _default_password_problems(self) -> list[str]:
         """Well-known default passwords left on (outside development).
@@ -413,10 +429,9 @@ def load_or_create_secret(path: Path) -> bytes:
                 handle.write(secrets.token_urlsafe(48).encode("ascii") + b"\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-            try:
+            # FileExistsError: another process won the race; use its secret.
+            with contextlib.suppress(FileExistsError):
                 os.link(temporary, path)
-            except FileExistsError:
-                pass  # another process won the race; use its secret
         finally:
             temporary.unlink(missing_ok=True)
     secret = path.read_bytes().strip()

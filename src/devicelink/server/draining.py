@@ -56,34 +56,43 @@ def _hook_signals(runtime: Runtime, delay: float) -> Callable[[], None]:
     previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
     if not all(callable(handler) for handler in previous.values()):
         return lambda: None  # not under uvicorn's signal handling: leave them alone
-    loop = asyncio.get_running_loop()
-    timers: list[asyncio.TimerHandle] = []
+    return _DrainingSignals(runtime, delay, previous).restore
 
-    def forward(sig: int, frame: FrameType | None = None) -> None:
-        handler = previous[signal.Signals(sig)]
+
+class _DrainingSignals:
+    """The stop signals while the application runs: readiness turns false at once, and
+    the first SIGTERM reaches uvicorn's handler only after ``delay`` seconds."""
+
+    def __init__(self, runtime: Runtime, delay: float, previous: dict[signal.Signals, Any]) -> None:
+        self.runtime = runtime
+        self.delay = delay
+        self.previous = previous
+        self.loop = asyncio.get_running_loop()
+        self.timers: list[asyncio.TimerHandle] = []
+        self.handler = self.on_signal  # one bound method, to recognise it when restoring
+        for sig in previous:
+            signal.signal(sig, self.handler)
+
+    def forward(self, sig: int, frame: FrameType | None = None) -> None:
+        handler = self.previous[signal.Signals(sig)]
         if callable(handler):
             handler(sig, frame)
 
-    def announce_and_wait(sig: int) -> None:
-        log.info("draining: /readyz answers 503; stopping after the delay", seconds=delay)
-        timers.append(loop.call_later(delay, forward, sig))
+    def announce_and_wait(self, sig: int) -> None:
+        log.info("draining: /readyz answers 503; stopping after the delay", seconds=self.delay)
+        self.timers.append(self.loop.call_later(self.delay, self.forward, sig))
 
-    def on_signal(sig: int, frame: FrameType | None) -> None:
-        first = not runtime.draining
-        runtime.draining = True
-        if first and sig == signal.SIGTERM and delay > 0:
-            loop.call_soon_threadsafe(announce_and_wait, sig)
+    def on_signal(self, sig: int, frame: FrameType | None) -> None:
+        first = not self.runtime.draining
+        self.runtime.draining = True
+        if first and sig == signal.SIGTERM and self.delay > 0:
+            self.loop.call_soon_threadsafe(self.announce_and_wait, sig)
         else:
-            forward(sig, frame)
+            self.forward(sig, frame)
 
-    for sig in _SIGNALS:
-        signal.signal(sig, on_signal)
-
-    def restore() -> None:
-        for timer in timers:
+    def restore(self) -> None:
+        for timer in self.timers:
             timer.cancel()
-        for sig, handler in previous.items():
-            if signal.getsignal(sig) is on_signal:
+        for sig, handler in self.previous.items():
+            if signal.getsignal(sig) is self.handler:
                 signal.signal(sig, handler)
-
-    return restore

@@ -81,4 +81,5 @@ class DeviceLink:
 
     @staticmethod
     def runtime_of(app: FastAPI) -> Runtime:
-        return app.state.devicelink
+        runtime: Runtime = app.state.devicelink
+        return runtime

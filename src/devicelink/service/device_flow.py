@@ -228,7 +228,8 @@ class DeviceFlowService:
     ) -> TokenGrant:
         """Answer one poll of the token endpoint; raises the section 3.5 errors.
 
-        A pending poll is one transaction of two statements: the authorization read
+        With a fast path, a public client's pending poll is one statement there; on
+        the full path it is one transaction of two statements: the authorization read
         together with its client, and the compare-and-set that records the poll.
         """
         code_hash = self._hasher.device_code(device_code)

@@ -1,7 +1,11 @@
-"""Persistence on SQLAlchemy 2 (async): tables, repositories, Alembic migrations.
+"""Persistence: tables, repositories and Alembic migrations on SQLAlchemy 2 (async), and
+the fast path on asyncpg.
 
-Runs on SQLite (aiosqlite) and PostgreSQL (asyncpg). This package does not own any
-protocol decision: it stores what the service decided, with compare-and-set updates.
+Runs on SQLite (aiosqlite) and PostgreSQL (asyncpg). The repositories own no protocol
+decision: they store what the service decided, with compare-and-set updates. The fast
+path's statements are the exception: for speed they restate the pending poll's decision
+and a new flow's scope check, whose rules live in :mod:`devicelink.core.lifecycle`
+(``decide_poll``, ``granted_scope``); see :mod:`devicelink.storage.fast_path.statements`.
 """
 
 from devicelink.storage.database import SqlStore, create_engine_for_url, normalise_database_url

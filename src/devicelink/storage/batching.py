@@ -96,7 +96,7 @@ class Batcher(Generic[R]):
             self.batches += 1
             self.requests += len(batch)
             results = await self._run([request.args for request in batch])
-        except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
+        except BaseException as exc:  # every waiting request hears of it
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,11 +47,9 @@ SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 asyncpg prepares every statement, and PostgreSQL may switch a prepared statement to a
 generic plan after five runs and keep it for the life of the connection. On a fresh
-database that plan is made for empty tables (a sequential scan), and connections live
-for hours while the tables grow: measured, a new server's polls got slower with every
-flow (the benchmark's memory scenario: 9,255 sequential scans, 274 million rows read,
-PostgreSQL the bottleneck after a few minutes). Custom plans are made for each run with
-the table's current size; planning these statements costs a fraction of a millisecond."""
+database that plan is made for empty tables (a sequential scan), and it would outlive
+their growth: a new server's polls would get slower with every flow. Custom plans are
+made for each run with the table's current size, and these statements plan quickly."""
 
 
 def create_engine_for_url(url: str, **kwargs: Any) -> AsyncEngine:
@@ -169,10 +168,9 @@ class SqlStore:
                         {"channel": CHANNEL, "payload": announcement},
                     )
         except BaseException as exc:
-            try:
+            # Should the rollback fail too, the original error says more.
+            with contextlib.suppress(*_UNAVAILABLE):
                 await begin.__aexit__(type(exc), exc, exc.__traceback__)
-            except _UNAVAILABLE:
-                pass  # the rollback failed too; the original error says more
             if isinstance(exc, _UNAVAILABLE) or (
                 isinstance(exc, DBAPIError) and exc.connection_invalidated
             ):

@@ -5,11 +5,11 @@ from this cache when it can be, and the cache is only trusted while this process
 told of every change that could make a cached answer wrong: a key revoked, an account
 disabled. Those changes are announced by the transaction that makes them (see
 :class:`devicelink.storage.database.SqlStore`): to this process directly once it has
-committed, and to every other process by PostgreSQL ``NOTIFY`` on
-:data:`CHANNEL`, which PostgreSQL delivers only when the transaction commits. Each
-process listens on one connection of its own (:mod:`devicelink.storage.fast_path`); while
-that connection is down the cache is empty and unused, so a change announced in that
-time cannot be missed.
+committed, and to every other process by PostgreSQL ``NOTIFY`` on :data:`CHANNEL`,
+which PostgreSQL delivers only when the transaction commits. Each process listens on
+one connection of its own (:mod:`devicelink.storage.fast_path.listener`); while that
+connection is down the cache is empty and unused, so a change announced in that time
+cannot be missed.
 
 Only keys that could still be accepted are kept (not revoked, owner not disabled); the
 expiry is checked against the clock on every use, so an expired key needs no

@@ -15,8 +15,9 @@ purger has already deleted is not counted again. The inner select walks the
 table. SQLite has a single writer (``BEGIN IMMEDIATE``) and no row locks: the same
 statement without the locking clause.
 
-API keys have no index on ``expires_at`` or ``revoked_at``, so their batch has no
-``ORDER BY``: the scan stops at the first ``limit`` rows that qualify.
+An API key ends in either of two ways (revoked, expired), each column with its own
+index, so their batch has no single order: no ``ORDER BY``, and the scan stops at the
+first ``limit`` rows that qualify.
 
 :meth:`SqlPurger.exclusive` is a PostgreSQL session advisory lock
 (``pg_try_advisory_lock``), tried without waiting, on a connection of its own held for
@@ -29,7 +30,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import cast
 
 from sqlalchemy import ColumnElement, Table, delete, func, select, text
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -37,10 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from devicelink.core.ports import PurgeKind, StorageUnavailable
 from devicelink.storage.tables import (
-    ApiKeyRow,
-    AuditEventRow,
-    BrowserSessionRow,
-    DeviceAuthorizationRow,
+    api_keys,
+    audit_events,
+    browser_sessions,
+    device_authorizations,
 )
 
 log = logging.getLogger("devicelink.purge")
@@ -52,11 +52,6 @@ LOCK_TIMEOUT = "2s"
 """How long a batch waits for a row lock it cannot skip (the ``SET NULL`` of an API key
 that points at a purged device authorization) before giving up until the next run."""
 
-_devauth = cast(Table, DeviceAuthorizationRow.__table__)
-_keys = cast(Table, ApiKeyRow.__table__)
-_sessions = cast(Table, BrowserSessionRow.__table__)
-_audit = cast(Table, AuditEventRow.__table__)
-
 _FAILURES = (OperationalError, InterfaceError, OSError, TimeoutError)
 
 
@@ -65,15 +60,18 @@ def _target(
 ) -> tuple[Table, ColumnElement[bool], ColumnElement[datetime] | None]:
     """The table, the condition "ended before ``before``", and the indexed order."""
     if kind == "device_authorizations":
-        return _devauth, _devauth.c.expires_at < before, _devauth.c.expires_at
+        expires_at = device_authorizations.c.expires_at
+        return device_authorizations, expires_at < before, expires_at
     if kind == "browser_sessions":
-        return _sessions, _sessions.c.expires_at < before, _sessions.c.expires_at
+        expires_at = browser_sessions.c.expires_at
+        return browser_sessions, expires_at < before, expires_at
     if kind == "audit_events":
-        return _audit, _audit.c.occurred_at < before, _audit.c.occurred_at
+        occurred_at = audit_events.c.occurred_at
+        return audit_events, occurred_at < before, occurred_at
     if kind == "api_keys":
         # NULL compares as unknown: a key never revoked and never expiring never goes.
-        ended = (_keys.c.revoked_at < before) | (_keys.c.expires_at < before)
-        return _keys, ended, None
+        ended = (api_keys.c.revoked_at < before) | (api_keys.c.expires_at < before)
+        return api_keys, ended, None
     raise ValueError(f"unknown purge kind {kind!r}")
 
 

@@ -7,6 +7,7 @@ timezone-aware UTC on both databases.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -69,7 +71,7 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
 class ClientRow(Base):
@@ -182,3 +184,12 @@ class AuditEventRow(Base):
 
 
 metadata = Base.metadata
+
+# The tables for SQLAlchemy Core statements (the repositories and the purge write Core,
+# not ORM sessions).
+clients = cast(Table, ClientRow.__table__)
+users = cast(Table, UserRow.__table__)
+device_authorizations = cast(Table, DeviceAuthorizationRow.__table__)
+api_keys = cast(Table, ApiKeyRow.__table__)
+browser_sessions = cast(Table, BrowserSessionRow.__table__)
+audit_events = cast(Table, AuditEventRow.__table__)

@@ -6,10 +6,10 @@ secrets"). A pytest plugin, loaded by tests/conftest.py (``pytest_plugins``).
 1. What is handed out is recorded, where it is born: the results of
    ``DeviceFlowService.start`` (device and user code) and ``.poll`` (the key) and the
    tokens of ``BrowserSessions.start``/``.sign_in``, for every app running in this
-   process; and, for servers running in other processes (tests/e2e, tests/ops,
-   tests/abuse), the JSON answers and session cookies httpx receives over a real
-   connection (``network_stream`` in the response's extensions, so respx mocks and
-   in-process transports, whose codes are made up, are left out).
+   process; and, for servers running in other processes, the JSON answers and session
+   cookies httpx receives over a real connection (``network_stream`` in the response's
+   extensions, so respx mocks and in-process transports, whose codes are made up, are
+   left out).
 2. What could hold them is collected: every log record of the session (a handler on
    the root logger; devicelink's loggers are opened to DEBUG), the PostgreSQL session
    database of tests/conftest.py (a text snapshot of every table before each test
@@ -18,13 +18,10 @@ secrets"). A pytest plugin, loaded by tests/conftest.py (``pytest_plugins``).
    directory, the output of server processes (``*.stderr``, ``*.stdout``) and every
    SQLite file (``*.db``, ``*.sqlite`` and their journals, read as raw bytes, free
    pages included).
-3. At the end everything is searched for every recorded secret: as handed out, user
-   codes in any case with or without the dash, API keys also without their prefix, and
-   the hex of each (how pg_dump and sqlite3 show binary columns). A finding fails the
-   session (exit status 1) with a report of what was found where.
+3. At the end everything is searched (tests/support/secret_scanner.py). A finding fails
+   the session (exit status 1) with a report of what was found where.
 
-``--no-secrets-audit`` turns it off. The scanner's functions are public so that tests can
-prove it finds planted secrets (tests/abuse/test_secrets_audit.py).
+``--no-secrets-audit`` turns it off.
 """
 
 from __future__ import annotations
@@ -32,220 +29,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import re
-import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
-USER_CODE_LENGTH = 8
-MIN_TOKEN_LENGTH = 32
-"""Device codes (43), API keys (54) and session tokens (43) are longer; anything shorter
-handed out under those names is made up by a test (and would match everywhere)."""
-
-KIND_NAMES = {
-    "device_code": "device code",
-    "user_code": "user code",
-    "access_token": "API key",
-    "session_token": "session token",
-}
-
-_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-]{16,}")
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")
-_USER_RUN = re.compile(
-    rf"[{USER_CODE_ALPHABET}](?:[ \-]?[{USER_CODE_ALPHABET}]){{{USER_CODE_LENGTH - 1},}}",
-    re.IGNORECASE,
+from tests.support.databases import Database, dsn, pg_dump
+from tests.support.secret_scanner import (
+    KIND_NAMES,
+    REGISTRY,
+    Finding,
+    Scanner,
+    candidate_files,
+    record_secrets,
 )
-_SEPARATORS = re.compile(r"[ \-]")
-SQLITE_PATTERNS = ("*.db", "*.db-wal", "*.db-journal", "*.sqlite", "*.sqlite3")
-OUTPUT_PATTERNS = ("*.stderr", "*.stdout")
-
-
-# --- what the tests handled ----------------------------------------------------------------
-
-
-def normalise_user_code(value: str) -> str | None:
-    letters = _SEPARATORS.sub("", value).upper()
-    if len(letters) == USER_CODE_LENGTH and all(ch in USER_CODE_ALPHABET for ch in letters):
-        return letters
-    return None
-
-
-class SecretRegistry:
-    """The secrets handed out during the session, by kind."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, set[str]] = {kind: set() for kind in KIND_NAMES}
-
-    def add(self, kind: str, value: object) -> bool:
-        """Record ``value``; False (and nothing recorded) when it cannot be a real one."""
-        if kind not in self.values or not isinstance(value, str):
-            return False
-        if kind == "user_code":
-            normalised = normalise_user_code(value)
-            if normalised is None:
-                return False
-            self.values[kind].add(normalised)
-            return True
-        if len(value) < MIN_TOKEN_LENGTH or len(value) > 4096 or not _TOKEN.match(value):
-            return False
-        self.values[kind].add(value)
-        return True
-
-    def counts(self) -> dict[str, int]:
-        return {kind: len(values) for kind, values in self.values.items()}
-
-    def __len__(self) -> int:
-        return sum(len(values) for values in self.values.values())
-
-
-REGISTRY = SecretRegistry()
-
-
-def record_secrets(body: object) -> None:
-    """Record the secrets in a JSON answer of devicelink (device authorization, token)."""
-    if isinstance(body, Mapping):
-        for kind in ("device_code", "user_code", "access_token"):
-            if kind in body:
-                REGISTRY.add(kind, body[kind])
-
-
-# --- the scanner ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    """device code, user code, API key, session token"""
-    form: str
-    """how it appeared: as handed out, without the dash, in hex, ..."""
-    where: str
-    excerpt: str
-    """the text around it, the secret itself cut short"""
-
-    def describe(self) -> str:
-        return f"{self.kind} ({self.form}) in {self.where}: …{self.excerpt}…"
-
-
-class Scanner:
-    """Searches text for the secrets of a registry, in every form they could take."""
-
-    def __init__(self, registry: SecretRegistry) -> None:
-        self._tokens: dict[int, dict[str, tuple[str, str]]] = {}
-        self._hex: dict[int, dict[str, tuple[str, str]]] = {}
-        self._user_codes: set[str] = set()
-        for kind, values in registry.values.items():
-            name = KIND_NAMES[kind]
-            for value in values:
-                if kind == "user_code":
-                    self._user_codes.add(value)
-                    shown = f"{value[:4]}-{value[4:]}"
-                    self._add(self._hex, value.encode().hex(), name, "hex, without the dash")
-                    self._add(self._hex, shown.encode().hex(), name, "hex")
-                    continue
-                self._add(self._tokens, value, name, "as handed out")
-                self._add(self._hex, value.encode().hex(), name, "hex")
-                prefix, sep, rest = value.partition("_")
-                if sep and prefix == "dlk":  # dlk_<random>_<checksum>: the random part
-                    self._add(self._tokens, rest.partition("_")[0], name, "without its prefix")
-
-    @staticmethod
-    def _add(
-        table: dict[int, dict[str, tuple[str, str]]], needle: str, kind: str, form: str
-    ) -> None:
-        if len(needle) >= 16:
-            table.setdefault(len(needle), {})[needle] = (kind, form)
-
-    @property
-    def empty(self) -> bool:
-        return not (self._tokens or self._user_codes)
-
-    def scan_text(self, text: str, where: str) -> list[Finding]:
-        findings: list[Finding] = []
-        if self._tokens:
-            findings += self._windows(text, _TOKEN_RUN, self._tokens, where, lower=False)
-        if self._hex:
-            findings += self._windows(text, _HEX_RUN, self._hex, where, lower=True)
-        if self._user_codes:
-            for match in _USER_RUN.finditer(text):
-                letters = _SEPARATORS.sub("", match.group(0)).upper()
-                for offset in range(len(letters) - USER_CODE_LENGTH + 1):
-                    code = letters[offset : offset + USER_CODE_LENGTH]
-                    if code in self._user_codes:
-                        findings.append(self._user_code_finding(text, match, code, where))
-                        break
-        return findings
-
-    def _user_code_finding(self, text: str, run: re.Match[str], code: str, where: str) -> Finding:
-        exact = re.compile("[ \\-]?".join(code), re.IGNORECASE)
-        found = exact.search(text, run.start(), run.end())
-        assert found is not None
-        typed = found.group(0)
-        form = "with the dash" if "-" in typed else "without the dash"
-        if typed != typed.upper():
-            form += ", in lower case"
-        return self._finding(text, found, "user code", form, where)
-
-    def _windows(
-        self,
-        text: str,
-        run_pattern: re.Pattern[str],
-        table: dict[int, dict[str, tuple[str, str]]],
-        where: str,
-        *,
-        lower: bool,
-    ) -> list[Finding]:
-        findings = []
-        lengths = sorted(table, reverse=True)  # the longest first: a key before its body
-        for match in run_pattern.finditer(text):
-            run = match.group(0).lower() if lower else match.group(0)
-            hit = None
-            for length in lengths:
-                needles = table[length]
-                for offset in range(len(run) - length + 1):
-                    hit = needles.get(run[offset : offset + length])
-                    if hit is not None:
-                        break
-                if hit is not None:
-                    findings.append(self._finding(text, match, hit[0], hit[1], where))
-                    break  # one finding per run
-        return findings
-
-    @staticmethod
-    def _finding(text: str, match: re.Match[str], kind: str, form: str, where: str) -> Finding:
-        start, end = match.span()
-        secret = text[start:end]
-        shown = secret[:6] + "…" if len(secret) > 8 else secret[:4] + "…"
-        excerpt = text[max(0, start - 50) : start] + shown + text[end : end + 30]
-        return Finding(kind, form, where, excerpt.replace("\n", "⏎").replace("\x00", "·"))
-
-    def scan_bytes(self, data: bytes, where: str) -> list[Finding]:
-        """Binary content (a SQLite file): each byte as one character, so text in clear
-        appears as itself whatever surrounds it."""
-        return self.scan_text(data.decode("latin-1"), where)
-
-    def scan_file(self, path: Path) -> list[Finding]:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return []
-        return self.scan_bytes(data, str(path))
-
-
-def candidate_files(root: Path) -> Iterator[Path]:
-    """Server output and SQLite files under ``root``."""
-    for pattern in (*OUTPUT_PATTERNS, *SQLITE_PATTERNS):
-        yield from (path for path in root.rglob(pattern) if path.is_file())
-
 
 # --- what could hold them ------------------------------------------------------------------
 
@@ -286,21 +89,25 @@ SNAPSHOTS: list[Snapshot] = []
 """Text of databases read during the session (scanned at the end)."""
 
 
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+async def _every_row_query(conn: Any) -> str:
+    """One query for every row of every table, as text: ``table: (the row)``."""
+    names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return " UNION ALL ".join(
+        f"SELECT '{name}: ' || t::text FROM \"{name}\" t" for (name,) in names
+    )
+
+
+async def _rows_as_text(conn: Any, query: str) -> str:
+    if not query:
+        return ""
+    rows = await conn.fetch(query)
+    return "\n".join(row[0] for row in rows)
 
 
 async def _tables_as_text(url: str) -> str:
-    import asyncpg
-
-    conn = await asyncpg.connect(_dsn(url), timeout=10)
+    conn = await asyncpg.connect(dsn(url), timeout=10)
     try:
-        names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        lines = []
-        for (name,) in names:
-            rows = await conn.fetch(f'SELECT t::text FROM "{name}" t')
-            lines += [f"{name}: {row[0]}" for row in rows]
-        return "\n".join(lines)
+        return await _rows_as_text(conn, await _every_row_query(conn))
     finally:
         await conn.close()
 
@@ -321,21 +128,11 @@ class PostgresReader:
         self._query: str | None = None
 
     async def _read(self) -> str:
-        import asyncpg
-
         if self._connection is None:
-            self._connection = await asyncpg.connect(_dsn(self.url), timeout=10)
+            self._connection = await asyncpg.connect(dsn(self.url), timeout=10)
         if self._query is None:
-            names = await self._connection.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            )
-            self._query = " UNION ALL ".join(
-                f"SELECT '{name}: ' || t::text FROM \"{name}\" t" for (name,) in names
-            )
-        if not self._query:
-            return ""
-        rows = await self._connection.fetch(self._query)
-        return "\n".join(row[0] for row in rows)
+            self._query = await _every_row_query(self._connection)
+        return await _rows_as_text(self._connection, self._query)
 
     def read(self) -> str:
         return asyncio.run_coroutine_threadsafe(self._read(), self._loop).result(timeout=60)
@@ -363,40 +160,6 @@ def snapshot_postgres(url: str, label: str) -> None:
         SNAPSHOTS.append(Snapshot(f"{label} (rows)", asyncio.run(_tables_as_text(url))))
 
 
-def pg_dump(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    binary = shutil.which("pg_dump")
-    if binary is None:
-        raise RuntimeError("pg_dump is not on PATH")
-    parsed = make_url(_dsn(url))
-    env = dict(os.environ)
-    if parsed.password:
-        env["PGPASSWORD"] = parsed.password
-    result = subprocess.run(
-        [
-            binary,
-            "-h",
-            parsed.host or "127.0.0.1",
-            "-p",
-            str(parsed.port or 5432),
-            "-U",
-            parsed.username or "postgres",
-            "--no-password",
-            str(parsed.database),
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"pg_dump failed: {result.stderr.strip()}")
-    return result.stdout
-
-
 # --- the plugin ------------------------------------------------------------------------------
 
 
@@ -409,6 +172,23 @@ class AuditResult:
     snapshots: int
     seconds: float
     notes: list[str]
+
+
+def _recording(*kinds: str, **attributes: str) -> Callable[[Any], Any]:
+    """A wrapper for an async method whose result carries secrets: its attributes
+    ``kinds`` (and ``attributes``, named by the kind they are) are recorded."""
+    wanted = {**{kind: kind for kind in kinds}, **attributes}
+
+    def wrap(original: Any) -> Any:
+        async def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = await original(self, *args, **kwargs)
+            for attribute, kind in wanted.items():
+                REGISTRY.add(kind, getattr(result, attribute))
+            return result
+
+        return recorded
+
+    return wrap
 
 
 class SecretsAudit:
@@ -451,35 +231,10 @@ class SecretsAudit:
             self.notes.append("devicelink's server is not installed: no in-process births")
             return
 
-        def started(original: Any) -> Any:
-            async def start(self: Any, *args: Any, **kwargs: Any) -> Any:
-                flow = await original(self, *args, **kwargs)
-                REGISTRY.add("device_code", flow.device_code)
-                REGISTRY.add("user_code", flow.user_code)
-                return flow
-
-            return start
-
-        def polled(original: Any) -> Any:
-            async def poll(self: Any, *args: Any, **kwargs: Any) -> Any:
-                grant = await original(self, *args, **kwargs)
-                REGISTRY.add("access_token", grant.access_token)
-                return grant
-
-            return poll
-
-        def session_opened(original: Any) -> Any:
-            async def opened(self: Any, *args: Any, **kwargs: Any) -> Any:
-                session = await original(self, *args, **kwargs)
-                REGISTRY.add("session_token", session.token)
-                return session
-
-            return opened
-
-        self._patch(DeviceFlowService, "start", started)
-        self._patch(DeviceFlowService, "poll", polled)
-        self._patch(BrowserSessions, "start", session_opened)
-        self._patch(BrowserSessions, "sign_in", session_opened)
+        self._patch(DeviceFlowService, "start", _recording("device_code", "user_code"))
+        self._patch(DeviceFlowService, "poll", _recording("access_token"))
+        self._patch(BrowserSessions, "start", _recording(token="session_token"))
+        self._patch(BrowserSessions, "sign_in", _recording(token="session_token"))
 
     def _record_network_answers(self) -> None:
         import httpx
@@ -512,10 +267,6 @@ class SecretsAudit:
         empties it, and a pg_dump before it is dropped."""
         reader = PostgresReader(url)
         fixturedef.addfinalizer(lambda: self._final_dump(url, reader))
-        database_class = self._root_conftest_attribute("Database")
-        if database_class is None or "truncate" not in database_class.__dict__:
-            self.notes.append("tests/conftest.py has no Database.truncate: final dump only")
-            return
         audit = self
 
         def truncating(original: Any) -> Any:
@@ -526,7 +277,7 @@ class SecretsAudit:
 
             return truncate
 
-        self._patch(database_class, "truncate", truncating)
+        self._patch(Database, "truncate", truncating)
 
     def _snapshot_before_truncate(self, reader: PostgresReader) -> None:
         if self._reader_failed:
@@ -547,14 +298,6 @@ class SecretsAudit:
             snapshot_postgres(url, "PostgreSQL session database")
         except Exception as exc:  # reported; the audit goes on
             self.notes.append(f"could not read the PostgreSQL session database: {exc!r}")
-
-    def _root_conftest_attribute(self, name: str) -> Any:
-        root_conftest = Path(__file__).with_name("conftest.py").resolve()
-        for plugin in self.config.pluginmanager.get_plugins():
-            path = getattr(plugin, "__file__", None)
-            if path and Path(path).resolve() == root_conftest:
-                return getattr(plugin, name, None)
-        return None
 
     # the audit ------------------------------------------------------------------------
 
@@ -625,12 +368,6 @@ class SecretsAudit:
             terminal.write_line(f"  {finding.describe()}", red=True)
         if len(result.findings) > 30:
             terminal.write_line(f"  ... and {len(result.findings) - 30} more", red=True)
-
-
-def audit_findings(texts: Iterable[tuple[str, str]], registry: SecretRegistry) -> list[Finding]:
-    """Scan ``(where, text)`` pairs for the secrets of ``registry`` (for tests)."""
-    scanner = Scanner(registry)
-    return [finding for where, text in texts for finding in scanner.scan_text(text, where)]
 
 
 _AUDIT = pytest.StashKey[SecretsAudit]()

@@ -1,0 +1,87 @@
+"""The end-user commands ``login``, ``status``, ``token`` and ``logout``, as a Click group
+that any CLI mounts (``mycli auth login``); ``devicelink`` mounts the same commands at its
+top level, so there is one implementation.
+
+::
+
+    import click
+    from devicelink.client import make_auth_group
+
+    @click.group()
+    def main() -> None: ...
+
+    main.add_command(make_auth_group(
+        name="auth", server="https://login.example.com", client_id="mycli",
+        keyring_service="mycli", env_prefix="MYCLI",
+    ))
+
+The exit codes are :class:`ExitCode`; what goes to standard output and standard error,
+and the ``--json`` contract, are in ``output`` and docs/cli.md. Each command is a function
+of its own module (``login``, ``status``, ``logout``) that receives an
+:class:`~devicelink.client.commands.invocation.Invocation`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from devicelink.client.api import DEFAULT_SERVER
+from devicelink.client.commands.failures import ExitCode
+from devicelink.client.commands.invocation import AuthConfig, ClientHooks
+from devicelink.client.commands.login import login_command
+from devicelink.client.commands.logout import logout_command
+from devicelink.client.commands.status import status_command, token_command
+from devicelink.client.http import DEFAULT_CLIENT_ID
+
+
+def auth_commands(config: AuthConfig) -> list[click.Command]:
+    """``login``, ``status``, ``token`` and ``logout`` wired to ``config``."""
+    return [
+        login_command(config),
+        status_command(config),
+        token_command(config),
+        logout_command(config),
+    ]
+
+
+def make_auth_group(
+    name: str = "auth",
+    *,
+    server: str = DEFAULT_SERVER,
+    client_id: str | None = DEFAULT_CLIENT_ID,
+    scope: str | None = None,
+    keyring_service: str = "devicelink",
+    env_prefix: str = "DEVICELINK",
+    help: str | None = None,  # Click's own name for it
+) -> click.Group:
+    """A Click group with ``login``, ``status``, ``token`` and ``logout`` for a host CLI.
+
+    - ``server``: the default server (users override it with ``--server`` or
+      ``{env_prefix}_SERVER``; after a login, the server last logged in to);
+    - ``client_id``: the client registered on the server for this CLI
+      (``devicelink clients add mycli``); ``scope``: what ``login`` asks for;
+    - ``keyring_service``: the name of the keyring entries and of the configuration
+      directory, so the host CLI's keys stay apart from devicelink's and other tools';
+    - ``env_prefix``: ``{env_prefix}_SERVER`` and ``{env_prefix}_TOKEN`` (a key that
+      overrides the stored one, for CI).
+
+    Mount it with ``main.add_command(make_auth_group(...))``; the commands' exit codes
+    are :class:`ExitCode`.
+    """
+    config = AuthConfig(
+        server=server,
+        client_id=client_id,
+        scope=scope,
+        keyring_service=keyring_service,
+        env_prefix=env_prefix,
+    )
+    group = click.Group(
+        name,
+        help=help or f"Log in to {server} through the browser, check, print or revoke the key.",
+    )
+    for command in auth_commands(config):
+        group.add_command(command)
+    return group
+
+
+__all__ = ["AuthConfig", "ClientHooks", "ExitCode", "auth_commands", "make_auth_group"]

@@ -1,0 +1,202 @@
+"""``login``: the device flow in the browser, or nothing when a stored key still works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from devicelink.client.api import (
+    browser_plausible,
+    open_in_browser,
+    owner_key_expiry,
+    owner_name,
+    scope_covers,
+    sign_in,
+)
+from devicelink.client.commands.invocation import (
+    AuthCommand,
+    AuthConfig,
+    Invocation,
+    json_option,
+    server_option,
+)
+from devicelink.client.commands.login_view import LoginView
+from devicelink.client.commands.output import Output, describe_expiry, describe_storage, iso
+from devicelink.client.credentials import Credential
+from devicelink.client.errors import DeviceFlowError, KeyRefused, ServerUnreachable
+from devicelink.client.http import DeviceFlowClient
+from devicelink.client.store import CredentialStore
+
+
+def login_command(config: AuthConfig) -> AuthCommand:
+    params: list[click.Parameter] = [
+        server_option(config),
+        click.Option(
+            ["--client-id"],
+            default=config.client_id,
+            show_default=True,
+            help="The OAuth client id to sign in as.",
+        ),
+        click.Option(
+            ["--scope"],
+            default=config.scope,
+            help="Space-separated scopes to ask for (default: the server's).",
+        ),
+        click.Option(["--no-browser"], is_flag=True, help="Do not open a browser; print the link."),
+        click.Option(["--qr"], is_flag=True, help="Also draw the link as a QR code (for a phone)."),
+        json_option(),
+        click.Option(["--force"], is_flag=True, help="Log in again even if already logged in."),
+    ]
+    return AuthCommand("login", config, login, params)
+
+
+def login(
+    invocation: Invocation,
+    *,
+    server: str | None,
+    client_id: str | None,
+    scope: str | None,
+    no_browser: bool,
+    qr: bool,
+    as_json: bool,
+    force: bool,
+) -> None:
+    """Log in through the browser and store an API key for the server.
+
+    Prints a code and a link; open the link on any device (a phone works), sign in,
+    check the code and approve. Exit codes: 0 logged in (or already), 3 denied,
+    4 expired, 5 server unreachable, 130 interrupted, 1 other errors.
+    """
+    output = invocation.output
+    output.defer_notices()  # the code and the link come first
+    store = invocation.store(warn=True)
+    target = invocation.target(server, store)
+    if store.from_environment(target) is not None:
+        output.note(
+            f"{invocation.config.token_env} is set: commands use its key, not the one stored "
+            "by this login."
+        )
+    with invocation.client(target, client_id, scope) as client:
+        previous = store.get(target) if force else None
+        existing = None if force else _existing_login(invocation, client, store, client_id, scope)
+        if existing is not None:
+            credential, owner = existing
+            where = store.stored_in(target)
+            _say_logged_in(invocation, credential, where, already=True, owner=owner)
+            return
+        view = LoginView(
+            output,
+            server=target,
+            qr=qr and not as_json,
+            browser=invocation.hooks.browser or open_in_browser,
+        )
+        try:
+            credential = sign_in(
+                client,
+                on_code=view.show_code,
+                on_wait=view.waiting,
+                open_browser=browser_plausible(invocation.hooks.browser_env) and not no_browser,
+                browser=view.open_link,
+                clock=invocation.now,
+            )
+        finally:
+            view.stop()
+        where = store.save(credential)
+        if force:
+            _revoke_replaced(client, previous, credential, output)
+    _say_logged_in(invocation, credential, where)
+
+
+def _existing_login(
+    invocation: Invocation,
+    client: DeviceFlowClient,
+    store: CredentialStore,
+    client_id: str | None,
+    scope: str | None,
+) -> tuple[Credential, dict[str, Any]] | None:
+    """The stored credential and its owner, when it is for this client and scope and the
+    server still accepts it; otherwise ``None`` (and a note saying why, where useful)."""
+    output, target = invocation.output, client.server
+    credential = store.get(target)
+    if credential is None:
+        return None
+    if (credential.client_id or None) != (client_id or None):
+        return None
+    if not scope_covers(credential.scope, scope):
+        output.note(f"The stored key does not cover the scope {scope!r}; logging in again.")
+        return None
+    if credential.is_expired(invocation.now()):
+        output.note(f"The stored key for {target} has expired; logging in again.")
+        return None
+    try:
+        owner = client.whoami(credential.access_token)
+    except KeyRefused:
+        output.note(f"The server no longer accepts the stored key for {target}; logging in again.")
+        return None
+    except ServerUnreachable:
+        raise  # logging in again could not reach it either
+    except DeviceFlowError:
+        return None  # the login itself will say what is wrong
+    return credential, owner
+
+
+def _revoke_replaced(
+    client: DeviceFlowClient, previous: Credential | None, current: Credential, output: Output
+) -> None:
+    """After ``login --force``: the key it replaced is revoked, not left working."""
+    if previous is None or previous.access_token == current.access_token:
+        return
+    try:
+        client.revoke(previous.access_token)
+    except DeviceFlowError as exc:
+        output.warn(f"the previous key was not revoked on the server ({exc})")
+
+
+def _login_result(
+    credential: Credential, where: str, *, already: bool, owner: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``--json`` object of a login."""
+    expires_at = (owner_key_expiry(owner) if owner else None) or credential.expires_at
+    return {
+        "server": credential.server,
+        "user": (owner_name(owner) if owner else None) or credential.username,
+        "expires_at": iso(expires_at),
+        "scope": credential.scope,
+        "client_id": credential.client_id or None,
+        "stored_in": where,
+        "already_logged_in": already,
+    }
+
+
+def _say_logged_in(
+    invocation: Invocation,
+    credential: Credential,
+    where: str,
+    *,
+    already: bool = False,
+    owner: dict[str, Any] | None = None,
+) -> None:
+    output = invocation.output
+    result = _login_result(credential, where, already=already, owner=owner)
+    output.flush_notices()
+    if output.as_json:
+        output.result(result)
+        return
+    user = (str(result["user"] or "an unknown user"), "bold")
+    expiry = describe_expiry(credential.expires_at, invocation.now())
+    if already:
+        output.say(
+            ("Already logged in", "bold green"),
+            f" to {credential.server} as ",
+            user,
+            f"; the key expires {expiry}.",
+        )
+        output.say(f"Use {invocation.login_command} --force to log in again.")
+    else:
+        output.say(("Logged in", "bold green"), f" to {credential.server} as ", user, ".")
+        storage = describe_storage(where, invocation.config.token_env)
+        output.say(f"The key expires {expiry} and is stored in {storage}.")
+
+
+__all__ = ["login", "login_command"]

@@ -1,0 +1,232 @@
+"""Keys in a private file, where no keyring works: ``credentials.json`` in the config
+directory, and ``state.json`` (not secret) with the servers logged in to, most recent last.
+
+The file is private from its first byte (DESIGN.md, defect 10: the original wrote the key
+file first and chmod-ed it afterwards): every write goes to a new temporary file opened
+with ``O_CREAT | O_EXCL`` and mode 0600 (a umask can only narrow it), is fsync-ed and
+renamed over the target. Nothing is ever chmod-ed. A lock file serialises read-modify-write,
+so two logins to different servers keep each other's entries.
+
+Like ssh with a private key, a credentials file that other users can read, or that the
+user does not own, is refused (:class:`InsecureCredentialsFileError`): its keys may have
+leaked, and silently using or rewriting it would hide that. The message says how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from devicelink.client.credentials import (
+    Credential,
+    CredentialStoreError,
+    InsecureCredentialsFileError,
+)
+from devicelink.client.urls import normalise_server
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+else:
+    import fcntl
+
+CREDENTIALS_FILE: Final = "credentials.json"
+STATE_FILE: Final = "state.json"
+LOCK_FILE: Final = "credentials.lock"
+FILE_FORMAT_VERSION: Final = 1
+
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_POSIX: Final = os.name == "posix"
+
+
+class FileStore:
+    """The credentials file and the state file of one config directory."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self.config_dir = config_dir
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.config_dir / CREDENTIALS_FILE
+
+    @property
+    def state_path(self) -> Path:
+        return self.config_dir / STATE_FILE
+
+    def read_credentials(self) -> dict[str, Credential]:
+        """The credentials in the file by server; empty when there is no file."""
+        data = _read_private_json(self.credentials_path)
+        if data is None:
+            return {}
+        try:
+            if data.get("version") != FILE_FORMAT_VERSION:
+                raise ValueError(f"unknown format version {data.get('version')!r}")
+            raw = data["credentials"]
+            if not isinstance(raw, dict):
+                raise ValueError("'credentials' is not an object")
+            credentials = [Credential.from_dict(entry) for entry in raw.values()]
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise CredentialStoreError(
+                f"{self.credentials_path} is not a valid credentials file ({exc}); "
+                "move it away and log in again"
+            ) from None
+        return {credential.server: credential for credential in credentials}
+
+    def write_credentials(self, entries: Mapping[str, Credential]) -> None:
+        """Replace the file's credentials by ``entries``; no entries, no file."""
+        if not entries:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.credentials_path)
+            return
+        document = {
+            "version": FILE_FORMAT_VERSION,
+            "credentials": {server: entries[server].to_dict() for server in sorted(entries)},
+        }
+        _write_private_file(self.credentials_path, _json_bytes(document))
+
+    def servers(self) -> list[str]:
+        """Servers logged in to, most recent last. The state is a convenience, not a
+        secret: a missing or damaged file reads as empty."""
+        try:
+            data = json.loads(self.state_path.read_bytes())
+            servers = data["servers"]
+            return [normalise_server(s) for s in servers if isinstance(s, str)]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    def remember(self, server: str) -> None:
+        """Make ``server`` the most recent one."""
+        self._write_state([s for s in self.servers() if s != server] + [server])
+
+    def forget(self, server: str) -> None:
+        servers = self.servers()
+        if server in servers:
+            self._write_state([s for s in servers if s != server])
+
+    def _write_state(self, servers: list[str]) -> None:
+        document = {"version": FILE_FORMAT_VERSION, "servers": servers}
+        _write_private_file(self.state_path, _json_bytes(document))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock on the config directory's lock file, across processes."""
+        _make_private_dir(self.config_dir)
+        lock_path = self.config_dir / LOCK_FILE
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise CredentialStoreError(f"cannot open {lock_path}: {exc.strerror or exc}") from None
+        try:
+            if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _json_bytes(document: object) -> bytes:
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def _make_private_dir(path: Path) -> None:
+    # mode applies to the last component only; an existing directory is left as it is.
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CredentialStoreError(f"cannot create {path}: {exc.strerror or exc}") from None
+
+
+def _check_private(path: Path, info: os.stat_result) -> None:
+    if not _POSIX:  # pragma: no cover - Windows protects the profile directory with ACLs
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise InsecureCredentialsFileError(f"{path} is not a regular file; refusing to use it")
+    if info.st_uid != os.geteuid():
+        raise InsecureCredentialsFileError(
+            f"{path} is owned by user id {info.st_uid}, not by you (user id {os.geteuid()}); "
+            "refusing to use it. Remove it and log in again."
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise InsecureCredentialsFileError(
+            f"{path} is accessible by other users (mode {mode:04o}); refusing to use it, "
+            "as the keys in it may have been read. Remove it and log in again, or, if no one "
+            f"else can have read it, run: chmod 600 {path}"
+        )
+
+
+def _read_private_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, checked private first; None if there is no file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CredentialStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        # fstat on the open descriptor: what is checked is what is read.
+        _check_private(path, os.fstat(fd))
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(b"".join(chunks))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise CredentialStoreError(
+            f"{path} is not a valid credentials file; move it away and log in again"
+        )
+    return data
+
+
+def _write_private_file(path: Path, content: bytes) -> None:
+    """Replace ``path`` atomically by a file that is mode 0600 from its creation."""
+    _make_private_dir(path.parent)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+    try:
+        fd = os.open(temporary, flags, 0o600)
+    except OSError as exc:
+        raise CredentialStoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise CredentialStoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(path: Path) -> None:
+    if not _POSIX:  # pragma: no cover
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+__all__ = ["CREDENTIALS_FILE", "FILE_FORMAT_VERSION", "LOCK_FILE", "STATE_FILE", "FileStore"]

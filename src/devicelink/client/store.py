@@ -1,0 +1,228 @@
+"""Where the client keeps its API keys: the OS keyring (``keyring_store``), or a private
+file (``file_store``) where none works, with a one-line warning once per process.
+
+This module does not own the HTTP calls (login, revocation) nor the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import platformdirs
+
+from devicelink.client.credentials import DEFAULT_TOKEN_ENV, Credential, CredentialStoreError
+from devicelink.client.file_store import FileStore
+from devicelink.client.keyring_store import KeyringStore, KeyringUnavailable
+from devicelink.client.urls import normalise_server
+
+KEYRING: Final = "keyring"
+"""What :meth:`CredentialStore.save` returns when the key went to the OS keyring."""
+
+# The fallback warning is printed once per process for each credentials file.
+_warned_paths: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _print_warning(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return "~/" + path.relative_to(Path.home()).as_posix()
+    except (ValueError, RuntimeError):
+        return str(path)
+
+
+class CredentialStore:
+    """API keys per server: the OS keyring where one works, else a private file.
+
+    ``service`` names the keyring entries and the default config directory, so a host CLI
+    keeps its keys apart from devicelink's. A CLI should create one store per process: a
+    keyring that failed or timed out is not asked again by the same store.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str = "devicelink",
+        config_dir: Path | None = None,
+        keyring_timeout: float = 3.0,
+        use_keyring: bool = True,
+        warn: Callable[[str], None] = _print_warning,
+        token_env: str = DEFAULT_TOKEN_ENV,
+    ) -> None:
+        self.service = service
+        self.config_dir = (
+            Path(config_dir)
+            if config_dir is not None
+            else Path(platformdirs.user_config_dir(service, appauthor=False))
+        )
+        self.keyring_timeout = keyring_timeout
+        self.use_keyring = use_keyring
+        self.token_env = token_env
+        self._warn = warn
+        self._file = FileStore(self.config_dir)
+        self._keyring = KeyringStore(
+            service, timeout=keyring_timeout, on_failure=self._keyring_failed
+        )
+
+    @property
+    def credentials_path(self) -> Path:
+        return self._file.credentials_path
+
+    @property
+    def state_path(self) -> Path:
+        return self._file.state_path
+
+    @property
+    def keyring_failure(self) -> str | None:
+        """Why this store stopped using the keyring, or None while it has not."""
+        return self._keyring.failure
+
+    def get(self, server: str) -> Credential | None:
+        """The stored credential for ``server`` (any URL form), or None.
+
+        The keyring is asked first, then the file; if both hold one (a keyring that came
+        back after a fallback), the more recently created wins.
+        """
+        server = normalise_server(server)
+        found: list[Credential] = []
+        secret = self._from_keyring(server)
+        if secret is not None:
+            found.append(self._parse_keyring_entry(server, secret))
+        in_file = self._file.read_credentials().get(server)
+        if in_file is not None:
+            found.append(in_file)
+        return max(found, key=lambda c: c.created_at, default=None)
+
+    def save(self, credential: Credential) -> str:
+        """Store ``credential`` (replacing any for its server) and make its server the
+        default. Returns :data:`KEYRING` or the path of the file it went to."""
+        server = credential.server
+        in_keyring = self._to_keyring(
+            server, json.dumps(credential.to_dict(), separators=(",", ":"))
+        )
+        with self._file.locked():
+            entries = self._file.read_credentials()
+            if in_keyring:
+                # One source of truth: drop a copy left in the file by an earlier fallback.
+                if entries.pop(server, None) is not None:
+                    self._file.write_credentials(entries)
+            else:
+                self._file.write_credentials({**entries, server: credential})
+            self._file.remember(server)
+        return KEYRING if in_keyring else str(self.credentials_path)
+
+    def delete(self, server: str) -> bool:
+        """Forget the credential for ``server`` everywhere; True if there was one."""
+        server = normalise_server(server)
+        removed = self._delete_from_keyring(server)
+        if not self.config_dir.exists():
+            return removed
+        with self._file.locked():
+            entries = self._file.read_credentials()
+            if entries.pop(server, None) is not None:
+                self._file.write_credentials(entries)
+                removed = True
+            self._file.forget(server)
+        return removed
+
+    def servers(self) -> list[str]:
+        """The servers with a stored credential, sorted. Does not ask the keyring (which
+        cannot list entries): keyring servers come from ``state.json``."""
+        return sorted(set(self._file.servers()) | set(self._file.read_credentials()))
+
+    def default_server(self) -> str | None:
+        """The server last logged in to (and not logged out of since), or None."""
+        remembered = self._file.servers()
+        if remembered:
+            return remembered[-1]
+        in_file = self._file.read_credentials().values()
+        newest = max(in_file, key=lambda c: c.created_at, default=None)
+        return None if newest is None else newest.server
+
+    def stored_in(self, server: str) -> str:
+        """Where ``server``'s credential is: the file's path if the file holds it, else
+        :data:`KEYRING`."""
+        try:
+            in_file = normalise_server(server) in self._file.read_credentials()
+        except CredentialStoreError:
+            in_file = False
+        return str(self.credentials_path) if in_file else KEYRING
+
+    def from_environment(self, server: str) -> Credential | None:
+        """A credential made from the ``token_env`` variable (``DEVICELINK_TOKEN``), which
+        overrides whatever is stored; None when it is unset or empty. Its ``client_id``
+        is empty and it carries no expiry, scope or user name."""
+        token = os.environ.get(self.token_env, "").strip()
+        if not token:
+            return None
+        return Credential(server=server, access_token=token, client_id="")
+
+    def resolve(self, server: str) -> Credential | None:
+        """The key to use for ``server``: the environment's if set, else the stored one."""
+        return self.from_environment(server) or self.get(server)
+
+    # --- the keyring, when there is one --------------------------------------------------
+
+    def _from_keyring(self, server: str) -> str | None:
+        if not self.use_keyring:
+            return None
+        try:
+            return self._keyring.get(server)
+        except KeyringUnavailable:
+            return None
+
+    def _to_keyring(self, server: str, secret: str) -> bool:
+        if not self.use_keyring:
+            return False
+        try:
+            self._keyring.set(server, secret)
+        except KeyringUnavailable:
+            return False
+        return True
+
+    def _delete_from_keyring(self, server: str) -> bool:
+        if not self.use_keyring:
+            return False
+        try:
+            return self._keyring.delete(server)
+        except KeyringUnavailable:
+            return False
+
+    def _keyring_failed(self, reason: str) -> None:
+        path = self.credentials_path
+        with _warned_lock:
+            first = str(path) not in _warned_paths
+            _warned_paths.add(str(path))
+        if first:
+            message = (
+                f"{self.service}: no usable keyring ({reason}); "
+                f"keeping keys in {_display_path(path)} (mode 0600)"
+            )
+            self._warn(" ".join(message.split()))
+
+    def _parse_keyring_entry(self, server: str, secret: str) -> Credential:
+        try:
+            credential = Credential.from_dict(json.loads(secret))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise CredentialStoreError(
+                f"the keyring entry {self.service!r} / {server!r} is not a {self.service} "
+                f"credential ({exc}); log out of {server} and log in again"
+            ) from None
+        if credential.server != server:
+            raise CredentialStoreError(
+                f"the keyring entry for {server} holds a credential for {credential.server}; "
+                f"log out of {server} and log in again"
+            )
+        return credential
+
+
+__all__ = ["KEYRING", "CredentialStore"]

@@ -1,0 +1,200 @@
+"""Signing in and out: a local account (user name and password, with limits on failures)
+or an upstream OpenID Connect provider (PKCE, state and nonce kept in the session)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from devicelink.core.ports import LoginFailed
+from devicelink.http.context import client_ip, runtime
+from devicelink.http.errors import PageRoute
+from devicelink.http.pages.common import (
+    LOGIN_PATH,
+    cookie_name,
+    current_session,
+    href,
+    page_post,
+    redirect,
+    render,
+    safe_next,
+    set_session_cookie,
+    to_login,
+)
+from devicelink.http.pages.wording import retry_text
+from devicelink.runtime.wiring import Runtime
+from devicelink.service.sessions import OpenSession
+
+OIDC_LOGIN_PATH = "/login/oidc"
+OIDC_CALLBACK_PATH = "/login/oidc/callback"
+LOGOUT_PATH = "/logout"
+_NEXT = "next"
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+
+@router.get(LOGIN_PATH)
+async def login_page(request: Request) -> Response:
+    rt = runtime(request)
+    session = await current_session(request)
+    next_path = safe_next(request.query_params.get(_NEXT), rt.base_path)
+    if session is not None and session.user is not None:
+        return redirect(request, next_path)
+    created = session is None
+    if session is None:
+        session = await rt.sessions.start()
+    response = render(request, "login.html", session=session, next=next_path)
+    if created:
+        set_session_cookie(response, rt, session)
+    return response
+
+
+@page_post(router, LOGIN_PATH)
+async def login_submit(
+    request: Request, rt: Runtime, session: OpenSession, form: dict[str, str]
+) -> Response:
+    next_path = safe_next(form.get(_NEXT), rt.base_path)
+    if rt.local_accounts is None:
+        return to_login(request, next_path)
+    username = form.get("username", "").strip()
+    ip = client_ip(request) or "-"
+    async with rt.limiter.serialized(("login-ip", ip), ("login-user", username.lower())):
+        return await _sign_in(request, rt, session, form, username, ip, next_path)
+
+
+async def _sign_in(
+    request: Request,
+    rt: Runtime,
+    session: OpenSession,
+    form: dict[str, str],
+    username: str,
+    ip: str,
+    next_path: str,
+) -> Response:
+    """Check the limits, verify the password, count a failure: one step per limit key."""
+    assert rt.local_accounts is not None
+    limit = rt.login_limit
+    for key in (("login-ip", ip), ("login-user", username.lower())):
+        if not await rt.limiter.allows(limit, *key):
+            rt.metrics.refusals.labels("login").inc()
+            wait = await rt.limiter.retry_after(limit, *key)
+            limited = render(
+                request,
+                "login.html",
+                session=session,
+                status_code=429,
+                next=next_path,
+                username=username,
+                error=f"Too many failed sign-ins. Try again {retry_text(wait)}.",
+            )
+            limited.headers["Retry-After"] = str(wait)
+            return limited
+    try:
+        identity = await rt.local_accounts.identity_from_callback(
+            form, transient={}, callback_url=LOGIN_PATH
+        )
+        signed_in = await rt.sessions.sign_in(session, identity)
+    except LoginFailed as failure:
+        await rt.limiter.hit(limit, "login-ip", ip)
+        await rt.limiter.hit(limit, "login-user", username.lower())
+        return render(
+            request,
+            "login.html",
+            session=session,
+            status_code=400,
+            next=next_path,
+            username=username,
+            error=str(failure).capitalize() + ".",
+        )
+    response = redirect(request, next_path)
+    set_session_cookie(response, rt, signed_in)
+    return response
+
+
+@router.get(OIDC_LOGIN_PATH)
+async def oidc_login(request: Request) -> Response:
+    rt = runtime(request)
+    if rt.oidc is None:
+        return redirect(request, href(request, LOGIN_PATH))
+    session = await current_session(request) or await rt.sessions.start()
+    try:
+        start = await rt.oidc.login_redirect(callback_url=rt.settings.issuer + OIDC_CALLBACK_PATH)
+    except LoginFailed as failure:
+        return render(
+            request,
+            "message.html",
+            session=session,
+            status_code=502,
+            title="Sign-in is unavailable",
+            tone="error",
+            message=str(failure).capitalize() + ". Try again in a moment.",
+        )
+    data = {k: v for k, v in session.record.data.items() if not k.startswith("oidc_")}
+    data.update({f"oidc_{k}": v for k, v in start.transient.items()})
+    data[_NEXT] = safe_next(request.query_params.get(_NEXT), rt.base_path)
+    session = await rt.sessions.save_data(session, data)
+    response = redirect(request, start.url)
+    set_session_cookie(response, rt, session)
+    return response
+
+
+@router.get(OIDC_CALLBACK_PATH)
+async def oidc_callback(request: Request) -> Response:
+    rt = runtime(request)
+    session = await current_session(request)
+    if rt.oidc is None or session is None:
+        return render(
+            request,
+            "message.html",
+            status_code=400,
+            title="Sign-in expired",
+            tone="error",
+            message="This sign-in took too long or started in another browser. Start again.",
+            action_url=href(request, LOGIN_PATH),
+            action_label="Sign in",
+        )
+    transient = {
+        k.removeprefix("oidc_"): v for k, v in session.record.data.items() if k.startswith("oidc_")
+    }
+    try:
+        identity = await rt.oidc.identity_from_callback(
+            dict(request.query_params),
+            transient=transient,
+            callback_url=rt.settings.issuer + OIDC_CALLBACK_PATH,
+        )
+        signed_in = await rt.sessions.sign_in(session, identity)
+    except LoginFailed as failure:
+        return render(
+            request,
+            "message.html",
+            session=session,
+            status_code=400,
+            title="Sign-in failed",
+            tone="error",
+            message=str(failure).capitalize() + ".",
+            action_url=href(request, LOGIN_PATH),
+            action_label="Try again",
+        )
+    response = redirect(request, safe_next(session.record.data.get(_NEXT), rt.base_path))
+    set_session_cookie(response, rt, signed_in)
+    return response
+
+
+@page_post(router, LOGOUT_PATH)
+async def logout(
+    request: Request, rt: Runtime, session: OpenSession, _form: dict[str, str]
+) -> Response:
+    await rt.sessions.sign_out(session)
+    response = render(
+        request,
+        "message.html",
+        title="Signed out",
+        tone="ok",
+        message="You are signed out of devicelink in this browser.",
+        action_url=href(request, LOGIN_PATH),
+        action_label="Sign in again",
+    )
+    response.delete_cookie(
+        cookie_name(rt), path="/", secure=rt.settings.secure_cookies, httponly=True
+    )
+    return response

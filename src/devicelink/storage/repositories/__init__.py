@@ -1,0 +1,21 @@
+"""Repositories: the contracts of :mod:`devicelink.core.ports` in SQL, one module per
+aggregate, all sharing the connection of one :class:`devicelink.storage.SqlStore`
+transaction. Rows become models through :mod:`devicelink.storage.rows`."""
+
+from devicelink.storage.repositories.api_keys import SqlApiKeyRepository
+from devicelink.storage.repositories.audit import SqlAuditLog
+from devicelink.storage.repositories.browser_sessions import SqlBrowserSessionRepository
+from devicelink.storage.repositories.clients import SqlClientRepository
+from devicelink.storage.repositories.device_authorizations import (
+    SqlDeviceAuthorizationRepository,
+)
+from devicelink.storage.repositories.users import SqlUserRepository
+
+__all__ = [
+    "SqlApiKeyRepository",
+    "SqlAuditLog",
+    "SqlBrowserSessionRepository",
+    "SqlClientRepository",
+    "SqlDeviceAuthorizationRepository",
+    "SqlUserRepository",
+]

@@ -1,0 +1,110 @@
+"""API keys and their owners: :class:`devicelink.core.ports.ApiKeyRepository`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+
+from devicelink.core.models import ApiKey, NewApiKey, User
+from devicelink.storage.keycache import key_changed
+from devicelink.storage.repositories.base import AnnouncingRepository
+from devicelink.storage.rows import api_key_from_row, key_and_owner_from_row, scope_text
+from devicelink.storage.tables import api_keys, users
+
+# Every column but the key hash, which is only ever looked up, never read back.
+_COLUMNS = (
+    api_keys.c.id,
+    api_keys.c.name,
+    api_keys.c.user_id,
+    api_keys.c.client_id,
+    api_keys.c.device_authorization_id,
+    api_keys.c.scope,
+    api_keys.c.created_at,
+    api_keys.c.expires_at,
+    api_keys.c.last_used_at,
+    api_keys.c.last_used_ip,
+    api_keys.c.revoked_at,
+    api_keys.c.external_id,
+)
+
+# A key with its owner, as :func:`key_and_owner_from_row` reads it (the fast path's
+# key lookup selects the same columns).
+_WITH_OWNER = select(
+    *_COLUMNS,
+    users.c.username,
+    users.c.disabled_at,
+    users.c.created_at.label("user_created_at"),
+    users.c.provider,
+    users.c.subject,
+).join(users, users.c.id == api_keys.c.user_id)
+
+
+class SqlApiKeyRepository(AnnouncingRepository):
+    __slots__ = ()
+
+    async def add(self, new: NewApiKey) -> ApiKey:
+        # The unique device authorization (one key per flow) is the constraint a correct
+        # caller can meet; the others (key hash, owner) mean a bug.
+        async with self._refused_if_taken(
+            "the key conflicts with a stored one (one key per device authorization)"
+        ):
+            row = (
+                await self._conn.execute(
+                    insert(api_keys)
+                    .values(
+                        key_hash=new.key_hash,
+                        name=new.name,
+                        user_id=new.user_id,
+                        client_id=new.client_id,
+                        device_authorization_id=new.device_authorization_id,
+                        scope=scope_text(new.scope),
+                        created_at=new.created_at,
+                        expires_at=new.expires_at,
+                        external_id=new.external_id,
+                    )
+                    .returning(*_COLUMNS)
+                )
+            ).one()
+        return api_key_from_row(row._mapping)
+
+    async def get(self, key_id: int) -> ApiKey | None:
+        return await self._first(select(*_COLUMNS).where(api_keys.c.id == key_id), api_key_from_row)
+
+    async def get_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
+        return await self._first(
+            _WITH_OWNER.where(api_keys.c.key_hash == key_hash), key_and_owner_from_row
+        )
+
+    async def list_for_user(self, user_id: int) -> list[ApiKey]:
+        return await self._all(
+            select(*_COLUMNS).where(api_keys.c.user_id == user_id).order_by(api_keys.c.id),
+            api_key_from_row,
+        )
+
+    async def list_all(self) -> list[tuple[ApiKey, User]]:
+        return await self._all(_WITH_OWNER.order_by(api_keys.c.id), key_and_owner_from_row)
+
+    async def record_use(
+        self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
+    ) -> bool:
+        last = api_keys.c.last_used_at
+        return await self._changed_one_row(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, (last.is_(None)) | (last < not_since))
+            .values(last_used_at=now, last_used_ip=ip)
+        )
+
+    async def revoke(self, key_id: int, *, now: datetime) -> bool:
+        return await self._stamp_once(api_keys, key_id, "revoked_at", now, key_changed(key_id))
+
+    async def count_for_authorization(self, device_authorization_id: int) -> int:
+        return int(
+            (
+                await self._conn.execute(
+                    select(func.count())
+                    .select_from(api_keys)
+                    .where(api_keys.c.device_authorization_id == device_authorization_id)
+                )
+            ).scalar_one()
+        )

@@ -1,0 +1,151 @@
+"""Runs of the device flow: :class:`devicelink.core.ports.DeviceAuthorizationRepository`.
+
+Every state change is one ``UPDATE ... WHERE <expected state>`` whose row count says
+whether it happened; nothing reads a row, decides, and writes it back unguarded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from devicelink.core.models import Client, DeviceAuthorization, NewDeviceAuthorization, Status
+from devicelink.core.ports import DuplicateCode
+from devicelink.storage.repositories.base import Repository
+from devicelink.storage.rows import (
+    authorization_and_client_from_row,
+    authorization_from_row,
+    scope_text,
+)
+from devicelink.storage.tables import clients, device_authorizations
+
+_t = device_authorizations
+
+# Every column but the code hashes, which are only ever looked up, never read back.
+_COLUMNS = (
+    _t.c.id,
+    _t.c.client_id,
+    _t.c.scope,
+    _t.c.status,
+    _t.c.created_at,
+    _t.c.expires_at,
+    _t.c.interval,
+    _t.c.user_id,
+    _t.c.approved_at,
+    _t.c.denied_at,
+    _t.c.consumed_at,
+    _t.c.last_polled_at,
+    _t.c.request_ip,
+    _t.c.user_agent,
+)
+
+# The time a transition into each status stamps.
+_STAMPS = {
+    Status.APPROVED: "approved_at",
+    Status.DENIED: "denied_at",
+    Status.CONSUMED: "consumed_at",
+}
+
+
+class SqlDeviceAuthorizationRepository(Repository):
+    __slots__ = ()
+
+    async def add(self, new: NewDeviceAuthorization) -> DeviceAuthorization:
+        # INSERT ... ON CONFLICT DO NOTHING RETURNING: a collision of either code hash
+        # returns no row and leaves the transaction usable, without a savepoint.
+        dialect_insert = pg_insert if self._conn.dialect.name == "postgresql" else sqlite_insert
+        added = await self._first(
+            dialect_insert(_t)
+            .values(
+                device_code_hash=new.device_code_hash,
+                user_code_hash=new.user_code_hash,
+                client_id=new.client_id,
+                scope=scope_text(new.scope),
+                status=Status.PENDING.value,
+                created_at=new.created_at,
+                expires_at=new.expires_at,
+                interval=new.interval,
+                request_ip=new.request_ip,
+                user_agent=new.user_agent,
+            )
+            .on_conflict_do_nothing()
+            .returning(*_COLUMNS),
+            authorization_from_row,
+        )
+        if added is None:
+            raise DuplicateCode
+        return added
+
+    async def get_by_device_code(self, device_code_hash: bytes) -> DeviceAuthorization | None:
+        return await self._first(
+            select(*_COLUMNS).where(_t.c.device_code_hash == device_code_hash),
+            authorization_from_row,
+        )
+
+    async def get_by_user_code(self, user_code_hash: bytes) -> DeviceAuthorization | None:
+        return await self._first(
+            select(*_COLUMNS).where(_t.c.user_code_hash == user_code_hash),
+            authorization_from_row,
+        )
+
+    async def get_with_client(
+        self, device_code_hash: bytes
+    ) -> tuple[DeviceAuthorization, Client] | None:
+        return await self._first(
+            select(
+                *_COLUMNS,
+                clients.c.name.label("client_name"),
+                clients.c.scopes.label("client_scopes"),
+                clients.c.key_lifetime,
+                clients.c.confidential,
+                clients.c.secret_hash,
+                clients.c.created_at.label("client_created_at"),
+            )
+            .join(clients, clients.c.client_id == _t.c.client_id)
+            .where(_t.c.device_code_hash == device_code_hash),
+            authorization_and_client_from_row,
+        )
+
+    async def record_poll(
+        self,
+        authorization_id: int,
+        *,
+        previous_poll: datetime | None,
+        now: datetime,
+        interval: int,
+    ) -> bool:
+        last = _t.c.last_polled_at
+        return await self._changed_one_row(
+            update(_t)
+            .where(_t.c.id == authorization_id)
+            .where(_t.c.status == Status.PENDING.value)
+            .where(last.is_(None) if previous_poll is None else last == previous_poll)
+            .values(last_polled_at=now, interval=interval)
+        )
+
+    async def transition(
+        self,
+        authorization_id: int,
+        *,
+        from_status: Status,
+        to_status: Status,
+        now: datetime,
+        user_id: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": to_status.value}
+        stamp = _STAMPS.get(to_status)
+        if stamp is not None:
+            values[stamp] = now
+        if to_status in (Status.APPROVED, Status.DENIED):
+            values["user_id"] = user_id
+        return await self._changed_one_row(
+            update(_t)
+            .where(_t.c.id == authorization_id)
+            .where(_t.c.status == from_status.value)
+            .where(_t.c.expires_at > now)
+            .values(**values)
+        )

@@ -1,0 +1,65 @@
+"""Accounts: :class:`devicelink.core.ports.UserRepository`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+
+from devicelink.core.models import User
+from devicelink.storage.keycache import user_changed
+from devicelink.storage.repositories.base import AnnouncingRepository
+from devicelink.storage.rows import user_from_row
+from devicelink.storage.tables import users
+
+
+class SqlUserRepository(AnnouncingRepository):
+    __slots__ = ()
+
+    async def get(self, user_id: int) -> User | None:
+        return await self._first(select(users).where(users.c.id == user_id), user_from_row)
+
+    async def get_by_username(self, username: str) -> User | None:
+        return await self._first(select(users).where(users.c.username == username), user_from_row)
+
+    async def get_by_subject(self, provider: str, subject: str) -> User | None:
+        return await self._first(
+            select(users).where(users.c.provider == provider, users.c.subject == subject),
+            user_from_row,
+        )
+
+    async def add(
+        self,
+        username: str,
+        password_hash: str | None,
+        now: datetime,
+        *,
+        provider: str = "local",
+        subject: str | None = None,
+    ) -> User:
+        async with self._refused_if_taken(f"user {username!r} already exists"):
+            row = (
+                await self._conn.execute(
+                    insert(users)
+                    .values(
+                        username=username,
+                        password_hash=password_hash,
+                        created_at=now,
+                        provider=provider,
+                        subject=subject,
+                    )
+                    .returning(users)
+                )
+            ).one()
+        return user_from_row(row._mapping)
+
+    async def disable(self, user_id: int, *, now: datetime) -> bool:
+        return await self._stamp_once(users, user_id, "disabled_at", now, user_changed(user_id))
+
+    async def set_password(self, user_id: int, password_hash: str) -> bool:
+        return await self._changed_one_row(
+            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        )
+
+    async def count(self) -> int:
+        return int((await self._conn.execute(select(func.count()).select_from(users))).scalar_one())

@@ -1,0 +1,102 @@
+"""What the HTTP contract tests share: the machine endpoints' paths, the form's media
+type, the types of the fixtures of tests/http/conftest.py, and the steps and checks
+most tests take (an error's format, a key issued, a row counted)."""
+
+from __future__ import annotations
+
+import base64
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from devicelink.core.models import Client, User
+from devicelink.storage import SqlStore
+from tests.support.app import Server
+
+AUTHORIZE = "/oauth/device/authorize"
+TOKEN = "/oauth/device/token"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+THIRTY_DAYS = 30 * 86_400
+
+
+class MakeServer(Protocol):
+    """``async with make_server(default_client_id=None) as srv:``"""
+
+    def __call__(self, **overrides: Any) -> AbstractAsyncContextManager[Server]: ...
+
+
+class RegisterClient(Protocol):
+    """``await register_client(server, "ci-bot", secret="s3cret", key_lifetime=None)``"""
+
+    async def __call__(
+        self,
+        srv: Server,
+        client_id: str,
+        *,
+        secret: str | None = None,
+        scopes: tuple[str, ...] = ("api",),
+        key_lifetime: int | None = THIRTY_DAYS,
+    ) -> Client: ...
+
+
+def assert_oauth_error(
+    response: httpx.Response, status: int, error: str | None = None
+) -> dict[str, Any]:
+    """An RFC 6749 section 5.2 error (``error`` when given): JSON, not cached, never
+    FastAPI's ``{"detail": ...}``, never a stack trace, never a key."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers.get("cache-control") == "no-store"
+    assert "Traceback" not in response.text
+    body: dict[str, Any] = response.json()
+    assert isinstance(body.get("error"), str), body
+    assert body["error"], body
+    if error is not None:
+        assert body["error"] == error, body
+    assert "detail" not in body
+    assert "access_token" not in body
+    if "error_description" in body:
+        assert isinstance(body["error_description"], str)
+    return body
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    """HTTP Basic client authentication: id and secret form-urlencoded first (RFC 6749
+    section 2.3.1)."""
+    raw = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+async def approve(srv: Server, flow: dict[str, Any], user: User) -> None:
+    assert await srv.runtime.flows.approve(flow["user_code"], user_id=user.id) == "ok"
+
+
+async def issue_key(srv: Server, user: User, **form: str) -> str:
+    """The API key a device receives once ``user`` approved its flow."""
+    flow = await srv.start_flow(**form)
+    await approve(srv, flow, user)
+    response = await srv.poll(flow["device_code"], **form)
+    assert response.status_code == 200, response.text
+    key: str = response.json()["access_token"]
+    return key
+
+
+async def me(srv: Server, key: str) -> httpx.Response:
+    return await srv.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
+
+
+def engine_of(srv: Server) -> AsyncEngine:
+    """The database of the app, for the tests that look at its rows."""
+    store = srv.runtime.store
+    assert isinstance(store, SqlStore)
+    return store.engine
+
+
+async def count(srv: Server, sql: str) -> int:
+    async with engine_of(srv).connect() as conn:
+        found: int = (await conn.execute(text(sql))).scalar_one()
+        return found

@@ -1,0 +1,59 @@
+"""The ``devicelink`` command of this venv, run as a user or an operator runs it: an
+environment without the caller's ``DEVICELINK_*`` settings, a free port, output captured."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+DEVICELINK = Path(sys.executable).with_name("devicelink")
+
+
+def devicelink_command() -> list[str]:
+    """The installed console script of the venv running the tests."""
+    assert DEVICELINK.exists(), f"{DEVICELINK} is missing: install the package in this venv"
+    return [str(DEVICELINK)]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any ``DEVICELINK_*`` setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICELINK_")}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_devicelink(
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    stdin: str | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run one short ``devicelink`` command to completion, its output captured."""
+    return subprocess.run(
+        [*devicelink_command(), *args],
+        env=dict(env),
+        cwd=cwd,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def one_time_passwords(output: str) -> list[str]:
+    """The passwords ``serve`` printed for a first local account it created."""
+    return re.findall(r"^\s*password: (\S+)\s*$", output, flags=re.MULTILINE)
