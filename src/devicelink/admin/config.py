@@ -103,7 +103,14 @@ def config() -> None:
     default=None,
     help="As given to serve [env: DEVICELINK_DATA_DIR].",
 )
-def config_check(host: str, port: int, data_dir: Path | None) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="As given to serve.",
+)
+def config_check(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     """Print the effective configuration (secrets masked) and exit non-zero, with the
     problems, when `devicelink serve` would refuse it."""
     try:
@@ -132,8 +139,11 @@ def config_check(host: str, port: int, data_dir: Path | None) -> None:
             note = " (default)"
         click.echo(f"{variable:<{width}}  {describe(settings, name)}{note}")
     click.echo(f"{'development':<{width}}  {'yes' if settings.is_development() else 'no'}")
+    unshared = settings.unshared_limits(workers)
+    if unshared and settings.is_development():
+        click.echo(f"devicelink: warning: {unshared}", err=True)
     try:
-        settings.check()
+        settings.check(workers=workers)
     except ConfigurationError as exc:
         click.echo("", err=True)
         click.echo(f"devicelink: {exc}", err=True)

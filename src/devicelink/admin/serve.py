@@ -59,11 +59,14 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
         shown = f"[{host}]" if ":" in host else host
         settings = settings.model_copy(update={"public_url": f"http://{shown}:{port}"})
     try:
-        settings.check()
+        settings.check(workers=workers)
         settings.secret_bytes()
     except ConfigurationError as exc:
         fail(str(exc))
     log_format = configure_logging(settings.log_format, settings.log_level)
+    unshared = settings.unshared_limits(workers)
+    if unshared:  # development only: check() refuses it elsewhere
+        get_logger("devicelink").warning("rate limits not shared", problem=unshared)
     # Once, here, before any worker starts: migrations and the first account.
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)

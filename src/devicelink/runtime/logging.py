@@ -31,7 +31,18 @@ _HANDLER_NAME = "devicelink-structlog"
 
 # Loggers that could write request data (URLs, SQL parameters, form parts) when verbose:
 # never below WARNING, whatever DEVICELINK_LOG_LEVEL says.
-_QUIET = ("httpx", "httpcore", "sqlalchemy", "multipart", "python_multipart", "asyncio")
+# Held at warning whatever the level: the database drivers log statement parameters at
+# debug, and those include sign-in state, nonces and PKCE verifiers.
+_QUIET = (
+    "httpx",
+    "httpcore",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "multipart",
+    "python_multipart",
+    "asyncio",
+)
 
 
 _pid = os.getpid()

@@ -228,8 +228,9 @@ class Settings(BaseSettings):
     def is_development(self) -> bool:
         return is_loopback_url(self.public_url or "http://127.0.0.1")
 
-    def check(self) -> None:
-        """Refuse an unsafe configuration outside development (DESIGN.md, Settings)."""
+    def check(self, *, workers: int = 1) -> None:
+        """Refuse an unsafe configuration outside development (DESIGN.md, Settings);
+        ``workers`` is the number of processes ``serve`` is about to start."""
         problems = self._public_url_problems()
         secret = self.secret_key.get_secret_value() if self.secret_key else ""
         if 0 < len(secret) < 32 and "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
@@ -237,8 +238,22 @@ class Settings(BaseSettings):
         problems.extend(self._sign_in_problems())
         problems.extend(self._flow_problems())
         problems.extend(self._operations_problems())
+        unshared = self.unshared_limits(workers)
+        if unshared and not self.is_development():
+            problems.append(unshared)
         if problems:
             raise ConfigurationError("refusing to start:\n  - " + "\n  - ".join(problems))
+
+    def unshared_limits(self, workers: int) -> str | None:
+        """What goes wrong when several workers each count the rate limits on their own:
+        refused outside development, a loud warning in it."""
+        if workers <= 1 or self.redis_url:
+            return None
+        return (
+            f"{workers} workers without DEVICELINK_REDIS_URL: each worker counts the rate "
+            f"limits on its own, so every limit is {workers} times what it says; set "
+            "DEVICELINK_REDIS_URL so that the workers share their counters"
+        )
 
     def _public_url_problems(self) -> list[str]:
         """The URL users open; outside development, also what must be secret there."""
@@ -256,6 +271,11 @@ class Settings(BaseSettings):
             problems.append(
                 "DEVICELINK_PUBLIC_URL must be https:// outside development "
                 "(codes and keys cross it)"
+            )
+        if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme != "https":
+            problems.append(
+                "DEVICELINK_OIDC_ISSUER must be https:// outside development (its keys "
+                "sign the identities devicelink trusts)"
             )
         secret = self.secret_key.get_secret_value() if self.secret_key else ""
         if not secret:
