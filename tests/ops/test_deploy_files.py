@@ -1,0 +1,69 @@
+"""The deployment guide's files (issue 18, item 7): deploy/devicelink.env and
+deploy/devicelink.service are what docs/deploy.md prints, systemd reads the environment
+file as meant (no comment after a value), and `config check` accepts it once its
+placeholders are filled in."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests.ops.test_security_configuration import config_check
+from tests.support.servers import STRONG_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_FILE = ROOT / "deploy" / "devicelink.env"
+UNIT_FILE = ROOT / "deploy" / "devicelink.service"
+GUIDE = (ROOT / "docs" / "deploy.md").read_text()
+
+
+def systemd_environment(text: str) -> dict[str, str]:
+    """The variables systemd's EnvironmentFile= gives: comment lines skipped, the whole
+    rest of the line after "=" the value."""
+    variables = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith(("#", ";")):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep == "=", f"not NAME=VALUE: {line!r}"
+        variables[name.strip()] = value
+    return variables
+
+
+@pytest.mark.parametrize("path", [ENV_FILE, UNIT_FILE], ids=["env", "unit"])
+def test_the_guide_prints_the_files_of_the_repository(path: Path) -> None:
+    assert path.read_text() in GUIDE
+
+
+def test_no_value_of_the_environment_file_carries_a_comment() -> None:
+    for name, value in systemd_environment(ENV_FILE.read_text()).items():
+        assert not re.search(r"\s#", value), f"{name}'s value would include a comment"
+        assert value == value.strip(), f"{name}'s value has surrounding spaces"
+
+
+def test_config_check_accepts_the_environment_file_once_filled_in(tmp_path: Path) -> None:
+    env = systemd_environment(ENV_FILE.read_text())
+    code, output = config_check(env, tmp_path, "--workers", "4")
+    assert code != 0, "the unfilled example must not pass for a configuration"
+    filled = {
+        name: re.sub(r"REPLACE_[A-Z_]+", lambda _: secrets.token_urlsafe(24), value)
+        for name, value in env.items()
+    }
+    filled["DEVICELINK_SECRET_KEY"] = STRONG_SECRET
+    code, output = config_check(filled, tmp_path, "--workers", "4")
+    assert code == 0, output
+    assert "warning" not in output
+
+
+def test_the_unit_checks_and_serves_with_the_same_workers_on_its_own_address() -> None:
+    unit = UNIT_FILE.read_text()
+    check = re.search(r"^ExecStartPre=.* config check --workers (\d+)$", unit, re.MULTILINE)
+    serve = re.search(
+        r"^ExecStart=.* serve --host \$\{LISTEN_HOST\} .*--workers (\d+)$", unit, re.M
+    )
+    assert check
+    assert serve
+    assert check.group(1) == serve.group(1)
