@@ -3,10 +3,6 @@ group factory that a host CLI mounts (and devicelink's own top level uses)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import click
@@ -22,6 +18,7 @@ from devicelink.client import (
     make_auth_group,
 )
 from devicelink.client.api import resolve_server, scope_covers
+from tests.support.processes import clean_env, run_without_server_packages
 
 from .conftest import EXPIRES_AT, SERVER, USER_CODE, Cli, FakeServer, Sleeps, json_lines
 
@@ -158,19 +155,10 @@ def test_devicelink_mounts_the_factory_commands_at_its_top_level() -> None:
 
 
 def test_a_host_cli_mounts_the_group_with_its_own_names(cli: Cli, tmp_path: Path) -> None:
-    @click.group()
-    def mycli() -> None:
-        """A host CLI."""
-
-    mycli.add_command(
-        make_auth_group(
-            name="auth",
-            server=SERVER,
-            client_id="mycli",
-            keyring_service="mycli",
-            env_prefix="MYCLI",
-        )
+    auth_group = make_auth_group(
+        name="auth", server=SERVER, client_id="mycli", keyring_service="mycli", env_prefix="MYCLI"
     )
+    mycli = click.Group("mycli", commands=[auth_group], help="A host CLI.")
     auth = mycli.commands["auth"]
     assert isinstance(auth, click.Group)
     assert set(auth.commands) == {"login", "status", "token", "logout"}
@@ -211,37 +199,21 @@ def test_a_host_cli_mounts_the_group_with_its_own_names(cli: Cli, tmp_path: Path
 def test_the_client_only_install_has_the_four_commands(tmp_path: Path) -> None:
     """Without the [server] extra (every server package unimportable), `devicelink` still
     has login, status, token and logout, and `token` works."""
-    program = textwrap.dedent(
-        """
-        import sys
-        BLOCKED = {"fastapi", "starlette", "sqlalchemy", "alembic", "asyncpg", "aiosqlite",
-                   "pydantic_settings", "uvicorn", "authlib", "argon2", "limits", "jinja2"}
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in BLOCKED:
-                    raise ImportError(f"blocked server package {name}")
-                return None
-        sys.meta_path.insert(0, Block())
-        from devicelink.cli import main
-        assert {"login", "status", "token", "logout"} <= set(main.commands), main.commands
-        assert "serve" not in main.commands
-        main(["token", "--server", "https://login.example.com"])
-        """
-    )
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DEVICELINK_")},
+        **clean_env(),
         "DEVICELINK_TOKEN": "dlk_from_env_check",
         "HOME": str(tmp_path),
         "XDG_CONFIG_HOME": str(tmp_path / ".config"),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
+    result = run_without_server_packages(
+        """
+        from devicelink.cli import main
+        assert {"login", "status", "token", "logout"} <= set(main.commands), main.commands
+        assert "serve" not in main.commands
+        main(["token", "--server", "https://login.example.com"])
+        """,
+        env,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "dlk_from_env_check\n"

@@ -122,7 +122,8 @@ def test_each_refusal_has_its_exit_code_and_message(
 
 def test_denied_and_expired_say_so_in_words(cli: Cli) -> None:
     cli.server.token_answers = ["access_denied"]
-    assert "denied in the browser" in login(cli).stderr
+    # The server's reason is shown (a key issuer's refusal says why, issue 17).
+    assert "sign-in was denied: access_denied!" in login(cli).stderr
     cli.server.token_answers = ["expired_token"]
     assert "code expired" in login(cli).stderr
 

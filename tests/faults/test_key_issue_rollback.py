@@ -4,10 +4,12 @@ expired).
 
 The app runs in this process with a key issuer that fails on its first call, inside the
 poll's transaction, after the compare-and-set that consumed the authorization. The right
-outcome: that poll is answered with an error the device retries (500 ``server_error`` or
-503 ``temporarily_unavailable``, RFC 6749 section 5.2 JSON, nothing of the failure's
-detail), the transaction rolls back so the authorization is still approved and no key
-row exists, and the device's next poll receives its key, exactly once.
+outcome: that poll is answered with an error (500 ``server_error``, or 503
+``temporarily_unavailable`` for the database, RFC 6749 section 5.2 JSON, nothing of the
+failure's detail), the transaction rolls back so the authorization is still approved and
+no key row exists, and a device that polls again receives its key, exactly once.
+devicelink's own client stops at once on ``server_error`` (issue 17, RFC 8628 section
+3.5); the last test holds it to that.
 
 Both databases, both routes of the token endpoint (the thin one of
 :mod:`devicelink.http.fast_path`, on by default, and the general FastAPI route).
@@ -227,11 +229,15 @@ async def test_an_issuer_failing_on_every_call_never_consumes_the_code(
         assert (keys, events) == (1, 1)
 
 
-async def test_the_devicelink_client_rides_out_the_failure_and_gets_its_key(
+@pytest.mark.rfc("8628", "3.5")
+async def test_the_devicelink_client_stops_at_once_on_the_failure(
     app: FastAPI, clock: FakeClock, issuer: FlakyIssuer
 ) -> None:
-    """The CLI's own flow (devicelink.client) against the server: the failed poll is a
-    transient error to it, it polls the same code again and receives the key."""
+    """The CLI's own flow (devicelink.client) against the server. Issue 17 changed this
+    answer on purpose: a ``server_error`` from the token endpoint is final (RFC 8628
+    section 3.5, any other error ends the polling), so the client stops at once with a
+    clear error instead of polling until the code expires; nothing was issued."""
+    from devicelink.client.errors import LoginFailedOnServer
     from devicelink.client.flow import device_flow
     from devicelink.client.http import arun_device_flow
 
@@ -241,8 +247,10 @@ async def test_the_devicelink_client_rides_out_the_failure_and_gets_its_key(
     monotonic = [1000.0]
     waits: list[float] = []
     approved: list[str] = []
+    codes: list[str] = []
 
     async def on_code(authorization: Any) -> None:
+        codes.append(authorization.device_code)
         approved.append(await rt.flows.approve(authorization.user_code, user_id=user.id))
 
     async def sleep(seconds: float) -> None:
@@ -252,20 +260,23 @@ async def test_the_devicelink_client_rides_out_the_failure_and_gets_its_key(
         clock.advance(seconds)
 
     async with device_client(app, raise_app_exceptions=False) as http:
-        token = await arun_device_flow(
-            device_flow(settings_issuer(app), "devicelink-cli", clock=lambda: monotonic[0]),
-            http,
-            on_code=on_code,
-            sleep=sleep,
-        )
+        with pytest.raises(LoginFailedOnServer) as failed:
+            await arun_device_flow(
+                device_flow(settings_issuer(app), "devicelink-cli", clock=lambda: monotonic[0]),
+                http,
+                on_code=on_code,
+                sleep=sleep,
+            )
     assert approved == ["ok"]
-    assert token.access_token.startswith("dlk_")
-    assert issuer.calls == 2
-    assert len(waits) >= 2, waits  # the interval, then a retry after the failed poll
-    async with rt.store.transaction() as tx:
-        found = await tx.api_keys.get_with_owner(rt.hasher.api_key(token.access_token))
-    assert found is not None
-    assert found[1].username == "alice"
+    assert issuer.calls == 1
+    assert len(waits) == 1, waits  # the interval before the one poll; no retry
+    assert failed.value.error == "server_error"
+    assert "start the login again" in str(failed.value)
+    assert SECRET_DETAIL not in str(failed.value)
+    # Nothing half-written: still approved, no key, no key_issued event.
+    authorization, keys, events = await record_of(app, codes[0])
+    assert authorization.status == Status.APPROVED
+    assert (keys, events) == (0, 0)
 
 
 def settings_issuer(app: FastAPI) -> str:

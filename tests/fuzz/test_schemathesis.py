@@ -310,22 +310,26 @@ API_KEY_PLACEHOLDER = "Bearer {harness-api-key}"
 RESOURCE_SERVER_PLACEHOLDER = "Basic {harness-resource-server}"
 
 
-@schema.auth(refresh_interval=None, retry_on=[]).apply_to(path_regex="^/api/")
-class HarnessApiKey:
+class PlaceholderAuth:
+    """An auth provider that sends its ``placeholder`` as the Authorization header."""
+
+    placeholder: str
+
     def get(self, case: Any, ctx: Any) -> str:
-        return API_KEY_PLACEHOLDER
+        return self.placeholder
 
     def set(self, case: Any, data: str, ctx: Any) -> None:
         case.headers = {**(case.headers or {}), "Authorization": data}
+
+
+@schema.auth(refresh_interval=None, retry_on=[]).apply_to(path_regex="^/api/")
+class HarnessApiKey(PlaceholderAuth):
+    placeholder = API_KEY_PLACEHOLDER
 
 
 @schema.auth(refresh_interval=None, retry_on=[]).apply_to(path="/oauth/introspect")
-class HarnessResourceServer:
-    def get(self, case: Any, ctx: Any) -> str:
-        return RESOURCE_SERVER_PLACEHOLDER
-
-    def set(self, case: Any, data: str, ctx: Any) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": data}
+class HarnessResourceServer(PlaceholderAuth):
+    placeholder = RESOURCE_SERVER_PLACEHOLDER
 
 
 def fill_in_credentials(case: Any, target: FuzzTarget) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from devicelink.core.models import Client, User
+from devicelink.core.models import User
 from devicelink.runtime.settings import Settings
 from devicelink.storage import upgrade_database
-from tests.http.contract import THIRTY_DAYS, MakeServer, RegisterClient
+from tests.http.contract import Flow, MakeServer, RegisterClient, add_client, approved_flow
 from tests.support.app import PUBLIC_URL, FakeClock, Server, running
 
 
@@ -61,33 +61,23 @@ async def sqlite_server(
 
 @pytest.fixture
 def register_client() -> RegisterClient:
-    async def register(
-        srv: Server,
-        client_id: str,
-        *,
-        secret: str | None = None,
-        scopes: tuple[str, ...] = ("api",),
-        key_lifetime: int | None = THIRTY_DAYS,
-    ) -> Client:
-        client = Client(
-            client_id=client_id,
-            name=f"{client_id} (test)",
-            scopes=scopes,
-            key_lifetime=key_lifetime,
-            confidential=secret is not None,
-            secret_hash=srv.runtime.hasher.client_secret(secret) if secret else None,
-            created_at=srv.clock(),
-        )
-        async with srv.runtime.store.transaction() as tx:
-            await tx.clients.add(client)
-        return client
-
-    return register
+    return add_client
 
 
 @pytest.fixture
 async def alice(server: Server) -> User:
     return await server.add_user("alice")
+
+
+@pytest.fixture
+async def approved(server: Server, alice: User) -> Flow:
+    """A flow of the default client, approved by ``alice``."""
+    return await approved_flow(server, alice)
+
+
+@pytest.fixture
+async def bob(server: Server) -> User:
+    return await server.add_user("bob")
 
 
 @pytest.fixture

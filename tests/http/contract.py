@@ -21,6 +21,9 @@ AUTHORIZE = "/oauth/device/authorize"
 TOKEN = "/oauth/device/token"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 THIRTY_DAYS = 30 * 86_400
+Flow = dict[str, Any]
+"""A flow as the device authorization endpoint answered it (``device_code``, ``user_code``
+...)."""
 
 
 class MakeServer(Protocol):
@@ -71,14 +74,65 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
 
 
-async def approve(srv: Server, flow: dict[str, Any], user: User) -> None:
+async def add_client(
+    srv: Server,
+    client_id: str,
+    *,
+    secret: str | None = None,
+    scopes: tuple[str, ...] = ("api",),
+    key_lifetime: int | None = THIRTY_DAYS,
+) -> Client:
+    """Register a client in ``srv``'s database (confidential when it has a ``secret``);
+    the ``register_client`` fixture of tests/http/conftest.py."""
+    client = Client(
+        client_id=client_id,
+        name=f"{client_id} (test)",
+        scopes=scopes,
+        key_lifetime=key_lifetime,
+        confidential=secret is not None,
+        secret_hash=srv.runtime.hasher.client_secret(secret) if secret else None,
+        created_at=srv.clock(),
+    )
+    async with srv.runtime.store.transaction() as tx:
+        await tx.clients.add(client)
+    return client
+
+
+async def approve(srv: Server, flow: Flow, user: User) -> None:
     assert await srv.runtime.flows.approve(flow["user_code"], user_id=user.id) == "ok"
+
+
+async def approved_flow(srv: Server, user: User, **form: str) -> Flow:
+    """A flow started (with ``form``) and approved by ``user``."""
+    flow = await srv.start_flow(**form)
+    await approve(srv, flow, user)
+    return flow
+
+
+async def answer(srv: Server, flow: Flow, **form: str) -> str:
+    """What a poll of ``flow`` answers now, in short: ``key`` (200), else the error of an
+    RFC 6749 section 5.2 answer (400, checked by :func:`assert_oauth_error`) with the new
+    interval after ``slow_down`` (``slow_down 10``)."""
+    response = await srv.poll(flow["device_code"], **form)
+    if response.status_code == 200:
+        return "key"
+    body = assert_oauth_error(response, 400)
+    error: str = body["error"]
+    return f"{error} {body['interval']}" if error == "slow_down" else error
+
+
+async def answers(srv: Server, flow: Flow, waits: list[float]) -> list[str]:
+    """The :func:`answer` to a poll after each of ``waits`` seconds on the clock."""
+    found = []
+    for wait in waits:
+        srv.clock.advance(wait)
+        found.append(await answer(srv, flow))
+    return found
 
 
 async def issue_key(srv: Server, user: User, **form: str) -> str:
     """The API key a device receives once ``user`` approved its flow."""
-    flow = await srv.start_flow(**form)
-    await approve(srv, flow, user)
+    flow = await approved_flow(srv, user, **form)
     response = await srv.poll(flow["device_code"], **form)
     assert response.status_code == 200, response.text
     key: str = response.json()["access_token"]

@@ -14,7 +14,16 @@ from sqlalchemy import text
 
 from devicelink.core.lifecycle import Verdict
 from devicelink.core.models import User
-from tests.http.contract import RegisterClient, approve, count, engine_of
+from tests.http.contract import (
+    Flow,
+    RegisterClient,
+    answer,
+    answers,
+    approve,
+    count,
+    engine_of,
+    me,
+)
 from tests.support.app import Server
 
 pytestmark = pytest.mark.anyio
@@ -42,19 +51,16 @@ async def rows(srv: Server, table: str) -> list[tuple[Any, ...]]:
 @pytest.mark.defect(1)
 @pytest.mark.rfc("8628", "3.5")
 async def test_defect1_device_code_is_consumed_by_the_poll_that_gets_the_key(
-    server: Server, alice: User
+    server: Server, approved: Flow
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    granted = await server.poll(flow["device_code"])
+    granted = await server.poll(approved["device_code"])
     assert granted.status_code == 200
     key = granted.json()["access_token"]
-    me = await server.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
-    assert me.status_code == 200
-    later = [await server.poll(flow["device_code"])]  # at once, faster than the interval
+    assert (await me(server, key)).status_code == 200
+    later = [await server.poll(approved["device_code"])]  # at once, faster than the interval
     for step in (5, 5, 60, 600, 86_400):
         server.clock.advance(step)
-        later.append(await server.poll(flow["device_code"]))
+        later.append(await server.poll(approved["device_code"]))
     assert [error_of(r) for r in later] == ["invalid_grant"] * 6
     assert all(key not in r.text for r in later)
     assert await count(server, "SELECT count(*) FROM api_keys") == 1
@@ -64,20 +70,18 @@ async def test_defect1_device_code_is_consumed_by_the_poll_that_gets_the_key(
 
 
 @pytest.mark.defect(2)
-async def test_defect2_no_key_or_code_is_stored_in_clear(server: Server, alice: User) -> None:
+async def test_defect2_no_key_or_code_is_stored_in_clear(server: Server, approved: Flow) -> None:
     pending = await server.start_flow()
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    key = (await server.poll(flow["device_code"])).json()["access_token"]
-    assert (await server.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})).is_success
+    key = (await server.poll(approved["device_code"])).json()["access_token"]
+    assert (await me(server, key)).is_success
 
     secrets_in_clear = {
         "key": key,
         "key random part": key[4:-7],
-        "device code": flow["device_code"],
+        "device code": approved["device_code"],
         "pending device code": pending["device_code"],
-        "user code": flow["user_code"],
-        "user code, normalised": flow["user_code"].replace("-", ""),
+        "user code": approved["user_code"],
+        "user code, normalised": approved["user_code"].replace("-", ""),
         "pending user code": pending["user_code"].replace("-", ""),
     }
     needles: dict[str, bytes] = {}
@@ -112,33 +116,25 @@ async def test_defect2_no_key_or_code_is_stored_in_clear(server: Server, alice: 
 
 @pytest.mark.defect(4)
 @pytest.mark.rfc("8628", "3.4")
-async def test_defect4_grant_type_is_not_ignored(server: Server, alice: User) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    wrong = await server.poll(flow["device_code"], grant_type="authorization_code")
-    assert wrong.status_code == 400
-    assert error_of(wrong) == "unsupported_grant_type"
-    assert (await server.poll(flow["device_code"])).status_code == 200
+async def test_defect4_grant_type_is_not_ignored(server: Server, approved: Flow) -> None:
+    wrong = await answer(server, approved, grant_type="authorization_code")
+    assert wrong == "unsupported_grant_type"
+    assert await answer(server, approved) == "key"
 
 
 @pytest.mark.defect(4)
 @pytest.mark.rfc("8628", "3.4")
 async def test_defect4_client_id_is_not_ignored(
-    server: Server, register_client: RegisterClient, alice: User
+    server: Server, register_client: RegisterClient, approved: Flow
 ) -> None:
     await register_client(server, "other-cli")
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    unknown = await server.poll(flow["device_code"], client_id="made-up")
+    unknown = await server.poll(approved["device_code"], client_id="made-up")
     assert unknown.status_code == 401
     assert error_of(unknown) == "invalid_client"
-    foreign = await server.poll(flow["device_code"], client_id="other-cli")
-    assert foreign.status_code == 400
-    assert error_of(foreign) == "invalid_grant"
+    assert await answer(server, approved, client_id="other-cli") == "invalid_grant"
     unknown_start = await server.http.post("/oauth/device/authorize", data={"client_id": "x"})
     assert unknown_start.status_code == 401
-    owner = await server.poll(flow["device_code"])
-    assert owner.status_code == 200, owner.text
+    assert await answer(server, approved) == "key"
 
 
 @pytest.mark.defect(4)
@@ -171,18 +167,14 @@ async def test_defect4_errors_are_rfc6749_json_never_422_or_detail(server: Serve
 @pytest.mark.defect(4)
 @pytest.mark.rfc("6749", "5.1")
 async def test_defect4_expires_in_is_a_number_when_the_key_expires(
-    server: Server, alice: User
+    server: Server, approved: Flow
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    body = (await server.poll(flow["device_code"])).json()
+    body = (await server.poll(approved["device_code"])).json()
     assert isinstance(body["expires_in"], int)
     assert body["expires_in"] == 30 * 86_400
     assert body["expires_in"] is not None
-    key = body["access_token"]
     server.clock.advance(body["expires_in"])
-    me = await server.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
-    assert me.status_code == 401
+    assert (await me(server, body["access_token"])).status_code == 401
 
 
 # --- defect 5 ----------------------------------------------------------------------------
@@ -222,8 +214,7 @@ async def test_defect5_user_code_typed_in_any_case_with_or_without_dash(
 ) -> None:
     flow = await server.start_flow()
     assert await server.runtime.flows.approve(typed(flow["user_code"]), user_id=alice.id) == "ok"
-    response = await server.poll(flow["device_code"])
-    assert response.status_code == 200, response.text
+    assert await answer(server, flow) == "key"
 
 
 @pytest.mark.defect(5)
@@ -240,7 +231,7 @@ async def test_defect5_a_near_miss_is_not_a_match(server: Server, alice: User) -
     ]
     for typed in near_misses:
         assert await server.runtime.flows.approve(typed, user_id=alice.id) == "unknown", typed
-    assert error_of(await server.poll(flow["device_code"])) == "authorization_pending"
+    assert await answer(server, flow) == "authorization_pending"
 
 
 # --- defect 8 ----------------------------------------------------------------------------
@@ -252,44 +243,36 @@ async def test_defect8_a_fast_poller_still_gets_the_key_when_approved(
     server: Server, alice: User
 ) -> None:
     flow = await server.start_flow()
-    assert error_of(await server.poll(flow["device_code"])) == "authorization_pending"
-    assert error_of(await server.poll(flow["device_code"])) == "slow_down"
+    assert await answers(server, flow, [0, 0]) == ["authorization_pending", "slow_down 10"]
     await approve(server, flow, alice)
     # Polled again at once, far faster than the (now 15 s) interval: the key anyway.
-    granted = await server.poll(flow["device_code"])
-    assert granted.status_code == 200, granted.text
+    assert await answer(server, flow) == "key"
 
 
 @pytest.mark.defect(8)
 @pytest.mark.rfc("8628", "3.5")
 async def test_defect8_a_fast_poller_still_learns_of_denial(server: Server, alice: User) -> None:
     flow = await server.start_flow()
-    await server.poll(flow["device_code"])
+    await answer(server, flow)
     await server.runtime.flows.deny(flow["user_code"], user_id=alice.id)
-    assert error_of(await server.poll(flow["device_code"])) == "access_denied"
-    assert error_of(await server.poll(flow["device_code"])) == "access_denied"
+    assert await answers(server, flow, [0, 0]) == ["access_denied", "access_denied"]
 
 
 @pytest.mark.defect(8)
 @pytest.mark.rfc("8628", "3.5")
 async def test_defect8_a_fast_poller_still_learns_of_expiry(server: Server) -> None:
     flow = await server.start_flow()
-    server.clock.advance(599)
-    assert error_of(await server.poll(flow["device_code"])) == "authorization_pending"
-    server.clock.advance(1)  # one second after the last poll: too early, but expired
-    assert error_of(await server.poll(flow["device_code"])) == "expired_token"
-    assert error_of(await server.poll(flow["device_code"])) == "expired_token"
+    # The second poll one second after the first: too early, but expired.
+    expected = ["authorization_pending"] + ["expired_token"] * 2
+    assert await answers(server, flow, [599, 1, 0]) == expected
 
 
 @pytest.mark.defect(8)
 @pytest.mark.rfc("8628", "3.5")
 async def test_defect8_a_fast_poller_of_a_used_code_learns_it_is_used(
-    server: Server, alice: User
+    server: Server, approved: Flow
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    assert (await server.poll(flow["device_code"])).status_code == 200
-    assert error_of(await server.poll(flow["device_code"])) == "invalid_grant"
+    assert await answers(server, approved, [0, 0]) == ["key", "invalid_grant"]
 
 
 # --- defect 9 ----------------------------------------------------------------------------
@@ -298,18 +281,15 @@ async def test_defect8_a_fast_poller_of_a_used_code_learns_it_is_used(
 @pytest.mark.defect(9)
 @pytest.mark.rfc("8628", "3.5")
 async def test_defect9_concurrent_polls_of_an_approved_code_issue_one_key(
-    server: Server, alice: User
+    server: Server, approved: Flow
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    responses = await asyncio.gather(*(server.poll(flow["device_code"]) for _ in range(20)))
+    responses = await asyncio.gather(*(server.poll(approved["device_code"]) for _ in range(20)))
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 1, [r.text for r in responses]
     assert all(error_of(r) == "invalid_grant" for r in responses if r.status_code != 200)
     assert await count(server, "SELECT count(*) FROM api_keys") == 1
     winner = next(r for r in responses if r.status_code == 200).json()["access_token"]
-    me = await server.http.get("/api/me", headers={"Authorization": f"Bearer {winner}"})
-    assert me.status_code == 200
+    assert (await me(server, winner)).status_code == 200
 
 
 @pytest.mark.defect(9)
@@ -328,9 +308,8 @@ async def test_defect9_concurrent_polls_of_a_pending_code_stay_protocol_answers(
 @pytest.mark.defect(9)
 @pytest.mark.rfc("8628", "3.3")
 async def test_defect9_concurrent_approve_and_deny_exactly_one_wins(
-    server: Server, alice: User
+    server: Server, alice: User, bob: User
 ) -> None:
-    bob = await server.add_user("bob")
     flows = server.runtime.flows
     for _ in range(6):
         flow = await server.start_flow()
@@ -339,29 +318,24 @@ async def test_defect9_concurrent_approve_and_deny_exactly_one_wins(
             flows.deny(flow["user_code"], user_id=bob.id),
         )
         assert [approved, denied].count(Verdict.OK) == 1, (approved, denied)
-        answer = await server.poll(flow["device_code"])
+        polled = await answer(server, flow)
         if approved == "ok":
-            assert denied == "already_approved"
-            assert answer.status_code == 200, answer.text
+            assert (denied, polled) == ("already_approved", "key")
         else:
-            assert approved == "already_denied"
-            assert error_of(answer) == "access_denied"
+            assert (approved, polled) == ("already_denied", "access_denied")
 
 
 @pytest.mark.defect(9)
 @pytest.mark.rfc("8628", "3.3")
 async def test_defect9_two_users_approving_at_once_one_owns_the_key(
-    server: Server, alice: User
+    server: Server, alice: User, bob: User
 ) -> None:
-    bob = await server.add_user("bob")
-    flows = server.runtime.flows
     flow = await server.start_flow()
     results = await asyncio.gather(
-        flows.approve(flow["user_code"], user_id=alice.id),
-        flows.approve(flow["user_code"], user_id=bob.id),
+        server.runtime.flows.approve(flow["user_code"], user_id=alice.id),
+        server.runtime.flows.approve(flow["user_code"], user_id=bob.id),
     )
     assert sorted(results) == ["already_approved", "ok"]
     winner = "alice" if results[0] == "ok" else "bob"
     key = (await server.poll(flow["device_code"])).json()["access_token"]
-    me = await server.http.get("/api/me", headers={"Authorization": f"Bearer {key}"})
-    assert me.json()["username"] == winner
+    assert (await me(server, key)).json()["username"] == winner

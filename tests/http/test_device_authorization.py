@@ -247,28 +247,21 @@ async def confidential(server: Server, register_client: RegisterClient) -> str:
 
 @pytest.mark.rfc("8628", "3.1")
 @pytest.mark.rfc("6749", "2.3.1")
-async def test_confidential_client_authenticates_with_secret_in_form(
-    server: Server, confidential: str
+@pytest.mark.parametrize(
+    ("form", "with_basic"),
+    [
+        pytest.param({"client_id": "build-bot", "client_secret": "s3cret"}, False, id="form"),
+        pytest.param({}, True, id="basic"),
+        pytest.param({"client_id": "build-bot"}, True, id="basic-and-client-id-in-form"),
+    ],
+)
+async def test_confidential_client_authenticates_with_its_secret(
+    server: Server, confidential: str, form: dict[str, str], with_basic: bool
 ) -> None:
-    response = await server.http.post(
-        AUTHORIZE, data={"client_id": confidential, "client_secret": "s3cret"}
-    )
+    auth = basic(confidential, "s3cret") if with_basic else {}
+    body = str(httpx.QueryParams(form)).encode()
+    response = await server.http.post(AUTHORIZE, content=body, headers={**FORM, **auth})
     assert response.status_code == 200, response.text
-
-
-@pytest.mark.rfc("8628", "3.1")
-@pytest.mark.rfc("6749", "2.3.1")
-async def test_confidential_client_authenticates_with_basic(
-    server: Server, confidential: str
-) -> None:
-    response = await server.http.post(
-        AUTHORIZE, content=b"", headers={**FORM, **basic(confidential, "s3cret")}
-    )
-    assert response.status_code == 200, response.text
-    both = await server.http.post(
-        AUTHORIZE, data={"client_id": confidential}, headers=basic(confidential, "s3cret")
-    )
-    assert both.status_code == 200, both.text
 
 
 @pytest.mark.rfc("6749", "2.3.1")

@@ -7,11 +7,11 @@ from datetime import datetime
 
 import pytest
 
-from devicelink.core.models import AuditKind, Client, User
+from devicelink.core.models import AuditKind, User
 from devicelink.service.admin import AdminService
 from devicelink.service.device_flow import Actor
 from devicelink.service.keys import use_record_interval
-from tests.http.contract import basic, issue_key, me
+from tests.http.contract import add_client, basic, issue_key, me
 from tests.support.app import Server
 
 pytestmark = pytest.mark.anyio
@@ -20,18 +20,7 @@ RESOURCE_SECRET = "resource-server-secret"
 
 
 async def add_resource_server(server: Server) -> dict[str, str]:
-    async with server.runtime.store.transaction() as tx:
-        await tx.clients.add(
-            Client(
-                client_id="billing-api",
-                name="Billing API",
-                scopes=(),
-                key_lifetime=None,
-                confidential=True,
-                secret_hash=server.runtime.hasher.client_secret(RESOURCE_SECRET),
-                created_at=server.clock(),
-            )
-        )
+    await add_client(server, "billing-api", secret=RESOURCE_SECRET, scopes=(), key_lifetime=None)
     return basic("billing-api", RESOURCE_SECRET)
 
 

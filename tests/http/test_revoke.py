@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devicelink.core.models import Client
-from tests.http.contract import issue_key, me
+from tests.http.contract import add_client, issue_key, me
 from tests.support.app import Server
 
 pytestmark = pytest.mark.anyio
@@ -64,16 +63,7 @@ async def test_an_unknown_hint_does_not_stop_revocation(server: Server) -> None:
 
 @pytest.mark.rfc("7009", "2.1")
 async def test_another_client_cannot_revoke_the_key(server: Server) -> None:
-    async with server.runtime.store.transaction() as tx:
-        await tx.clients.add(
-            Client(
-                client_id="other-cli",
-                name="Other",
-                scopes=("api",),
-                key_lifetime=None,
-                created_at=server.clock(),
-            )
-        )
+    await add_client(server, "other-cli", key_lifetime=None)
     key = await alices_key(server)
     response = await server.http.post(
         "/oauth/revoke", data={"token": key, "client_id": "other-cli"}

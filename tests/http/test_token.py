@@ -16,9 +16,13 @@ from devicelink.core.models import User
 from tests.http.contract import (
     THIRTY_DAYS,
     TOKEN,
+    Flow,
     MakeServer,
     RegisterClient,
+    answer,
+    answers,
     approve,
+    approved_flow,
     assert_oauth_error,
     count,
     me,
@@ -47,15 +51,12 @@ async def count_keys(srv: Server) -> int:
     ["authorization_code", "client_credentials", "device_code", DEVICE_CODE_GRANT.upper(), "urn:x"],
 )
 async def test_a_wrong_grant_type_is_unsupported_grant_type(
-    server: Server, alice: User, grant_type: str
+    server: Server, approved: Flow, grant_type: str
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    response = await server.poll(flow["device_code"], grant_type=grant_type)
+    response = await server.poll(approved["device_code"], grant_type=grant_type)
     assert_oauth_error(response, 400, "unsupported_grant_type")
     # The refused request did not use up the approval.
-    granted = await server.poll(flow["device_code"])
-    assert granted.status_code == 200, granted.text
+    assert await answer(server, approved) == "key"
 
 
 @pytest.mark.rfc("8628", "3.4")
@@ -97,13 +98,11 @@ async def test_a_device_code_in_the_query_string_is_not_read(server: Server) -> 
 @pytest.mark.rfc("8628", "3.4")
 @pytest.mark.parametrize("repeated", ["device_code", "grant_type", "client_id"])
 async def test_a_repeated_parameter_is_invalid_request(
-    server: Server, alice: User, repeated: str
+    server: Server, approved: Flow, repeated: str
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
     fields = {
         "grant_type": DEVICE_CODE_GRANT,
-        "device_code": flow["device_code"],
+        "device_code": approved["device_code"],
         "client_id": "devicelink-cli",
     }
     pairs = [*fields.items(), (repeated, fields[repeated])]
@@ -113,8 +112,7 @@ async def test_a_repeated_parameter_is_invalid_request(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert_oauth_error(response, 400, "invalid_request")
-    granted = await server.poll(flow["device_code"])
-    assert granted.status_code == 200, granted.text
+    assert await answer(server, approved) == "key"
 
 
 @pytest.mark.rfc("8628", "3.4")
@@ -128,12 +126,10 @@ async def test_an_unknown_client_is_invalid_client(server: Server) -> None:
 
 @pytest.mark.rfc("8628", "3.4")
 async def test_a_poll_without_client_id_means_the_default_client(
-    server: Server, alice: User
+    server: Server, approved: Flow
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
     response = await server.http.post(
-        TOKEN, data={"grant_type": DEVICE_CODE_GRANT, "device_code": flow["device_code"]}
+        TOKEN, data={"grant_type": DEVICE_CODE_GRANT, "device_code": approved["device_code"]}
     )
     assert response.status_code == 200, response.text
 
@@ -145,14 +141,11 @@ async def test_a_device_code_presented_by_another_client_is_invalid_grant(
 ) -> None:
     await register_client(server, "other-cli")
     flow = await server.start_flow()
-    pending = await server.poll(flow["device_code"], client_id="other-cli")
-    assert_oauth_error(pending, 400, "invalid_grant")
+    assert await answer(server, flow, client_id="other-cli") == "invalid_grant"
     await approve(server, flow, alice)
-    approved = await server.poll(flow["device_code"], client_id="other-cli")
-    assert_oauth_error(approved, 400, "invalid_grant")
+    assert await answer(server, flow, client_id="other-cli") == "invalid_grant"
     # The rightful client still receives its key: the foreign polls changed nothing.
-    granted = await server.poll(flow["device_code"])
-    assert granted.status_code == 200, granted.text
+    assert await answer(server, flow) == "key"
 
 
 # --- section 3.5: the answers, in order ---------------------------------------------------
@@ -171,66 +164,49 @@ async def test_an_unknown_device_code_is_invalid_grant(server: Server, device_co
 @pytest.mark.rfc("8628", "3.5")
 async def test_pending_at_the_stated_interval_is_authorization_pending(server: Server) -> None:
     flow = await server.start_flow()
-    for _ in range(4):
-        response = await server.poll(flow["device_code"])
-        assert_oauth_error(response, 400, "authorization_pending")
-        server.clock.advance(flow["interval"])
+    waits = [0] + [flow["interval"]] * 3
+    assert await answers(server, flow, waits) == ["authorization_pending"] * 4
 
 
 @pytest.mark.rfc("8628", "3.5")
 async def test_polling_too_early_is_slow_down_with_the_new_interval(server: Server) -> None:
     flow = await server.start_flow()
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
-    server.clock.advance(1)
-    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
-    assert body["interval"] == 10
+    assert await answers(server, flow, [0, 1]) == ["authorization_pending", "slow_down 10"]
 
 
 @pytest.mark.rfc("8628", "3.5")
 async def test_slow_down_holds_for_all_subsequent_requests(server: Server) -> None:
     flow = await server.start_flow()
-    await server.poll(flow["device_code"])
-    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
-    assert body["interval"] == 10
-    # The old interval (5 s) is now too early: the client must wait the new one.
-    server.clock.advance(5)
-    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
-    assert body["interval"] == 15
-    server.clock.advance(15)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
-    server.clock.advance(14)
-    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
-    assert body["interval"] == 20
+    # After the slow_down the old interval (5 s) is too early: the client must wait the
+    # new one.
+    assert await answers(server, flow, [0, 0, 5, 15, 14]) == [
+        "authorization_pending",
+        "slow_down 10",
+        "slow_down 15",
+        "authorization_pending",
+        "slow_down 20",
+    ]
 
 
 @pytest.mark.rfc("8628", "3.5")
 async def test_slow_down_grows_by_five_seconds_up_to_sixty(server: Server) -> None:
     flow = await server.start_flow()
-    await server.poll(flow["device_code"])
-    intervals = []
-    for _ in range(14):
-        response = await server.poll(flow["device_code"])
-        intervals.append(assert_oauth_error(response, 400, "slow_down")["interval"])
-    assert intervals == [10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 60, 60, 60]
-    server.clock.advance(59)
-    body = assert_oauth_error(await server.poll(flow["device_code"]), 400, "slow_down")
-    assert body["interval"] == 60
-    server.clock.advance(60)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
+    await answer(server, flow)
+    intervals = [10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 60, 60, 60]
+    assert await answers(server, flow, [0] * 14) == [f"slow_down {s}" for s in intervals]
+    assert await answers(server, flow, [59, 60]) == ["slow_down 60", "authorization_pending"]
 
 
 @pytest.mark.rfc("8628", "3.5")
 async def test_slow_down_is_stored_per_device_code(server: Server) -> None:
     fast = await server.start_flow()
     calm = await server.start_flow()
-    await server.poll(fast["device_code"])
-    await server.poll(calm["device_code"])
-    await server.poll(fast["device_code"])
-    await server.poll(fast["device_code"])
+    await answer(server, fast)
+    await answer(server, calm)
+    assert await answers(server, fast, [0, 0]) == ["slow_down 10", "slow_down 15"]
     server.clock.advance(5)
-    assert_oauth_error(await server.poll(calm["device_code"]), 400, "authorization_pending")
-    body = assert_oauth_error(await server.poll(fast["device_code"]), 400, "slow_down")
-    assert body["interval"] == 20
+    assert await answer(server, calm) == "authorization_pending"
+    assert await answer(server, fast) == "slow_down 20"
 
 
 @pytest.mark.rfc("8628", "3.5")
@@ -239,47 +215,35 @@ async def test_slow_down_survives_a_restart_of_the_server(
 ) -> None:
     """The interval lives in the database, not in the process that answered."""
     flow = await server.start_flow()
-    await server.poll(flow["device_code"])
-    await server.poll(flow["device_code"])
+    await answers(server, flow, [0, 0])
     async with make_server() as other_process:
         server.clock.advance(5)
-        body = assert_oauth_error(await other_process.poll(flow["device_code"]), 400, "slow_down")
-    assert body["interval"] == 15
+        assert await answer(other_process, flow) == "slow_down 15"
 
 
 @pytest.mark.rfc("8628", "3.5")
 async def test_an_expired_code_is_expired_token(server: Server) -> None:
     flow = await server.start_flow()
-    server.clock.advance(599)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
-    server.clock.advance(1)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
-    server.clock.advance(3600)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
+    expected = ["authorization_pending"] + ["expired_token"] * 2
+    assert await answers(server, flow, [599, 1, 3600]) == expected
 
 
 @pytest.mark.rfc("8628", "3.5")
 async def test_an_approved_but_expired_code_is_expired_token_not_a_key(
-    server: Server, alice: User
+    server: Server, approved: Flow
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    server.clock.advance(600)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
+    assert await answers(server, approved, [600]) == ["expired_token"]
     assert await count_keys(server) == 0
 
 
 @pytest.mark.rfc("8628", "3.5")
 async def test_a_denied_code_is_access_denied_every_time(server: Server, alice: User) -> None:
     flow = await server.start_flow()
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "authorization_pending")
+    assert await answer(server, flow) == "authorization_pending"
     await deny(server, flow, alice)
-    for _ in range(3):
-        server.clock.advance(5)
-        assert_oauth_error(await server.poll(flow["device_code"]), 400, "access_denied")
+    assert await answers(server, flow, [5, 5, 5]) == ["access_denied"] * 3
     # Expiry comes before denial in the order of answers.
-    server.clock.advance(600)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "expired_token")
+    assert await answers(server, flow, [600]) == ["expired_token"]
 
 
 @pytest.mark.rfc("8628", "3.5")
@@ -287,8 +251,7 @@ async def test_a_denied_code_is_access_denied_every_time(server: Server, alice: 
 async def test_an_approved_code_gets_a_bearer_key_with_expiry_and_scope(
     server: Server, alice: User
 ) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
+    flow = await approved_flow(server, alice)
     response = await server.poll(flow["device_code"])
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -305,15 +268,9 @@ async def test_an_approved_code_gets_a_bearer_key_with_expiry_and_scope(
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_a_consumed_code_is_invalid_grant(server: Server, alice: User) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    assert (await server.poll(flow["device_code"])).status_code == 200
-    server.clock.advance(5)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "invalid_grant")
+async def test_a_consumed_code_is_invalid_grant(server: Server, approved: Flow) -> None:
     # Consumed comes before expired in the order of answers.
-    server.clock.advance(3600)
-    assert_oauth_error(await server.poll(flow["device_code"]), 400, "invalid_grant")
+    assert await answers(server, approved, [0, 5, 3600]) == ["key"] + ["invalid_grant"] * 2
 
 
 @pytest.mark.rfc("6749", "5.1")
@@ -321,8 +278,7 @@ async def test_a_client_whose_keys_never_expire_gets_no_expires_in(
     server: Server, register_client: RegisterClient, alice: User
 ) -> None:
     await register_client(server, "forever-cli", key_lifetime=None)
-    flow = await server.start_flow(client_id="forever-cli")
-    await approve(server, flow, alice)
+    flow = await approved_flow(server, alice, client_id="forever-cli")
     response = await server.poll(flow["device_code"], client_id="forever-cli")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -337,8 +293,7 @@ async def test_a_client_key_lifetime_sets_expires_in(
     server: Server, register_client: RegisterClient, alice: User
 ) -> None:
     await register_client(server, "hourly-cli", key_lifetime=3600)
-    flow = await server.start_flow(client_id="hourly-cli")
-    await approve(server, flow, alice)
+    flow = await approved_flow(server, alice, client_id="hourly-cli")
     body = (await server.poll(flow["device_code"], client_id="hourly-cli")).json()
     assert body["expires_in"] == 3600
     server.clock.advance(3599)
@@ -353,8 +308,7 @@ async def test_the_server_key_lifetime_setting_applies_to_the_default_client(
 ) -> None:
     async with make_server(key_lifetime=7 * 86_400) as srv:
         user = await srv.add_user("bob")
-        flow = await srv.start_flow()
-        await approve(srv, flow, user)
+        flow = await approved_flow(srv, user)
         body = (await srv.poll(flow["device_code"])).json()
     assert body["expires_in"] == 7 * 86_400
 
@@ -363,14 +317,10 @@ async def test_the_server_key_lifetime_setting_applies_to_the_default_client(
 
 
 @pytest.mark.rfc("8628", "3.5")
-async def test_one_device_authorization_gives_exactly_one_key(server: Server, alice: User) -> None:
-    flow = await server.start_flow()
-    await approve(server, flow, alice)
-    responses = []
-    for _ in range(5):
-        responses.append(await server.poll(flow["device_code"]))
-        server.clock.advance(5)
-    assert [r.status_code for r in responses] == [200, 400, 400, 400, 400]
+async def test_one_device_authorization_gives_exactly_one_key(
+    server: Server, approved: Flow
+) -> None:
+    assert await answers(server, approved, [0, 5, 5, 5, 5]) == ["key"] + ["invalid_grant"] * 4
     assert await count_keys(server) == 1
 
 
@@ -415,10 +365,8 @@ async def test_approving_a_user_code_releases_exactly_that_device(
     mine = await server.start_flow()
     someone_elses = await server.start_flow()
     await approve(server, mine, alice)
-    assert (await server.poll(mine["device_code"])).status_code == 200
-    assert_oauth_error(
-        await server.poll(someone_elses["device_code"]), 400, "authorization_pending"
-    )
+    assert await answer(server, mine) == "key"
+    assert await answer(server, someone_elses) == "authorization_pending"
 
 
 @pytest.mark.rfc("8628", "3.3")
@@ -428,11 +376,11 @@ async def test_a_user_cannot_decide_twice_or_after_expiry(server: Server, alice:
     assert await flows.approve(flow["user_code"], user_id=alice.id) == "ok"
     assert await flows.approve(flow["user_code"], user_id=alice.id) == "already_approved"
     assert await flows.deny(flow["user_code"], user_id=alice.id) == "already_approved"
-    assert (await server.poll(flow["device_code"])).status_code == 200
+    assert await answer(server, flow) == "key"
     assert await flows.approve(flow["user_code"], user_id=alice.id) == "already_used"
     late = await server.start_flow()
     server.clock.advance(600)
     assert await flows.approve(late["user_code"], user_id=alice.id) == "expired"
-    assert_oauth_error(await server.poll(late["device_code"]), 400, "expired_token")
+    assert await answer(server, late) == "expired_token"
     assert await flows.approve("AEIO-U123", user_id=alice.id) == "unknown"
     assert await flows.approve("", user_id=alice.id) == "unknown"

@@ -19,20 +19,13 @@ from sqlalchemy import select, text
 from devicelink.service.maintenance import Maintenance
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.purge import SqlPurger
+from tests.support.databases import delete_all_rows
 
 from .conftest import DAY, NOW, TABLES, Rows
 
 pytestmark = [pytest.mark.anyio, pytest.mark.defect(7)]
 
 HOUR = timedelta(hours=1)
-ALL_TABLES = (
-    "audit_events",
-    "browser_sessions",
-    "api_keys",
-    "device_authorizations",
-    "users",
-    "clients",
-)
 
 
 @pytest.fixture
@@ -40,8 +33,7 @@ async def pg_store(postgres_database: str) -> AsyncIterator[SqlStore]:
     """The session's PostgreSQL database, emptied."""
     store = SqlStore(create_engine_for_url(postgres_database))
     async with store.engine.begin() as conn:
-        for table in ALL_TABLES:
-            await conn.exec_driver_sql(f"DELETE FROM {table}")
+        await delete_all_rows(conn)
     try:
         yield store
     finally:

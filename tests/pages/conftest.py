@@ -11,7 +11,7 @@ import pytest
 
 from devicelink.runtime.settings import Settings
 from devicelink.server.app import create_app
-from tests.pages.pagetools import Browser, Confirming, Site
+from tests.pages.pagetools import Browser, Confirming, Flow, Site
 from tests.support.app import FakeClock
 
 
@@ -44,9 +44,15 @@ async def browser(site: Site) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def confirming(site: Site, browser: Browser) -> Confirming:
-    """alice signed in, a device's flow started, its code typed: the confirm page."""
+async def signed_in_flow(site: Site, browser: Browser) -> Flow:
+    """alice signed in and a device's flow started: the flow (its code not typed yet)."""
     await site.add_user()
     flow = await site.start_flow()
     await browser.sign_in()
-    return Confirming(flow, await browser.enter_code(flow["user_code"]))
+    return flow
+
+
+@pytest.fixture
+async def confirming(browser: Browser, signed_in_flow: Flow) -> Confirming:
+    """alice signed in, a device's flow started, its code typed: the confirm page."""
+    return Confirming(signed_in_flow, await browser.enter_code(signed_in_flow["user_code"]))

@@ -99,8 +99,12 @@ class Site:
         return review.authorization.status.value
 
 
+Flow = dict[str, Any]
+"""A device's flow as the device authorization endpoint answered it."""
+
+
 class Confirming(NamedTuple):
     """A device's flow, and the confirm page its user sees after typing its code."""
 
-    flow: dict[str, Any]
+    flow: Flow
     confirm: httpx.Response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pages.pagetools import Browser, Confirming, Site, heading_of
+from tests.pages.pagetools import Browser, Confirming, Flow, Site, heading_of
 from tests.support.http import csrf_of
 
 pytestmark = pytest.mark.anyio
@@ -28,15 +28,14 @@ async def test_verification_uri_asks_for_sign_in_first_and_keeps_the_code(
 
 
 @pytest.mark.rfc("8628", "3.3")
-async def test_prefilled_code_never_skips_the_confirm_step(site: Site, browser: Browser) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    page = await browser.http.get(flow["verification_uri_complete"])
+async def test_prefilled_code_never_skips_the_confirm_step(
+    site: Site, browser: Browser, signed_in_flow: Flow
+) -> None:
+    page = await browser.http.get(signed_in_flow["verification_uri_complete"])
     assert page.status_code == 200
     assert ">Continue<" in page.text
     assert "Approve" not in page.text
-    assert await site.status_of(flow["user_code"]) == "pending"
+    assert await site.status_of(signed_in_flow["user_code"]) == "pending"
 
 
 @pytest.mark.rfc("8628", "3.3")
@@ -62,18 +61,15 @@ async def test_defect_6_confirm_page_shows_who_asked_before_approval(
 @pytest.mark.rfc("8628", "6.1")
 @pytest.mark.parametrize("typed", ["{code}", "{lower}", "{nodash}", "{spaced}", " {lower} "])
 async def test_code_is_accepted_in_any_case_with_or_without_dash(
-    site: Site, browser: Browser, typed: str
+    browser: Browser, signed_in_flow: Flow, typed: str
 ) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    code = flow["user_code"]
+    code = signed_in_flow["user_code"]
     variants = {
         "code": code,
         "lower": code.lower(),
         "nodash": code.replace("-", ""),
         "spaced": " ".join(code.replace("-", "")),
     }
-    await browser.sign_in()
     confirm = await browser.enter_code(typed.format(**variants))
     assert confirm.status_code == 200
     assert heading_of(confirm) == "Is this your device?"
@@ -170,16 +166,17 @@ async def test_entry_errors_never_tell_whether_a_code_exists(site: Site, browser
 
 
 async def test_decide_acts_only_on_the_code_this_session_reviewed(
-    site: Site, browser: Browser
+    site: Site, browser: Browser, signed_in_flow: Flow
 ) -> None:
     """The decision form carries no code: a forged post cannot name another one."""
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
     page = await browser.http.get("/oauth/device/verify")
     response = await browser.http.post(
         "/oauth/device/decide",
-        data={"action": "approve", "csrf_token": csrf_of(page), "user_code": flow["user_code"]},
+        data={
+            "action": "approve",
+            "csrf_token": csrf_of(page),
+            "user_code": signed_in_flow["user_code"],
+        },
     )
     assert response.status_code == 303
-    assert await site.status_of(flow["user_code"]) == "pending"
+    assert await site.status_of(signed_in_flow["user_code"]) == "pending"

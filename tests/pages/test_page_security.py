@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from devicelink.http.pages.common import safe_next
 from devicelink.runtime.settings import Settings
-from tests.pages.pagetools import Browser, Confirming, Site, heading_of
+from tests.pages.pagetools import Browser, Confirming, Flow, Site, heading_of
 from tests.support.http import PASSWORD, csrf_of
 
 pytestmark = pytest.mark.anyio
@@ -22,12 +22,9 @@ pytestmark = pytest.mark.anyio
 @pytest.mark.defect(6)
 @pytest.mark.parametrize("token", [None, "", "forged-token", "0" * 64])
 async def test_defect_6_approval_without_a_valid_csrf_token_is_refused(
-    site: Site, browser: Browser, token: str | None
+    site: Site, browser: Browser, confirming: Confirming, token: str | None
 ) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
-    await browser.enter_code(flow["user_code"])
+    flow, _ = confirming
     form = {"action": "approve"}
     if token is not None:
         form["csrf_token"] = token
@@ -167,13 +164,10 @@ async def _fail(browser: Browser, times: int) -> None:
 @pytest.mark.rfc("8628", "5.1")
 @pytest.mark.defect(7)
 async def test_defect_7_session_limit_holds_even_for_the_right_code(
-    site: Site, browser: Browser
+    browser: Browser, signed_in_flow: Flow
 ) -> None:
-    await site.add_user()
-    flow = await site.start_flow()
-    await browser.sign_in()
     await _fail(browser, 3)
-    right = await browser.enter_code(flow["user_code"])
+    right = await browser.enter_code(signed_in_flow["user_code"])
     assert right.status_code == 429
     assert "try again in" in right.text
     assert int(right.headers["Retry-After"]) > 0

@@ -9,7 +9,7 @@ every state change is a compare-and-set, and a failed transaction leaves nothing
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -408,13 +408,9 @@ async def test_denial_stamps_time_and_user_and_blocks_approval(store: SqlStore) 
     denied = await reload(store)
     assert (denied.status, denied.denied_at, denied.user_id) == (Status.DENIED, denied_at, user.id)
     assert denied.approved_at is None
+    too_late = denied_at + timedelta(seconds=1)
     assert not await transition(
-        store,
-        record.id,
-        Status.PENDING,
-        Status.APPROVED,
-        now=denied_at + timedelta(seconds=1),
-        user=user,
+        store, record.id, Status.PENDING, Status.APPROVED, now=too_late, user=user
     )
     assert await reload(store) == denied
 
@@ -484,16 +480,12 @@ async def test_api_key_add_and_get_with_owner(store: SqlStore) -> None:
     new = new_key("a", user_id=user.id, device_authorization_id=record.id)
     async with store.transaction() as tx:
         key = await tx.api_keys.add(new)
-    assert key == ApiKey(
-        id=key.id,
-        name=new.name,
-        user_id=user.id,
-        client_id=CLIENT.client_id,
-        device_authorization_id=record.id,
-        scope=new.scope,
-        created_at=new.created_at,
-        expires_at=new.expires_at,
-    )
+    # What was given comes back as given, with an id; nothing else is set.
+    given = {field.name: getattr(new, field.name) for field in fields(new)}
+    del given["key_hash"]
+    assert key == ApiKey(id=key.id, **given)
+    owners = (key.user_id, key.client_id, key.device_authorization_id)
+    assert owners == (user.id, CLIENT.client_id, record.id)
     assert_utc(key.created_at)
     assert_utc(key.expires_at)
     async with store.transaction() as tx:
@@ -728,15 +720,12 @@ async def test_concurrent_approvals_of_one_code_no_double_approval(store: SqlSto
     record = await add_authorization(store)
     start = asyncio.Event()
 
+    moment = T0 + timedelta(seconds=30)
+
     async def approve(user: User) -> bool:
         await start.wait()
         return await transition(
-            store,
-            record.id,
-            Status.PENDING,
-            Status.APPROVED,
-            now=T0 + timedelta(seconds=30),
-            user=user,
+            store, record.id, Status.PENDING, Status.APPROVED, now=moment, user=user
         )
 
     racers = [asyncio.ensure_future(approve(user)) for user in users]

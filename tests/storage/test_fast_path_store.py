@@ -22,7 +22,6 @@ from devicelink.core import lifecycle
 from devicelink.core.models import (
     Client,
     DeviceAuthorization,
-    NewApiKey,
     NewDeviceAuthorization,
     PendingPoll,
     Status,
@@ -31,7 +30,7 @@ from devicelink.core.ports import Transaction
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
 
-from .conftest import digest
+from .conftest import digest, new_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -170,15 +169,13 @@ async def settle(tx: Transaction, record: DeviceAuthorization, status: Status) -
         record.id, from_status=Status.APPROVED, to_status=Status.CONSUMED, now=T0
     )
     await tx.api_keys.add(
-        NewApiKey(
-            key_hash=digest("k"),
-            name="k",
+        new_key(
+            digest("k"),
             user_id=user.id,
             client_id=record.client_id,
-            device_authorization_id=record.id,
-            scope=("api",),
             created_at=T0,
-            expires_at=None,
+            name="k",
+            device_authorization_id=record.id,
         )
     )
 
@@ -412,16 +409,7 @@ async def test_a_keys_last_use_is_written_once_with_one_first_use_event(
         user = await tx.users.get_by_username("alice")
         assert user is not None
         key = await tx.api_keys.add(
-            NewApiKey(
-                key_hash=digest("k"),
-                name="cli",
-                user_id=user.id,
-                client_id="public",
-                device_authorization_id=None,
-                scope=("api",),
-                created_at=T0,
-                expires_at=None,
-            )
+            new_key(digest("k"), user_id=user.id, client_id="public", created_at=T0, name="cli")
         )
 
     async def use(now: datetime, ip: str) -> bool:

@@ -21,12 +21,14 @@ from sqlalchemy import text
 from devicelink.core.apikeys import new_api_key
 from devicelink.core.codes import CodeHasher
 from devicelink.core.errors import InvalidToken
-from devicelink.core.models import Client, NewApiKey
+from devicelink.core.models import Client
 from devicelink.service import KeyService
 from devicelink.service.admin import AdminService
 from devicelink.service.clients import ClientCredentials
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
+
+from .conftest import new_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -77,30 +79,21 @@ async def processes(empty_postgres: str) -> AsyncIterator[Processes]:
     keys: dict[str, list[str]] = {"alice": [], "bob": []}
     async with store.transaction() as tx:
         await tx.clients.add(
-            Client(
-                client_id="devicelink-cli",
-                name="CLI",
-                scopes=("api",),
-                key_lifetime=None,
-                created_at=NOW,
-            )
+            Client("devicelink-cli", "CLI", scopes=("api",), key_lifetime=None, created_at=NOW)
         )
         for name in keys:
             user = await tx.users.add(name, None, NOW)
             for n in range(2):
                 token = new_api_key()
-                await tx.api_keys.add(
-                    NewApiKey(
-                        key_hash=HASHER.api_key(token),
-                        name=f"{name} {n}",
-                        user_id=user.id,
-                        client_id="devicelink-cli",
-                        device_authorization_id=None,
-                        scope=("api",),
-                        created_at=NOW,
-                        expires_at=NOW + timedelta(days=1),
-                    )
+                key = new_key(
+                    HASHER.api_key(token),
+                    user_id=user.id,
+                    client_id="devicelink-cli",
+                    created_at=NOW,
+                    name=f"{name} {n}",
+                    expires_at=NOW + timedelta(days=1),
                 )
+                await tx.api_keys.add(key)
                 keys[name].append(token)
     hot = await AsyncpgFastPath.connect(empty_postgres, max_size=2, key_cache_size=100)
     hot.listener.RECONNECT_SECONDS = 0.05
@@ -138,54 +131,50 @@ async def warm(p: Processes, token: str) -> None:
 async def test_a_key_checked_again_is_answered_from_memory_as_from_the_database(
     processes: Processes,
 ) -> None:
-    p = processes
-    token = p.keys["alice"][0]
-    await warm(p, token)
-    remembered = await p.here.authenticate(token)
-    read = await KeyService(p.store, HASHER, clock).authenticate(token)
+    token = processes.keys["alice"][0]
+    await warm(processes, token)
+    remembered = await processes.here.authenticate(token)
+    read = await KeyService(processes.store, HASHER, clock).authenticate(token)
     assert remembered == read
     assert remembered.user.username == "alice"
 
 
 @pytest.mark.rfc("7009", "2.1")
 async def test_a_revocation_by_another_process_is_refused_at_once(processes: Processes) -> None:
-    p = processes
-    token, other_token = p.keys["alice"]
-    await warm(p, token)
-    await warm(p, other_token)
-    assert await p.elsewhere.revoke(CLI, token) is True
+    token, other_token = processes.keys["alice"]
+    await warm(processes, token)
+    await warm(processes, other_token)
+    assert await processes.elsewhere.revoke(CLI, token) is True
     # NOTIFY is delivered when the revoking transaction commits.
-    assert await refused_within(p.here, token) < 2.0
+    assert await refused_within(processes.here, token) < 2.0
     # The other key of the same account is still answered, from memory.
-    hits = p.hot.cache.hits
-    assert (await p.here.authenticate(other_token)).user.username == "alice"
-    assert p.hot.cache.hits == hits + 1
+    hits = processes.hot.cache.hits
+    assert (await processes.here.authenticate(other_token)).user.username == "alice"
+    assert processes.hot.cache.hits == hits + 1
 
 
 async def test_a_revocation_in_this_process_is_refused_by_the_very_next_check(
     processes: Processes,
 ) -> None:
-    p = processes
-    token = p.keys["bob"][0]
-    await warm(p, token)
-    assert await p.here.revoke(CLI, token) is True
+    token = processes.keys["bob"][0]
+    await warm(processes, token)
+    assert await processes.here.revoke(CLI, token) is True
     with pytest.raises(InvalidToken):
-        await p.here.authenticate(token)
+        await processes.here.authenticate(token)
 
 
 async def test_disabling_an_account_elsewhere_refuses_all_its_keys_and_only_them(
     processes: Processes,
 ) -> None:
-    p = processes
-    for token in p.keys["alice"] + p.keys["bob"]:
-        await warm(p, token)
-    assert await p.elsewhere_admin.disable_user("alice") is True
-    for token in p.keys["alice"]:
-        assert await refused_within(p.here, token) < 2.0
-    hits = p.hot.cache.hits
-    for token in p.keys["bob"]:
-        assert (await p.here.authenticate(token)).user.username == "bob"
-    assert p.hot.cache.hits == hits + 2
+    for token in processes.keys["alice"] + processes.keys["bob"]:
+        await warm(processes, token)
+    assert await processes.elsewhere_admin.disable_user("alice") is True
+    for token in processes.keys["alice"]:
+        assert await refused_within(processes.here, token) < 2.0
+    hits = processes.hot.cache.hits
+    for token in processes.keys["bob"]:
+        assert (await processes.here.authenticate(token)).user.username == "bob"
+    assert processes.hot.cache.hits == hits + 2
 
 
 async def test_a_revocation_while_the_listening_connection_is_down_is_not_missed(
@@ -194,10 +183,9 @@ async def test_a_revocation_while_the_listening_connection_is_down_is_not_missed
     """The connection that hears of changes is cut (an administrator's
     pg_terminate_backend, a failover): the cache empties and stays unused until it
     listens again, so a revocation made in between is refused all the same."""
-    p = processes
-    token, other_token = p.keys["alice"]
-    await warm(p, token)
-    async with p.elsewhere_store.engine.begin() as conn:
+    token, other_token = processes.keys["alice"]
+    await warm(processes, token)
+    async with processes.elsewhere_store.engine.begin() as conn:
         terminated = await conn.scalar(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -210,12 +198,12 @@ async def test_a_revocation_while_the_listening_connection_is_down_is_not_missed
             text("UPDATE api_keys SET revoked_at = :now WHERE key_hash = :h"),
             {"now": NOW, "h": HASHER.api_key(token)},
         )
-    await until(lambda: not p.hot.cache.live or len(p.hot.cache) == 0)
+    await until(lambda: not processes.hot.cache.live or len(processes.hot.cache) == 0)
     with pytest.raises(InvalidToken):
-        await p.here.authenticate(token)
+        await processes.here.authenticate(token)
     # It listens again, and remembers again.
-    await until(lambda: p.hot.cache.live)
-    await warm(p, other_token)
+    await until(lambda: processes.hot.cache.live)
+    await warm(processes, other_token)
 
 
 async def test_when_notifications_silently_stop_arriving_the_cache_stops_answering(
@@ -225,13 +213,12 @@ async def test_when_notifications_silently_stop_arriving_the_cache_stops_answeri
     in production, a transaction-pooling proxy or a half-dead link): the heartbeat
     that does not come back empties the cache, so a revocation it did not hear of is
     refused all the same; once it hears again, it remembers again."""
-    p = processes
-    token, other_token = p.keys["bob"]
-    await warm(p, token)
-    listener = p.hot.listener.connection
+    token, other_token = processes.keys["bob"]
+    await warm(processes, token)
+    listener = processes.hot.listener.connection
     assert listener is not None
     await listener.execute("UNLISTEN *")
-    assert await p.elsewhere.revoke(CLI, token) is True  # announced, but unheard
-    assert await refused_within(p.here, token, limit=3.0) < 3.0
-    await until(lambda: p.hot.cache.live)  # a new listening connection
-    await warm(p, other_token)
+    assert await processes.elsewhere.revoke(CLI, token) is True  # announced, but unheard
+    assert await refused_within(processes.here, token, limit=3.0) < 3.0
+    await until(lambda: processes.hot.cache.live)  # a new listening connection
+    await warm(processes, other_token)

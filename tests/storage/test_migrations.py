@@ -9,8 +9,6 @@ the reverse) fails here. Upgrading is idempotent and leaves ``alembic_version`` 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -18,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -30,18 +27,7 @@ from sqlalchemy.pool import NullPool
 from devicelink.storage import create_engine_for_url, upgrade_database
 from devicelink.storage.migrate import alembic_config
 from devicelink.storage.tables import metadata
-
-ADMIN_POSTGRES_URL = os.environ.get(
-    "DEVICELINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-).replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def _pg_admin(statement: str) -> None:
-    conn = await asyncpg.connect(ADMIN_POSTGRES_URL, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+from tests.support.databases import fresh_postgres_database
 
 
 @pytest.fixture
@@ -50,12 +36,8 @@ def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = f"devicelink_migrate_{os.getpid()}_{secrets.token_hex(3)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{ADMIN_POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database("devicelink_migrate", migrate=False) as url:
+        yield url
 
 
 def head_revision() -> str:

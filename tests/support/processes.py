@@ -8,10 +8,25 @@ import re
 import socket
 import subprocess
 import sys
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
 DEVICELINK = Path(sys.executable).with_name("devicelink")
+SERVER_PACKAGES = (
+    "fastapi", "starlette", "sqlalchemy", "alembic", "asyncpg", "aiosqlite",
+    "pydantic_settings", "uvicorn", "authlib", "argon2", "limits", "jinja2",
+)  # fmt: skip
+"""What the ``[server]`` extra installs: absent from a client-only install."""
+_BLOCK_SERVER_PACKAGES = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {SERVER_PACKAGES!r}:
+            raise ImportError(f"blocked server package {{name}}")
+        return None
+sys.meta_path.insert(0, Block())
+"""
 
 
 def devicelink_command() -> list[str]:
@@ -50,6 +65,22 @@ def run_devicelink(
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
+    )
+
+
+def run_without_server_packages(
+    program: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the Python ``program`` in a new interpreter of this venv where every server
+    package is unimportable, as after ``pip install devicelink`` without ``[server]``;
+    its output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_SERVER_PACKAGES + textwrap.dedent(program)],
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
 

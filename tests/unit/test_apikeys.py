@@ -28,11 +28,8 @@ TYPO_CHARACTERS = string.printable
 
 
 def _base62(number: int, width: int) -> str:
-    digits = []
-    for _ in range(width):
-        number, rem = divmod(number, 62)
-        digits.append(BASE62[rem])
-    return "".join(reversed(digits))
+    """The last ``width`` base62 digits of ``number``, most significant first."""
+    return "".join(BASE62[number // 62**power % 62] for power in reversed(range(width)))
 
 
 def _key_with_random_part(random_part: str) -> str:

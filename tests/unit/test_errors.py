@@ -17,11 +17,13 @@ from devicelink.core.errors import (
     AccessDenied,
     AuthorizationPending,
     ExpiredToken,
+    InsufficientScope,
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
     InvalidToken,
+    KeyIssueFailed,
     MethodNotAllowed,
     NotFound,
     OAuthError,
@@ -48,46 +50,41 @@ def make(cls: type[OAuthError], *args: object, **kwargs: object) -> OAuthError:
     """An instance of any error class; slow_down needs its interval."""
     if cls is SlowDown:
         return SlowDown(10, *args, **kwargs)  # type: ignore[arg-type]
+    if cls is InsufficientScope:
+        return InsufficientScope(("api",), *args, **kwargs)  # type: ignore[arg-type]
     return cls(*args, **kwargs)  # type: ignore[arg-type]
 
 
+def error(
+    cls: type[OAuthError], code: str, status: int, mark: pytest.MarkDecorator | None = None
+) -> pytest.ParameterSet:
+    """A row of the table below, named after its RFC error code."""
+    return pytest.param(cls, code, status, marks=mark or (), id=code)
+
+
 ERROR_TABLE = [
-    pytest.param(InvalidRequest, "invalid_request", 400, marks=RFC_6749_5_2, id="invalid_request"),
-    pytest.param(InvalidClient, "invalid_client", 401, marks=RFC_6749_5_2, id="invalid_client"),
-    pytest.param(InvalidGrant, "invalid_grant", 400, marks=RFC_6749_5_2, id="invalid_grant"),
-    pytest.param(
-        UnauthorizedClient, "unauthorized_client", 400, marks=RFC_6749_5_2, id="unauthorized_client"
-    ),
-    pytest.param(
-        UnsupportedGrantType,
-        "unsupported_grant_type",
-        400,
-        marks=RFC_6749_5_2,
-        id="unsupported_grant_type",
-    ),
-    pytest.param(InvalidScope, "invalid_scope", 400, marks=RFC_6749_5_2, id="invalid_scope"),
-    pytest.param(
-        AuthorizationPending,
-        "authorization_pending",
-        400,
-        marks=RFC_8628_3_5,
-        id="authorization_pending",
-    ),
-    pytest.param(SlowDown, "slow_down", 400, marks=RFC_8628_3_5, id="slow_down"),
-    pytest.param(AccessDenied, "access_denied", 400, marks=RFC_8628_3_5, id="access_denied"),
-    pytest.param(ExpiredToken, "expired_token", 400, marks=RFC_8628_3_5, id="expired_token"),
-    pytest.param(InvalidToken, "invalid_token", 401, marks=RFC_6750_3_1, id="invalid_token"),
+    error(InvalidRequest, "invalid_request", 400, RFC_6749_5_2),
+    error(InvalidClient, "invalid_client", 401, RFC_6749_5_2),
+    error(InvalidGrant, "invalid_grant", 400, RFC_6749_5_2),
+    error(UnauthorizedClient, "unauthorized_client", 400, RFC_6749_5_2),
+    error(UnsupportedGrantType, "unsupported_grant_type", 400, RFC_6749_5_2),
+    error(InvalidScope, "invalid_scope", 400, RFC_6749_5_2),
+    error(AuthorizationPending, "authorization_pending", 400, RFC_8628_3_5),
+    error(SlowDown, "slow_down", 400, RFC_8628_3_5),
+    error(AccessDenied, "access_denied", 400, RFC_8628_3_5),
+    error(ExpiredToken, "expired_token", 400, RFC_8628_3_5),
+    error(InvalidToken, "invalid_token", 401, RFC_6750_3_1),
+    error(InsufficientScope, "insufficient_scope", 403, RFC_6750_3_1),
     # malformed requests stay invalid_request, with a more precise status where HTTP has one
     pytest.param(UnsupportedMediaType, "invalid_request", 400, id="unsupported media type"),
     pytest.param(RequestTooLarge, "invalid_request", 413, id="request too large"),
     pytest.param(MethodNotAllowed, "invalid_request", 405, id="method not allowed"),
     # service conditions, in the same format
-    pytest.param(
-        TemporarilyUnavailable, "temporarily_unavailable", 503, id="temporarily_unavailable"
-    ),
+    error(TemporarilyUnavailable, "temporarily_unavailable", 503),
     pytest.param(RateLimited, "temporarily_unavailable", 429, id="rate limited"),
-    pytest.param(ServerError, "server_error", 500, id="server_error"),
-    pytest.param(NotFound, "not_found", 404, id="not_found"),
+    error(ServerError, "server_error", 500),
+    pytest.param(KeyIssueFailed, "server_error", 500, id="key issue failed"),
+    error(NotFound, "not_found", 404),
 ]
 ALL_ERROR_CLASSES = [p.values[0] for p in ERROR_TABLE]
 
@@ -171,11 +168,11 @@ def test_invalid_client_keeps_extra_headers() -> None:
 
 
 @pytest.mark.parametrize(("cls", "code", "status"), ERROR_TABLE)
-def test_only_401_and_throttling_errors_send_headers(
+def test_only_challenges_and_throttling_errors_send_headers(
     cls: type[OAuthError], code: str, status: int
 ) -> None:
     headers = make(cls).headers
-    if status == 401:
+    if status in (401, 403):  # 403: RFC 6750 section 3.1's insufficient_scope challenge
         assert set(headers) == {"WWW-Authenticate"}
     elif status in (429, 503):
         assert set(headers) == {"Retry-After"}

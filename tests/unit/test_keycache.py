@@ -15,16 +15,8 @@ BOB = User(id=2, username="bob", disabled=False, created_at=T0)
 
 
 def key(key_id: int, owner: User = ALICE) -> ApiKey:
-    return ApiKey(
-        id=key_id,
-        name=f"key {key_id}",
-        user_id=owner.id,
-        client_id="devicelink-cli",
-        device_authorization_id=None,
-        scope=("api",),
-        created_at=T0,
-        expires_at=None,
-    )
+    """Key ``key_id`` of ``owner``, not revoked; its other fields do not matter here."""
+    return ApiKey(key_id, f"key {key_id}", owner.id, "devicelink-cli", None, ("api",), T0, None)
 
 
 class Clock:

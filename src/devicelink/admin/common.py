@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import click
 
+from devicelink.runtime.embedding import database_problems
 from devicelink.runtime.settings import Settings
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 
@@ -29,15 +30,23 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings
     return settings.model_copy(update=updates) if updates else settings
 
 
+def check_database(settings: Settings) -> None:
+    """Fail with the message when the database settings cannot work (a schema on SQLite)."""
+    for problem in database_problems(settings):
+        fail(problem)
+
+
 def run_with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
     """Run an administrative action; the embedded database is created and migrated first."""
+    check_database(settings)
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    schema = settings.database_schema
     if settings.should_migrate():
-        upgrade_database(settings.effective_database_url())
+        upgrade_database(settings.effective_database_url(), schema=schema)
 
     async def run() -> T:
-        engine = create_engine_for_url(settings.effective_database_url())
+        engine = create_engine_for_url(settings.effective_database_url(), schema=schema)
         try:
             return await action(SqlStore(engine))
         finally:

@@ -163,7 +163,8 @@ def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None
 @click.argument("name")
 @data_dir_option
 def users_disable(name: str, data_dir: Path | None) -> None:
-    """Disable the account NAME: its keys stop working at once."""
+    """Disable the account NAME: its keys stop working at once and are revoked (an
+    embedding application's key issuer hears of it when its server next drains)."""
     settings = load_settings(data_dir)
     try:
         changed = run_with_store(settings, lambda store: AdminService(store).disable_user(name))
@@ -229,7 +230,8 @@ def keys_list(username: str | None, show_all: bool, data_dir: Path | None) -> No
 @click.argument("key_id", type=int)
 @data_dir_option
 def keys_revoke(key_id: int, data_dir: Path | None) -> None:
-    """Revoke the key KEY_ID (see `devicelink keys list`): it stops working at once."""
+    """Revoke the key KEY_ID (see `devicelink keys list`): it stops working at once (an
+    embedding application's key issuer hears of it when its server next drains)."""
     settings = load_settings(data_dir)
     try:
         changed = run_with_store(settings, lambda store: AdminService(store).revoke_key(key_id))

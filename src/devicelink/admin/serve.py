@@ -16,6 +16,7 @@ import click
 
 from devicelink.admin.common import (
     FIRST_ACCOUNT,
+    check_database,
     data_dir_option,
     fail,
     load_settings,
@@ -71,7 +72,7 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.should_migrate():
-        upgrade_database(settings.effective_database_url())
+        upgrade_database(settings.effective_database_url(), schema=settings.database_schema)
     if settings.embedded and settings.local_accounts:
         _create_first_account(settings)
     # Each worker builds its app from the environment: hand it what was decided here.
@@ -138,10 +139,12 @@ def db() -> None:
 def db_upgrade(data_dir: Path | None) -> None:
     """Apply the schema migrations (run before starting new versions on PostgreSQL)."""
     settings = load_settings(data_dir)
+    check_database(settings)
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_database(settings.effective_database_url())
-    click.echo(f"database at {_describe_db(settings)} is up to date")
+    upgrade_database(settings.effective_database_url(), schema=settings.database_schema)
+    where = f", schema {settings.database_schema}" if settings.database_schema else ""
+    click.echo(f"database at {_describe_db(settings)}{where} is up to date")
 
 
 def _create_first_account(settings: Settings) -> None:

@@ -40,6 +40,7 @@ from devicelink.client.errors import (
     KeyRefused,
     LoginDenied,
     LoginExpired,
+    LoginFailedOnServer,
     ServerRejected,
     ServerUnreachable,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "KeyRefused",
     "LoginDenied",
     "LoginExpired",
+    "LoginFailedOnServer",
     "LogoutResult",
     "Send",
     "ServerRejected",

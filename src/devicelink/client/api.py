@@ -258,6 +258,7 @@ def login(
     timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    user_agent: str | None = None,
 ) -> Credential:
     """Sign in to ``server`` through the browser and store the key; returns the credential.
 
@@ -271,7 +272,8 @@ def login(
     - ``on_code(authorization)``: shows ``user_code`` and ``verification_uri`` (default:
       one line on standard error); ``on_wait(seconds, remaining)``: before each wait;
     - ``timeout``, ``transport``, ``sleep``: passed to :class:`DeviceFlowClient` (tests give
-      an ``httpx.MockTransport`` and a ``sleep`` that does not wait).
+      an ``httpx.MockTransport`` and a ``sleep`` that does not wait); ``user_agent``: the
+      host CLI's product token, sent before devicelink's in the User-Agent.
 
     Raises the :class:`~devicelink.client.errors.DeviceFlowError` subclasses
     (``LoginDenied``, ``LoginExpired``, ``ServerUnreachable`` ...) and
@@ -279,7 +281,13 @@ def login(
     """
     store, target = _store_and_target(server, store)
     with DeviceFlowClient(
-        target, client_id, scope=scope, timeout=timeout, transport=transport, sleep=sleep
+        target,
+        client_id,
+        scope=scope,
+        timeout=timeout,
+        transport=transport,
+        sleep=sleep,
+        user_agent=user_agent,
     ) as client:
         credential = sign_in(
             client, on_code=on_code, on_wait=on_wait, open_browser=open_browser, browser=browser
@@ -296,6 +304,7 @@ def whoami(
     timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    user_agent: str | None = None,
 ) -> dict[str, Any]:
     """The owner of the key for ``server`` according to its ``/api/me``.
 
@@ -310,7 +319,7 @@ def whoami(
             raise KeyRefused(f"not logged in to {target}")
         token = credential.access_token
     with DeviceFlowClient(
-        target, None, timeout=timeout, transport=transport, sleep=sleep
+        target, None, timeout=timeout, transport=transport, sleep=sleep, user_agent=user_agent
     ) as client:
         return client.whoami(token)
 
@@ -337,6 +346,7 @@ def logout(
     timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    user_agent: str | None = None,
 ) -> LogoutResult:
     """Revoke the stored key on the server (RFC 7009), then forget it locally.
 
@@ -353,7 +363,12 @@ def logout(
     revoked = False
     client_id = credential.client_id or client_id
     with DeviceFlowClient(
-        target, client_id, timeout=timeout, transport=transport, sleep=sleep
+        target,
+        client_id,
+        timeout=timeout,
+        transport=transport,
+        sleep=sleep,
+        user_agent=user_agent,
     ) as client:
         try:
             revoked = client.revoke(credential.access_token)

@@ -38,10 +38,33 @@ class DeviceFlowError(Exception):
 
 
 class LoginDenied(DeviceFlowError):
-    """RFC 8628 section 3.5 ``access_denied``: the user pressed Deny."""
+    """RFC 8628 section 3.5 ``access_denied``: the user pressed Deny, or the server's key
+    issuer refused to issue a key (then its reason is the description)."""
 
     error = "access_denied"
     default_message = "the sign-in was denied in the browser"
+
+    def __init__(self, message: str | None = None, *, description: str | None = None) -> None:
+        if message is None and description:
+            message = f"the sign-in was denied: {printable(description)}"
+        super().__init__(message, description=description)
+
+
+class LoginFailedOnServer(DeviceFlowError):
+    """RFC 6749 section 5.2 ``server_error`` from the token endpoint: the server failed
+    while finishing the sign-in (its key service, say). The polling stops at once (RFC
+    8628 section 3.5): nothing was issued, and the login must start again."""
+
+    error = "server_error"
+    default_message = (
+        "the server failed to finish the sign-in (server_error); no key was issued: "
+        "start the login again, and tell the server's operator if it keeps failing"
+    )
+
+    def __init__(self, message: str | None = None, *, description: str | None = None) -> None:
+        if message is None and description:
+            message = f"the server failed to finish the sign-in: {printable(description)}"
+        super().__init__(message, description=description)
 
 
 class LoginExpired(DeviceFlowError):
@@ -134,6 +157,7 @@ __all__ = [
     "KeyRefused",
     "LoginDenied",
     "LoginExpired",
+    "LoginFailedOnServer",
     "ServerRejected",
     "ServerUnreachable",
 ]

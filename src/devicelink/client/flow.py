@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from devicelink.client.discovery import DEVICE_CODE_GRANT, discover
-from devicelink.client.errors import DiscoveryFailed, KeyRefused
+from devicelink.client.errors import DiscoveryFailed, KeyRefused, LoginFailedOnServer
 from devicelink.client.messages import CodeIssued, Endpoints, Flow, Token, WaitReason
 from devicelink.client.pacing import POLL_MARGIN, Clock, exchange, slowed_down, wait
 from devicelink.client.urls import normalise_server
@@ -75,6 +75,7 @@ def device_flow(
             wall_clock=wall_clock,
             deadline=deadline,
             floor=interval + POLL_MARGIN,
+            server_error_is_final=True,
         )
         if response.status_code == 200:
             return read_token(response, endpoints, issuer)
@@ -85,6 +86,10 @@ def device_flow(
             reason = "slow_down"
         elif error == "authorization_pending":
             reason = "interval"
+        elif error == "server_error":
+            # Section 3.5: any other error ends the polling; the server failed for good
+            # (nothing was issued), so waiting until the code expires would only hide it.
+            raise LoginFailedOnServer(description=error_description(body))
         else:
             raise_oauth_error(response, body)
 

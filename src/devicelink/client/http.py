@@ -208,9 +208,19 @@ class _ClientBase:
         return self.server  # discover afresh: the metadata may have changed since
 
 
-def _http_options(timeout: float | httpx.Timeout) -> dict[str, Any]:
+def user_agent_header(product: str | None = None) -> str:
+    """The User-Agent sent: a host CLI's product token first (``acme-cli/2.1``), then
+    devicelink's, so the confirm page shows the host's CLI and the operator's logs both."""
+    if product is None or not product.strip():
+        return USER_AGENT
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in product):
+        raise ValueError("a User-Agent product may not contain control characters")
+    return f"{product.strip()} {USER_AGENT}"
+
+
+def _http_options(timeout: float | httpx.Timeout, user_agent: str | None) -> dict[str, Any]:
     return {
-        "headers": {"User-Agent": USER_AGENT},
+        "headers": {"User-Agent": user_agent_header(user_agent)},
         "timeout": timeout,
         "follow_redirects": False,
     }
@@ -220,7 +230,8 @@ class DeviceFlowClient(_ClientBase):
     """A device-flow client for one server (sync). Close it, or use it as a context manager.
 
     ``http`` lends an existing client (not closed here); otherwise one is made with
-    :data:`USER_AGENT`, ``timeout`` and ``transport``.
+    ``timeout``, ``transport`` and a User-Agent of ``user_agent`` (the host CLI's
+    product token, e.g. ``acme-cli/2.1``) followed by :data:`USER_AGENT`.
     """
 
     def __init__(
@@ -235,10 +246,12 @@ class DeviceFlowClient(_ClientBase):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        user_agent: str | None = None,
     ) -> None:
         super().__init__(server, client_id, scope, clock, wall_clock)
         self._owns_http = http is None
-        self.http = http or httpx.Client(transport=transport, **_http_options(timeout))
+        options = _http_options(timeout, user_agent)
+        self.http = http or httpx.Client(transport=transport, **options)
         self._sleep = sleep
 
     def _run(
@@ -296,10 +309,12 @@ class AsyncDeviceFlowClient(_ClientBase):
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        user_agent: str | None = None,
     ) -> None:
         super().__init__(server, client_id, scope, clock, wall_clock)
         self._owns_http = http is None
-        self.http = http or httpx.AsyncClient(transport=transport, **_http_options(timeout))
+        options = _http_options(timeout, user_agent)
+        self.http = http or httpx.AsyncClient(transport=transport, **options)
         self._sleep = sleep
 
     async def _run(
@@ -355,4 +370,5 @@ __all__ = [
     "arun_device_flow",
     "run_device_flow",
     "show_code_on_stderr",
+    "user_agent_header",
 ]

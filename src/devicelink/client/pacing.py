@@ -9,6 +9,8 @@ retries of transient failures, and the code's lifetime as the last word.
   least the wait whatever the latency, so jitter alone never earns a ``slow_down``.
   :data:`POLL_MARGIN` covers what that argument does not: timers that fire early and
   server processes whose clocks disagree slightly.
+- ``500`` with the OAuth error ``server_error`` is final where the caller says so (the
+  token endpoint: RFC 8628 section 3.5, any error but the pending ones ends the polling).
 - ``429`` and ``503`` are retried after ``Retry-After`` (seconds, or an HTTP-date measured
   against the response's own ``Date``), at most :data:`MAX_RETRY_AFTER`; without it, and
   for other 5xx answers and lost connections, after an exponential backoff from
@@ -62,18 +64,23 @@ def exchange(
     wall_clock: Clock,
     deadline: float | None = None,
     floor: float = 0.0,
+    server_error_is_final: bool = False,
 ) -> Generator[Command, Reply, tuple[httpx.Response, float]]:
     """Send until the answer is not transient; return it and when its request was sent.
 
     Transient: no answer (:class:`ConnectionLost`), 429, 5xx. With no ``deadline`` (no code
     yet) after :data:`ATTEMPTS_WITHOUT_CODE` tries :class:`ServerUnreachable`; with one,
     until the deadline, then :class:`LoginExpired`. No retry waits less than ``floor``.
+    With ``server_error_is_final``, a 500 whose body is the OAuth error ``server_error``
+    is returned, not retried.
     """
     failures = 0
     while True:
         sent_at = clock()
         reply = yield Send(build())
-        if isinstance(reply, httpx.Response) and not _is_transient(reply):
+        if isinstance(reply, httpx.Response) and (
+            not _is_transient(reply) or (server_error_is_final and _is_server_error(reply))
+        ):
             return reply, sent_at
         if not isinstance(reply, httpx.Response | ConnectionLost):
             raise TypeError(f"answer Send with an httpx.Response or ConnectionLost, not {reply!r}")
@@ -115,6 +122,18 @@ def wait(
 
 def _is_transient(response: httpx.Response) -> bool:
     return response.status_code == 429 or response.status_code >= 500
+
+
+def _is_server_error(response: httpx.Response) -> bool:
+    """A 500 answered by the server itself as RFC 6749 ``server_error`` (not a proxy's
+    error page, nor a 503 ``temporarily_unavailable``, which stay transient)."""
+    if response.status_code != 500:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error") == "server_error"
 
 
 def _retry_after(response: httpx.Response, wall_clock: Clock) -> float | None:

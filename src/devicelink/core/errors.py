@@ -140,6 +140,45 @@ class ServerError(OAuthError):
     default_description = "the server could not complete the request"
 
 
+class KeyIssueFailed(ServerError):
+    """The key issuer failed (anything but :class:`KeyIssueRefused`) after the user
+    approved: nothing was written, and the device must stop polling and start again
+    (RFC 8628 section 3.5: an error other than the pending ones ends the polling)."""
+
+    default_description = (
+        "the server could not issue the key (its key service failed); nothing was "
+        "created: start the login again"
+    )
+
+
+class KeyIssueRefused(Exception):
+    """Raised by a key issuer (:class:`devicelink.core.ports.KeyIssuer`) that will not
+    mint a key for this user and client: a decision, not a failure.
+
+    From ``issue`` (the poll) the device authorization becomes denied and the device is
+    answered ``access_denied`` with ``reason`` as its ``error_description``; from the
+    optional ``check`` (the approval) it is denied before any key exists and the page
+    tells the user ``reason``. Either way the audit log records it. ``reason`` is meant
+    for the user: short, no secrets (at most 300 characters are kept).
+    """
+
+    def __init__(self, reason: str) -> None:
+        cleaned = " ".join(str(reason).split())[:300]
+        self.reason = cleaned or "the key service refused to issue a key"
+        super().__init__(self.reason)
+
+    @property
+    def description(self) -> str:
+        """``reason`` as an ``error_description`` (:func:`description_text`)."""
+        return description_text(self.reason)
+
+
+def description_text(text: str) -> str:
+    """``text`` as an RFC 6749 section 5.2 ``error_description`` may carry it: printable
+    ASCII without ``"`` and ``\\`` (anything else becomes ``?``)."""
+    return "".join(ch if ("\x20" <= ch <= "\x7e" and ch not in '"\\') else "?" for ch in text)
+
+
 class NotFound(OAuthError):
     error = "not_found"
     status_code = 404
@@ -167,5 +206,25 @@ class InvalidToken(OAuthError):
             headers={
                 "WWW-Authenticate": f'Bearer realm="devicelink", error="invalid_token", '
                 f'error_description="{desc}"'
+            },
+        )
+
+
+class InsufficientScope(OAuthError):
+    """The key is valid but lacks a scope the resource needs (RFC 6750 section 3.1): 403
+    with the scope required in the challenge."""
+
+    error = "insufficient_scope"
+    status_code = 403
+    default_description = "the API key does not carry the scope this resource requires"
+
+    def __init__(self, required: tuple[str, ...], description: str | None = None):
+        desc = description if description is not None else self.default_description
+        self.required = required
+        super().__init__(
+            desc,
+            headers={
+                "WWW-Authenticate": f'Bearer realm="devicelink", error="insufficient_scope", '
+                f'error_description="{desc}", scope="{" ".join(required)}"'
             },
         )

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from devicelink.core.errors import AccessDenied, ExpiredToken, InvalidGrant, OAuthError
+from devicelink.core.errors import (
+    AccessDenied,
+    ExpiredToken,
+    InvalidGrant,
+    OAuthError,
+    description_text,
+)
 from devicelink.core.models import DeviceAuthorization, Status
 
 
@@ -97,7 +103,9 @@ def decide_poll(
     if authorization.is_expired(now):
         return Refuse(ExpiredToken())
     if authorization.status is Status.DENIED:
-        return Refuse(AccessDenied())
+        # Denied by the key issuer rather than the user: the device learns why.
+        reason = authorization.denial_reason
+        return Refuse(AccessDenied(description_text(reason) if reason else None))
     if authorization.status is Status.APPROVED:
         return Issue()
     last = authorization.last_polled_at

@@ -36,13 +36,25 @@ class Client:
 class User:
     id: int
     username: str
+    """The account's name here, unique: the ``sub`` of its keys and what the operator's
+    commands take. For a user of an upstream or of the host, the name it first came
+    with, or that name with a suffix when another account had it (``sam~1f0c2e9a``)."""
     disabled: bool = False
     password_hash: str | None = field(default=None, repr=False)
     created_at: datetime | None = None
     provider: str = "local"
-    """Where the user signs in: ``local`` (a password here) or ``oidc`` (upstream)."""
+    """Where the user signs in: ``local`` (a password here), ``oidc`` (upstream), or
+    the provider a host's ``resolve_user`` names."""
     subject: str | None = None
-    """The upstream subject (``iss`` and ``sub``) for users who sign in upstream."""
+    """The upstream or host's unique key of the user; with ``provider``, what maps a
+    sign-in to this account (never the name, which need not be unique there)."""
+    display_name: str | None = None
+    """The name the upstream or the host gave at the last sign-in (None: ``username``)."""
+
+    @property
+    def shown_name(self) -> str:
+        """The name pages show the user."""
+        return self.display_name or self.username
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +63,10 @@ class Identity:
 
     provider: str
     subject: str
+    """Unique per ``provider``: the key of the user (a host's user id, an upstream's
+    ``iss`` and ``sub``)."""
     username: str
+    """The name to show, which may change and need not be unique."""
     user_id: int | None = None
     """Set by sign-in methods that already know the local user (local accounts)."""
 
@@ -99,6 +114,8 @@ class DeviceAuthorization:
     last_polled_at: datetime | None = None
     request_ip: str | None = None
     user_agent: str | None = None
+    denial_reason: str | None = None
+    """Why the key issuer refused (``KeyIssueRefused``), when it, not the user, denied."""
 
     def is_expired(self, now: datetime) -> bool:
         return now >= self.expires_at
@@ -161,6 +178,19 @@ class IssuedKey:
     external_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRevocation:
+    """A revoked key whose issuer has not yet been told (the issuer's outbox): kept
+    until the issuer's ``revoke`` has committed, retried at ``next_attempt_at``."""
+
+    id: int
+    key: ApiKey
+    requested_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+    last_error: str | None = None
+
+
 class AuditKind(StrEnum):
     FLOW_STARTED = "flow_started"
     WRONG_CODE = "wrong_code"
@@ -170,6 +200,8 @@ class AuditKind(StrEnum):
     KEY_FIRST_USED = "key_first_used"
     REVOKED = "revoked"
     USER_DISABLED = "user_disabled"
+    KEY_REFUSED = "key_refused"
+    """The key issuer refused to mint a key (``KeyIssueRefused``); the reason in ``detail``."""
 
 
 @dataclass(frozen=True, slots=True)

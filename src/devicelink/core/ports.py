@@ -24,6 +24,7 @@ from devicelink.core.models import (
     NewApiKey,
     NewDeviceAuthorization,
     PendingPoll,
+    PendingRevocation,
     Status,
     User,
 )
@@ -44,6 +45,12 @@ class ClientRepository(Protocol):
         """Insert a client; raises ``ValueError`` if the id is taken."""
         ...
 
+    async def update(self, client: Client) -> bool:
+        """Replace the name, scopes, key lifetime, confidentiality and secret hash of the
+        client with ``client.client_id`` (never its ``created_at``); False when there is
+        no such client."""
+        ...
+
     async def list(self) -> list[Client]: ...
 
 
@@ -62,8 +69,14 @@ class UserRepository(Protocol):
         *,
         provider: str = "local",
         subject: str | None = None,
+        display_name: str | None = None,
     ) -> User:
         """Insert a user; raises ``ValueError`` if the name (or upstream subject) is taken."""
+        ...
+
+    async def set_display_name(self, user_id: int, display_name: str) -> bool:
+        """Keep the name an upstream or the host now gives the user; False when there is
+        no such user."""
         ...
 
     async def set_password(self, user_id: int, password_hash: str) -> bool: ...
@@ -130,10 +143,12 @@ class DeviceAuthorizationRepository(Protocol):
         to_status: Status,
         now: datetime,
         user_id: int | None = None,
+        reason: str | None = None,
     ) -> bool:
         """Move ``from_status`` to ``to_status`` atomically, stamping the matching time
-        (and the approving or denying user). False when the status was not ``from_status``
-        or when the authorization has expired (nothing moves after ``expires_at``)."""
+        (and the approving or denying user; for a denial, ``reason`` as
+        ``denial_reason``). False when the status was not ``from_status`` or when the
+        authorization has expired (nothing moves after ``expires_at``)."""
         ...
 
 
@@ -163,6 +178,47 @@ class ApiKeyRepository(Protocol):
 
     async def count_for_authorization(self, device_authorization_id: int) -> int: ...
 
+    async def list_by_external_id(self, external_id: str) -> list[ApiKey]:
+        """The keys whose issuer named them ``external_id`` (revoked ones included),
+        oldest first; an indexed lookup."""
+        ...
+
+
+class IssuerRevocationRepository(Protocol):
+    """The outbox of revocations the key issuer has yet to hear of. A row is written in
+    the transaction that revokes the key (so it exists exactly when the revocation
+    does), and deleted in the transaction that calls the issuer's ``revoke``: once that
+    has committed, the issuer is never called again for the key."""
+
+    async def add(self, api_key_id: int, *, now: datetime) -> int | None:
+        """Queue the key's revocation, due at once; its id, or None when the key
+        already has one pending."""
+        ...
+
+    async def due(self, *, now: datetime, limit: int) -> list[PendingRevocation]:
+        """At most ``limit`` pending revocations due at ``now``, the longest due first."""
+        ...
+
+    async def claim(self, revocation_id: int) -> PendingRevocation | None:
+        """Take the pending revocation for this transaction: deleted when it commits,
+        back in place when it rolls back. None when there is none, or when another
+        transaction holds it (never waited for)."""
+        ...
+
+    async def postpone(self, revocation_id: int, *, until: datetime, error: str) -> bool:
+        """Count a failed attempt, keep ``error`` (at most 300 characters) and make it
+        due again at ``until``; False when it is no longer pending."""
+        ...
+
+    async def discard(self, api_key_id: int) -> bool:
+        """Drop the key's pending revocation (its issuer already knows); False when
+        there was none."""
+        ...
+
+    async def count(self) -> int:
+        """How many revocations are pending."""
+        ...
+
 
 class AuditLog(Protocol):
     async def record(self, event: AuditEvent) -> None: ...
@@ -188,6 +244,9 @@ class Transaction(Protocol):
 
     @property
     def api_keys(self) -> ApiKeyRepository: ...
+
+    @property
+    def issuer_revocations(self) -> IssuerRevocationRepository: ...
 
     @property
     def browser_sessions(self) -> BrowserSessionRepository: ...
@@ -267,12 +326,32 @@ class KeyIssuer(Protocol):
     """Mints the API key a device receives, and revokes it.
 
     The default mints devicelink's own ``dlk_`` keys. An embedding application can plug
-    in its own key system instead: ``issue`` creates the key there (inside devicelink's
-    transaction: raising rolls the whole poll back, and the device may poll again), and
-    ``revoke`` is called, in the transaction that marks the key revoked, when the user
-    or an administrator revokes the device. devicelink keeps a keyed hash of every issued
-    key and the issuer's ``external_id`` for it, so the user's connected-devices page
-    lists the device and its "Revoke" reaches the issuer.
+    in its own key system instead. devicelink keeps a keyed hash of every issued key
+    (whatever its shape) and the issuer's ``external_id`` for it, so the key is answered
+    by ``/api/me``, introspection and revocation like devicelink's own, and the user's
+    connected-devices page lists the device.
+
+    - ``issue`` creates the key, inside the poll's transaction ``tx``: the key, the
+      consumed authorization and the audit line commit together or not at all. Raising
+      :class:`devicelink.core.errors.KeyIssueRefused` denies the authorization (the
+      device gets ``access_denied`` with the reason); raising anything else rolls the
+      poll back and answers ``server_error``, and the device stops polling.
+    - ``revoke`` is called once a revocation has committed, from any door (the device's
+      logout, the devices page, the operator's ``keys revoke`` and ``users disable``),
+      in a transaction of its own that also removes the revocation from the outbox
+      (:class:`IssuerRevocationRepository`). Raising leaves it pending: it is retried
+      later by the host process. Called at least once per revoked key, so it should
+      tolerate a key it already revoked.
+
+    Optional members, looked up by name:
+
+    - ``key_prefix: str`` or ``is_well_formed(presented: str) -> bool``: the shape of
+      the issuer's keys, checked before any lookup (see
+      :func:`devicelink.core.apikeys.worth_a_lookup`); ``dlk_`` keys are always
+      checked by their checksum;
+    - ``async check(tx, *, user, client, now) -> None``: called when the user presses
+      Approve; raising ``KeyIssueRefused`` there denies the request before any key
+      exists, and the page tells the user why. It should only read.
     """
 
     async def issue(

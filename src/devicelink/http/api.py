@@ -28,6 +28,9 @@ from devicelink.http.pages.common import current_session, same_origin
 from devicelink.service.keys import KeyOwner
 
 router = APIRouter(route_class=DeviceLinkRoute)
+metrics_router = APIRouter(route_class=DeviceLinkRoute)
+"""``/metrics`` apart: on in the standalone server, opt-in when embedded
+(``DEVICELINK_METRICS``)."""
 
 
 _BEARER = [Security(API_KEY_BEARER)]
@@ -80,7 +83,7 @@ def describe_owner(owner: KeyOwner) -> JSONResponse:
     )
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     tags=["health"],
     summary="Prometheus metrics",

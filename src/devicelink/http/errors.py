@@ -10,7 +10,7 @@ the fast path answers its errors with the same function."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from devicelink.core.errors import (
+    InsufficientScope,
     InvalidRequest,
     InvalidToken,
     MethodNotAllowed,
@@ -31,19 +32,12 @@ from devicelink.core.errors import (
     TemporarilyUnavailable,
 )
 from devicelink.core.ports import StorageUnavailable
+from devicelink.http.templating import render_error_page
 
 log = logging.getLogger("devicelink.http")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-
-_HTML_ERROR = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · devicelink</title><link rel="stylesheet" href="{base}/static/devicelink.css">
-</head><body><header class="bar"><span class="brand">devicelink</span></header>
-<main class="card tone-error"><div class="icon" aria-hidden="true">!</div><h1>{title}</h1>
-<p class="lead">{message}</p><p><a class="button primary" href="{base}/">Start again</a></p>
-</main></body></html>"""
 
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -85,9 +79,12 @@ def _wants_html(request: Request) -> bool:
     )
 
 
-def _base_path(request: Request) -> str:
+def _error_page(request: Request, title: str, message: str) -> str:
+    """The error page in the application's brand (its templates and product name)."""
     runtime = getattr(request.app.state, "devicelink", None)
-    return runtime.base_path if runtime is not None else ""
+    settings = getattr(runtime, "settings", None)
+    base = runtime.base_path if runtime is not None else ""
+    return render_error_page(settings, title=title, message=message, base=base)
 
 
 def error_response(exc: BaseException, request: Request, *, html: bool | None = None) -> Response:
@@ -95,6 +92,18 @@ def error_response(exc: BaseException, request: Request, *, html: bool | None = 
     :class:`DeviceLinkRoute` and the fast path all come here. ``html`` says whether to
     answer with a page or RFC 6749 section 5.2 JSON; None decides by the request."""
     if isinstance(exc, OAuthError):
+        if isinstance(exc, ServerError) and exc.__cause__ is not None:
+            # A failure answered as such (a key issuer's, say): its detail is logged
+            # under the request id, never sent.
+            log.error(
+                "%s on %s %s: %s (request %s)",
+                exc.error,
+                request.method,
+                request.url.path,
+                type(exc.__cause__).__name__,
+                _request_id(request),
+                exc_info=exc.__cause__,
+            )
         return _protocol_answer(exc, request, html)
     if isinstance(exc, StarletteHTTPException):
         return _http_exception_answer(exc, request, html)
@@ -135,7 +144,7 @@ def _protocol_answer(error: OAuthError, request: Request, html: bool | None) -> 
             ("Something went wrong", "The request could not be completed. Nothing was changed."),
         )
         return HTMLResponse(
-            _HTML_ERROR.format(title=title, message=message, base=_base_path(request)),
+            _error_page(request, title, message),
             status_code=error.status_code,
             headers=headers,
         )
@@ -148,14 +157,17 @@ def _http_exception_answer(
     # An application's own routes (beside devicelink's) raise HTTPException: they keep
     # their status and headers, in the same error format.
     detail = exc.detail if isinstance(exc.detail, str) else None
-    response = _protocol_answer(_error_of_status(exc.status_code, detail), request, html)
+    error = _error_of_status(exc.status_code, detail, exc.headers or {})
+    response = _protocol_answer(error, request, html)
     response.status_code = exc.status_code
     if exc.headers:
         response.headers.update(exc.headers)
     return response
 
 
-def _error_of_status(status: int, detail: str | None) -> OAuthError:
+def _error_of_status(status: int, detail: str | None, headers: Mapping[str, str]) -> OAuthError:
+    if status == 403 and 'error="insufficient_scope"' in headers.get("WWW-Authenticate", ""):
+        return InsufficientScope((), detail)  # require_api_key(scopes=...); its headers stay
     if status == 404:
         return NotFound()
     if status == 405:

@@ -36,7 +36,7 @@ from devicelink.http.openapi import (
     form_body,
 )
 from devicelink.runtime.wiring import Runtime
-from devicelink.service.clients import ClientCredentials
+from devicelink.service.clients import ClientCredentials, supported_scopes
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 VERIFY_PATH = "/oauth/device/verify"
@@ -72,8 +72,8 @@ def client_credentials(request: Request, form: dict[str, str]) -> ClientCredenti
 )
 async def metadata(request: Request) -> JSONResponse:
     """RFC 8414 authorization server metadata, with RFC 8628 section 4's endpoint."""
-    settings = runtime(request).settings
-    issuer = settings.issuer
+    rt = runtime(request)
+    issuer = rt.settings.issuer
     return JSONResponse(
         {
             "issuer": issuer,
@@ -97,7 +97,7 @@ async def metadata(request: Request) -> JSONResponse:
                 "client_secret_basic",
                 "client_secret_post",
             ],
-            "scopes_supported": ["api"],
+            "scopes_supported": await supported_scopes(rt.store),
         },
         headers={"Cache-Control": "public, max-age=300"},
     )

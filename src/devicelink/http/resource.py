@@ -11,6 +11,10 @@
     @app.get("/invoices")
     async def invoices(who: Principal = Depends(require_api_key(verify))): ...
 
+    # a key without the scope "billing" gets 403 insufficient_scope (RFC 6750 section 3.1)
+    @app.post("/invoices")
+    async def pay(who: Principal = Depends(require_api_key(verify, scopes=["billing"]))): ...
+
 Answers are cached for ``cache_seconds`` (default 5). That is the staleness bound: a key
 revoked (or a user disabled) elsewhere stops working here within that many seconds. A
 cached "unknown key" lasts at most one second, so a fresh key is never refused long.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -30,8 +34,8 @@ import httpx
 from fastapi import Request
 from fastapi.exceptions import HTTPException
 
-from devicelink.core.apikeys import is_well_formed_api_key
-from devicelink.core.errors import InvalidToken
+from devicelink.core.apikeys import KeyShape, worth_a_lookup
+from devicelink.core.errors import InsufficientScope, InvalidToken
 from devicelink.http.context import client_ip
 
 DEFAULT_CACHE_SECONDS = 5.0
@@ -68,7 +72,12 @@ class LocalVerifier:
 
 class IntrospectionVerifier:
     """Asks a remote devicelink's introspection endpoint (RFC 7662), authenticated as a
-    confidential client (``devicelink clients add NAME --confidential``)."""
+    confidential client (``devicelink clients add NAME --confidential``).
+
+    Keys of any shape are asked about: devicelink's ``dlk_`` keys (checksum checked
+    here first) and those an embedding application's issuer minted. ``key_shape``
+    (e.g. ``KeyShape(prefix="acme_")``) refuses other keys without asking.
+    """
 
     def __init__(
         self,
@@ -78,12 +87,16 @@ class IntrospectionVerifier:
         *,
         http: httpx.AsyncClient | None = None,
         timeout: float = 5.0,
+        key_shape: KeyShape | None = None,
     ) -> None:
+        self.key_shape = key_shape
         self._url = server.rstrip("/") + "/oauth/introspect"
         self._auth = httpx.BasicAuth(client_id, client_secret)
         self._http = http or httpx.AsyncClient(timeout=timeout)
 
     async def verify(self, request: Request, token: str) -> Principal | None:
+        if not worth_a_lookup(token, self.key_shape):
+            return None
         try:
             response = await self._http.post(self._url, data={"token": token}, auth=self._auth)
         except httpx.HTTPError:
@@ -140,11 +153,29 @@ class CachedVerifier:
         return principal
 
 
+def _key_shape(verifier: Verifier | None, request: Request) -> KeyShape | None:
+    """The shape of the keys worth checking: this process's key issuer's (checked
+    locally), or the one an :class:`IntrospectionVerifier` was given."""
+    if verifier is None:
+        runtime = getattr(request.app.state, "devicelink", None)
+        return runtime.keys.key_shape if runtime is not None else None
+    shape = getattr(verifier, "key_shape", None)
+    return shape if isinstance(shape, KeyShape) else None
+
+
 def require_api_key(
-    verifier: Verifier | None = None, *, cache_seconds: float = DEFAULT_CACHE_SECONDS
+    verifier: Verifier | None = None,
+    *,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    scopes: Iterable[str] = (),
 ) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: the :class:`Principal` of the request's bearer key, or 401
-    with ``WWW-Authenticate: Bearer`` (RFC 6750 section 3)."""
+    with ``WWW-Authenticate: Bearer`` (RFC 6750 section 3). With ``scopes``, a valid key
+    that lacks one of them gets 403 ``insufficient_scope``, the scopes required named in
+    the challenge (section 3.1)."""
+    if isinstance(scopes, str):
+        raise TypeError("scopes is a collection of scope names, e.g. scopes=['billing']")
+    required = tuple(sorted(set(scopes)))
     checker: Verifier = verifier or LocalVerifier()
     if cache_seconds > 0:
         checker = CachedVerifier(checker, ttl=cache_seconds)
@@ -154,11 +185,16 @@ def require_api_key(
         scheme, _, token = header.partition(" ")
         token = token.strip()
         principal = None
-        if scheme.lower() == "bearer" and is_well_formed_api_key(token):
+        # Keys of the issuer's shape only (devicelink's, or a host issuer's), so that
+        # garbage reaches neither the cache nor the database.
+        if scheme.lower() == "bearer" and worth_a_lookup(token, _key_shape(verifier, request)):
             principal = await checker.verify(request, token)
         if principal is None:
             error = InvalidToken()
             raise HTTPException(401, error.description, headers=error.headers)
+        if not set(required) <= set(principal.scope):
+            lacking = InsufficientScope(required)
+            raise HTTPException(403, lacking.description, headers=lacking.headers)
         return principal
 
     return dependency

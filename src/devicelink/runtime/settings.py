@@ -7,15 +7,15 @@ insecure configuration is refused at start-up with a message that says what to s
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
-import secrets
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from devicelink.runtime.embedding import database_problems, sign_in_problems
+from devicelink.runtime.secret_file import load_or_create_secret
 
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name
 DATABASE_FILE = "devicelink.db"
@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL (postgresql://user:pass@host/db); default: a SQLite "
         "file in the data directory",
     )
+    database_schema: str | None = Field(
+        default=None,
+        description="PostgreSQL schema of devicelink's tables (and its migrations' version "
+        "table), created if missing, for a database shared with other applications; "
+        "default: public",
+    )
     data_dir: Path = Field(
         default=Path("devicelink-data"),
         description="Where the embedded default keeps its SQLite file and generated secret",
@@ -97,7 +103,15 @@ class Settings(BaseSettings):
         default="devicelink", description="Prefix of devicelink's keys in Redis"
     )
     max_body_bytes: int = Field(default=65_536, description="Largest request body accepted")
-    openapi: bool = Field(default=True, description="Serve /openapi.json and /docs")
+    openapi: bool | None = Field(
+        default=None,
+        description="Standalone: serve /openapi.json and /docs. Embedded: list devicelink's "
+        "routes in the host's OpenAPI schema. Default: on standalone, off embedded",
+    )
+    metrics: bool | None = Field(
+        default=None,
+        description="Serve /metrics (Prometheus). Default: on standalone, off embedded",
+    )
     fast_path: bool = Field(
         default=True,
         description="On PostgreSQL, answer pending polls and key checks with one statement "
@@ -121,6 +135,13 @@ class Settings(BaseSettings):
         default=300,
         description="Seconds between purges of ended rows (codes, keys, sessions, audit "
         "events) in each server process; 0 disables the periodic purge",
+    )
+    revocation_drain_interval: int = Field(
+        default=5,
+        ge=0,
+        description="Seconds between the server process's deliveries of pending key "
+        "revocations to the key issuer (those the operator's commands made, and any the "
+        "issuer failed to take); also done at start-up. 0: only at start-up",
     )
     code_retention: int = Field(
         default=86_400,
@@ -152,6 +173,16 @@ class Settings(BaseSettings):
         description="Failed password sign-ins allowed per IP address and per username",
     )
     local_accounts: bool = Field(default=True, description="Offer sign-in with local accounts")
+    login_url: str | None = Field(
+        default=None,
+        description="Embedded with resolve_user: the host's sign-in page, where a visitor "
+        "not signed in is sent, with next= the devicelink page to come back to",
+    )
+    logout_url: str | None = Field(
+        default=None,
+        description="Embedded with resolve_user: the host's sign-out, behind the pages' "
+        "Sign out (without it, Sign out is hidden for the host's users)",
+    )
     oidc_issuer: str | None = Field(
         default=None, description="Upstream OpenID Connect issuer URL (enables upstream sign-in)"
     )
@@ -164,6 +195,26 @@ class Settings(BaseSettings):
         description="Claims that name the user, first present wins (space-separated)",
     )
     oidc_label: str | None = Field(default=None, description="Text of the upstream sign-in button")
+    # --- the host's brand (embedding) --------------------------------------------
+    product_name: str = Field(
+        default="devicelink",
+        min_length=1,
+        max_length=100,
+        description="Name shown in the pages' titles and header instead of devicelink",
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Directory of templates that override devicelink's, file by file "
+        "(base.html, login.html, code.html, confirm.html, devices.html, message.html, "
+        "error.html); devicelink's own stay reachable as devicelink/NAME",
+    )
+    default_client_name: str = Field(
+        default="devicelink CLI",
+        min_length=1,
+        max_length=200,
+        description="Display name of the default client, shown on the confirm and devices "
+        "pages; set explicitly, it also renames an existing default client at start-up",
+    )
     scope_descriptions: dict[str, str] = Field(
         default={"api": "Use the API as you, with your permissions"},
         description="Plain words for each scope on the confirm page (JSON object)",
@@ -193,7 +244,15 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
-    @field_validator("default_client_id", "database_url", "redis_url", "oidc_issuer")
+    @field_validator(
+        "default_client_id",
+        "database_url",
+        "database_schema",
+        "redis_url",
+        "oidc_issuer",
+        "login_url",
+        "logout_url",
+    )
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -228,14 +287,16 @@ class Settings(BaseSettings):
     def is_development(self) -> bool:
         return is_loopback_url(self.public_url or "http://127.0.0.1")
 
-    def check(self, *, workers: int = 1) -> None:
+    def check(self, *, workers: int = 1, resolves_users: bool = False) -> None:
         """Refuse an unsafe configuration outside development (DESIGN.md, Settings);
-        ``workers`` is the number of processes ``serve`` is about to start."""
+        ``workers`` is the number of processes ``serve`` is about to start;
+        ``resolves_users``: embedded, the host signs its users in (``resolve_user``)."""
         problems = self._public_url_problems()
         secret = self.secret_key.get_secret_value() if self.secret_key else ""
         if 0 < len(secret) < 32 and "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
             problems.append("DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters")
-        problems.extend(self._sign_in_problems())
+        problems.extend(sign_in_problems(self, resolves_users=resolves_users))
+        problems.extend(database_problems(self))
         problems.extend(self._flow_problems())
         problems.extend(self._operations_problems())
         unshared = self.unshared_limits(workers)
@@ -290,15 +351,6 @@ class Settings(BaseSettings):
             )
         problems.extend(self._default_password_problems())
         return problems
-
-    def _sign_in_problems(self) -> list[str]:
-        if self.oidc_issuer and not self.oidc_client_id:
-            return ["DEVICELINK_OIDC_CLIENT_ID is required with DEVICELINK_OIDC_ISSUER"]
-        if not self.oidc_issuer and not self.local_accounts:
-            return [
-                "no way to sign in: set DEVICELINK_OIDC_ISSUER or DEVICELINK_LOCAL_ACCOUNTS=true"
-            ]
-        return []
 
     def _flow_problems(self) -> list[str]:
         """Timings and retentions of the device flow and the purge."""
@@ -369,6 +421,8 @@ class Settings(BaseSettings):
             problems.append("DEVICELINK_GRACEFUL_TIMEOUT must not be negative")
         if not 0 <= self.shutdown_delay <= 600:
             problems.append("DEVICELINK_SHUTDOWN_DELAY must be between 0 and 600 seconds")
+        if self.templates_dir is not None and not self.templates_dir.is_dir():
+            problems.append(f"DEVICELINK_TEMPLATES_DIR: {self.templates_dir} is not a directory")
         return problems
 
     def trusted_proxy_list(self) -> list[str]:
@@ -397,7 +451,11 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode("utf-8")
         if not self.is_development():
             raise ConfigurationError("DEVICELINK_SECRET_KEY is required outside development")
-        return load_or_create_secret(self.data_dir / SECRET_FILE)
+        kept = self.data_dir / SECRET_FILE
+        secret = load_or_create_secret(kept)
+        if len(secret) < 32:
+            raise ConfigurationError(f"{kept} holds a secret shorter than 32 bytes")
+        return secret
 
 
 def is_weak_secret(secret: str) -> bool:
@@ -432,29 +490,3 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def load_or_create_secret(path: Path) -> bytes:
-    """Read the secret at ``path`` or create it, mode 0600 from the first byte.
-
-    Written to a private temporary file and then hard-linked into place, so a second
-    process starting at the same moment reads either nothing or the whole secret.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_urlsafe(48).encode("ascii") + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            # FileExistsError: another process won the race; use its secret.
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    secret = path.read_bytes().strip()
-    if len(secret) < 32:
-        raise ConfigurationError(f"{path} holds a secret shorter than 32 bytes")
-    return secret

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -13,15 +12,23 @@ from limits import RateLimitItem, parse
 from starlette.requests import Request
 
 from devicelink.core.codes import CodeHasher
+from devicelink.core.events import EventCallback
 from devicelink.core.lifecycle import FlowPolicy
-from devicelink.core.models import Client, Identity
+from devicelink.core.models import Identity
 from devicelink.core.ports import Authenticator, FastPathStore, KeyIssuer, Store
 from devicelink.idp.local import LocalAccounts
+from devicelink.runtime.clients import (
+    ClientSpec,
+    check_client_specs,
+    ensure_default_client,
+    register_clients,
+)
 from devicelink.runtime.limits import RateLimiter
 from devicelink.runtime.metrics import Metrics
 from devicelink.runtime.settings import Settings
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
 from devicelink.service.clock import Clock, utc_now
+from devicelink.service.events import EventSink
 from devicelink.service.sessions import BrowserSessions
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
@@ -33,9 +40,6 @@ UserResolver = Callable[[Request], Awaitable[Identity | None]]
 """An embedding application's hook: who is signed in to the host app in this request
 (an :class:`Identity` with ``provider`` and ``subject`` of the host's choosing), or None.
 Users the host vouches for need not sign in to devicelink again."""
-
-DEFAULT_CLIENT_NAME = "devicelink CLI"
-DEFAULT_SCOPES = ("api",)
 
 
 @dataclass
@@ -73,25 +77,36 @@ async def build_runtime(
     key_issuer: KeyIssuer | None = None,
     resolve_user: UserResolver | None = None,
     clock: Clock = utc_now,
+    clients: Sequence[ClientSpec] = (),
+    on_event: EventCallback | None = None,
 ) -> Runtime:
-    settings.check()
+    settings.check(resolves_users=resolve_user is not None)
+    check_client_specs(clients)
     hasher = CodeHasher(settings.secret_bytes())
     disposers: list[Callable[[], Awaitable[None]]] = []
     fast_path: FastPathStore | None = None
     if store is None:
         url = settings.effective_database_url()
-        engine = create_engine_for_url(url)
+        schema = settings.database_schema
+        engine = create_engine_for_url(url, schema=schema)
         if settings.should_migrate():
-            await upgrade_engine(engine)
+            try:
+                await upgrade_engine(engine, schema=schema)
+            except BaseException:
+                await engine.dispose()  # a failed start leaves no connection open
+                raise
         sql_store = SqlStore(engine)
         disposers.append(sql_store.dispose)
         store = cast(Store, sql_store)
         if settings.fast_path and engine.dialect.name == "postgresql":
-            hot = await AsyncpgFastPath.connect(url, key_cache_size=settings.key_cache_size)
+            hot = await AsyncpgFastPath.connect(
+                url, key_cache_size=settings.key_cache_size, schema=schema
+            )
             sql_store.on_commit_announce(hot.changed)
             disposers.append(hot.close)
             fast_path = hot
-    await ensure_default_client(store, settings, now=clock())
+    await register_clients(store, clients, settings, hasher, now=clock())
+    await ensure_default_client(store, settings, now=clock(), registered=clients)
     policy = FlowPolicy(
         code_lifetime=settings.code_lifetime,
         interval=settings.interval,
@@ -99,6 +114,7 @@ async def build_runtime(
         max_interval=settings.max_interval,
     )
     issuer = key_issuer or StoredKeyIssuer()
+    events = EventSink(on_event)
     flows = DeviceFlowService(
         store,
         hasher,
@@ -107,6 +123,7 @@ async def build_runtime(
         default_client_id=settings.default_client_id,
         clock=clock,
         fast_path=fast_path,
+        events=events,
     )
     metrics = Metrics()
     limiter = RateLimiter(
@@ -131,6 +148,7 @@ async def build_runtime(
             default_client_id=settings.default_client_id,
             key_issuer=issuer,
             fast_path=fast_path,
+            events=events,
         ),
         limiter=limiter,
         start_limit=parse(settings.start_rate_limit),
@@ -162,26 +180,3 @@ def oidc_authenticator(settings: Settings) -> Authenticator | None:
         username_claims=tuple(settings.oidc_username_claims.split()),
         label=settings.oidc_label,
     )
-
-
-async def ensure_default_client(store: Store, settings: Settings, *, now: datetime) -> None:
-    """Create the default public client on first start, so ``devicelink login`` works
-    against a fresh server without registering anything."""
-    if not settings.default_client_id:
-        return
-    async with store.transaction() as tx:
-        if await tx.clients.get(settings.default_client_id) is not None:
-            return
-        try:
-            await tx.clients.add(
-                Client(
-                    client_id=settings.default_client_id,
-                    name=DEFAULT_CLIENT_NAME,
-                    scopes=DEFAULT_SCOPES,
-                    key_lifetime=settings.key_lifetime or None,
-                    created_at=now,
-                )
-            )
-        except ValueError:
-            return  # another process created it at the same moment
-    log.info("created the default public client %r", settings.default_client_id)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 import devicelink
+from devicelink.core.events import EventCallback
 from devicelink.core.ports import KeyIssuer, Store
 from devicelink.http.errors import install_error_handlers
 from devicelink.http.fast_path import FastPath
@@ -46,18 +47,26 @@ def create_app(
     store: Store | None = None,
     key_issuer: KeyIssuer | None = None,
     clock: Clock = utc_now,
+    on_event: EventCallback | None = None,
 ) -> FastAPI:
     """Build the standalone server. Nothing global: the settings, the engine and the
     services live on this app only, created when it starts and disposed when it stops.
     It is :class:`DeviceLink` mounted in an otherwise empty application."""
-    component = DeviceLink(settings, store=store, key_issuer=key_issuer, clock=clock)
+    component = DeviceLink(
+        settings,
+        store=store,
+        key_issuer=key_issuer,
+        clock=clock,
+        embedded=False,
+        on_event=on_event,
+    )
     app = DeviceLinkApp(
         title="devicelink",
         version=devicelink.__version__,
         description="OAuth 2.0 Device Authorization Grant (RFC 8628) server",
         lifespan=component.lifespan,
-        openapi_url="/openapi.json" if settings.openapi else None,
-        docs_url="/docs" if settings.openapi else None,
+        openapi_url="/openapi.json" if component.openapi else None,
+        docs_url="/docs" if component.openapi else None,
         redoc_url=None,
         # No automatic trailing-slash redirects: Starlette builds them from the Host
         # header, and a 307 would re-send a device code or secret to that host.

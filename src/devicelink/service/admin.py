@@ -8,7 +8,9 @@ from datetime import datetime
 from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
 from devicelink.core.ports import KeyIssuer, Store
 from devicelink.service.clock import Clock, utc_now
-from devicelink.service.keys import StoredKeyIssuer, revoke_key
+from devicelink.service.events import NO_EVENTS, EventSink
+from devicelink.service.keys import revoke_key
+from devicelink.service.revocations import IssuerRevocations
 
 
 class NotFound(Exception):
@@ -22,12 +24,34 @@ class KeyListing:
 
 
 class AdminService:
+    """The operator's use cases.
+
+    Revocations (``revoke_key``, and the keys of a disabled user) are queued for the
+    key issuer in the transaction that makes them. With ``key_issuer`` (the process
+    that runs devicelink) they are delivered at once; without one (the ``devicelink``
+    command, a process of its own) the server process delivers them when it next
+    drains the outbox (:mod:`devicelink.service.revocations`).
+    """
+
     def __init__(
-        self, store: Store, clock: Clock = utc_now, *, key_issuer: KeyIssuer | None = None
+        self,
+        store: Store,
+        clock: Clock = utc_now,
+        *,
+        key_issuer: KeyIssuer | None = None,
+        events: EventSink = NO_EVENTS,
     ) -> None:
         self._store = store
         self._clock = clock
-        self._issuer = key_issuer or StoredKeyIssuer()
+        self._revocations = (
+            IssuerRevocations(store, key_issuer, clock, events=events)
+            if key_issuer is not None
+            else None
+        )
+
+    async def _deliver(self, queued: list[int]) -> None:
+        if self._revocations is not None:
+            await self._revocations.deliver(queued)
 
     async def list_keys(self, username: str | None = None) -> list[KeyListing]:
         async with self._store.transaction() as tx:
@@ -41,6 +65,7 @@ class AdminService:
     async def revoke_key(self, key_id: int, *, actor: str = "an administrator") -> bool:
         """Revoke key ``key_id``; False when it was already revoked."""
         now = self._clock()
+        queued: list[int] = []
         async with self._store.transaction() as tx:
             key = await tx.api_keys.get(key_id)
             if key is None:
@@ -48,21 +73,24 @@ class AdminService:
             owner = await tx.users.get(key.user_id)
             if not await revoke_key(
                 tx,
-                self._issuer,
                 key,
                 owner_name=owner.username if owner else None,
                 now=now,
                 ip=None,
                 detail=f"revoked by {actor}",
+                queued=queued,
             ):
                 return False
+        await self._deliver(queued)
         return True
 
     async def disable_user(self, username: str, *, actor: str = "an administrator") -> bool:
-        """Disable an account: its keys stop working at once, its sessions end, and an
-        approval it gave that no device has redeemed yet can no longer be redeemed.
-        False when it was already disabled."""
+        """Disable an account: its keys stop working at once and are revoked (their
+        issuer told, as for any revocation), its sessions end, and an approval it gave
+        that no device has redeemed yet can no longer be redeemed. False when it was
+        already disabled."""
         now = self._clock()
+        queued: list[int] = []
         async with self._store.transaction() as tx:
             user = await tx.users.get_by_username(username)
             if user is None:
@@ -78,6 +106,17 @@ class AdminService:
                     detail=f"disabled by {actor}",
                 )
             )
+            for key in await tx.api_keys.list_for_user(user.id):
+                await revoke_key(
+                    tx,
+                    key,
+                    owner_name=user.username,
+                    now=now,
+                    ip=None,
+                    detail=f"revoked: its owner was disabled by {actor}",
+                    queued=queued,
+                )
+        await self._deliver(queued)
         return True
 
     async def audit(

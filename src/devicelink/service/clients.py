@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from devicelink.core.codes import CodeHasher
 from devicelink.core.errors import InvalidClient, InvalidRequest
 from devicelink.core.models import Client
-from devicelink.core.ports import Transaction
+from devicelink.core.ports import Store, Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +57,11 @@ class ClientAuthenticator:
             ):
                 raise InvalidClient()
         return client
+
+
+async def supported_scopes(store: Store) -> list[str]:
+    """Every scope some registered client may ask for, sorted (RFC 8414
+    ``scopes_supported``)."""
+    async with store.transaction() as tx:
+        registered = await tx.clients.list()
+    return sorted({scope for client in registered for scope in client.scopes})

@@ -9,28 +9,29 @@ from datetime import datetime
 from devicelink.core import lifecycle
 from devicelink.core.codes import CodeHasher, new_codes, normalise_user_code
 from devicelink.core.errors import (
+    AccessDenied,
     AuthorizationPending,
-    InvalidGrant,
     InvalidScope,
+    KeyIssueRefused,
     OAuthError,
     ServerError,
     SlowDown,
 )
+from devicelink.core.events import DeviceLinkEvent, EventKind
 from devicelink.core.lifecycle import FlowPolicy, Verdict
 from devicelink.core.models import (
     AuditEvent,
     AuditKind,
     Client,
     DeviceAuthorization,
-    IssuedKey,
-    NewApiKey,
     NewDeviceAuthorization,
     Status,
 )
-from devicelink.core.ports import DuplicateCode, FastPathStore, KeyIssuer, Store, Transaction
+from devicelink.core.ports import DuplicateCode, FastPathStore, KeyIssuer, Store
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials, is_client_id
 from devicelink.service.clock import Clock, utc_now
-from devicelink.service.keys import key_name
+from devicelink.service.events import NO_EVENTS, EventSink
+from devicelink.service.issuing import Minted, Minting
 
 __all__ = [
     "Actor",
@@ -108,10 +109,12 @@ class DeviceFlowService:
         default_client_id: str | None = None,
         clock: Clock = utc_now,
         fast_path: FastPathStore | None = None,
+        events: EventSink = NO_EVENTS,
     ) -> None:
         self._store = store
         self._hasher = hasher
-        self._key_issuer = key_issuer
+        self._minting = Minting(store, hasher, key_issuer)
+        self._events = events
         self.policy = policy or FlowPolicy()
         self._clients = ClientAuthenticator(hasher, default_client_id)
         self._default_client_id = default_client_id
@@ -248,8 +251,26 @@ class DeviceFlowService:
                     raise SlowDown(outcome.interval)
                 raise AuthorizationPending()
         for _ in range(_POLL_ATTEMPTS):
-            now = self._clock()
-            answer: OAuthError | None = None
+            answered = await self._poll_once(code_hash, creds, self._clock(), ip)
+            if isinstance(answered, TokenGrant):
+                return answered
+            if answered is not None:
+                raise answered
+            # Another request changed the record between our read and our write:
+            # read it again and decide afresh.
+        raise SlowDown(
+            min(self.policy.interval + self.policy.slow_down_step, self.policy.max_interval)
+        )
+
+    async def _poll_once(
+        self, code_hash: bytes, creds: ClientCredentials, now: datetime, ip: str | None
+    ) -> TokenGrant | OAuthError | None:
+        """One attempt of the full path: the key, the answer to raise, or None when the
+        record changed between the read and the write. Raises the final answers."""
+        answer: OAuthError | None = None
+        minted: Minted | None = None
+        authorization: DeviceAuthorization | None = None
+        try:
             async with self._store.transaction() as tx:
                 found = await tx.device_authorizations.get_with_client(code_hash)
                 authorization, owner = found if found is not None else (None, None)
@@ -261,15 +282,12 @@ class DeviceFlowService:
                     raise decision.error
                 assert authorization is not None
                 if isinstance(decision, lifecycle.Issue):
-                    issued = await self._consume_and_issue(tx, client, authorization, now, ip)
-                    return TokenGrant(
-                        access_token=issued.access_token,
-                        expires_in=_seconds_until(issued.expires_at, now),
-                        scope=authorization.scope,
+                    minted = await self._minting.consume_and_issue(
+                        tx, client, authorization, now, ip
                     )
                 # Pending: record this poll (and the slower interval) so every process
                 # judges the next poll against it; the answer goes out after the commit.
-                if await tx.device_authorizations.record_poll(
+                elif await tx.device_authorizations.record_poll(
                     authorization.id,
                     previous_poll=authorization.last_polled_at,
                     now=now,
@@ -279,63 +297,20 @@ class DeviceFlowService:
                         answer = SlowDown(decision.interval)
                     else:
                         answer = AuthorizationPending()
-            if answer is not None:
-                raise answer
-            # Another request changed the record between our read and our write:
-            # read it again and decide afresh.
-        raise SlowDown(
-            min(self.policy.interval + self.policy.slow_down_step, self.policy.max_interval)
+        except KeyIssueRefused as refusal:
+            # Rolled back whole; the refusal is recorded on its own, then told.
+            assert authorization is not None
+            if await self._minting.record_refusal(authorization, refusal, now, ip):
+                return AccessDenied(refusal.description)
+            return None  # the record changed meanwhile: decide afresh
+        if minted is None:
+            return answer
+        await self._events.emit(minted.event(now))  # committed: the host may hear of it
+        return TokenGrant(
+            access_token=minted.issued.access_token,
+            expires_in=_seconds_until(minted.issued.expires_at, now),
+            scope=minted.key.scope,
         )
-
-    async def _consume_and_issue(
-        self,
-        tx: Transaction,
-        client: Client,
-        authorization: DeviceAuthorization,
-        now: datetime,
-        ip: str | None,
-    ) -> IssuedKey:
-        # The compare-and-set decides which poll gets the key; every other poll,
-        # concurrent or later, finds the authorization consumed (DESIGN.md defects 1, 9).
-        consumed = await tx.device_authorizations.transition(
-            authorization.id, from_status=Status.APPROVED, to_status=Status.CONSUMED, now=now
-        )
-        if not consumed:
-            raise InvalidGrant()
-        user = await tx.users.get(authorization.user_id) if authorization.user_id else None
-        if user is None or user.disabled:
-            raise InvalidGrant("the approving account can no longer sign in")
-        # Issued in the same transaction: if minting fails, the consumption rolls back
-        # and the authorization stays approved for the next poll (DESIGN.md defect 3).
-        issued = await self._key_issuer.issue(
-            tx, user=user, client=client, authorization=authorization, now=now
-        )
-        stored = await tx.api_keys.add(
-            NewApiKey(
-                key_hash=self._hasher.api_key(issued.access_token),
-                name=key_name(client, authorization),
-                user_id=user.id,
-                client_id=client.client_id,
-                device_authorization_id=authorization.id,
-                scope=authorization.scope,
-                created_at=now,
-                expires_at=issued.expires_at,
-                external_id=issued.external_id,
-            )
-        )
-        await tx.audit.record(
-            AuditEvent(
-                kind=AuditKind.KEY_ISSUED,
-                occurred_at=now,
-                user_id=user.id,
-                username=user.username,
-                client_id=client.client_id,
-                device_authorization_id=authorization.id,
-                api_key_id=stored.id,
-                ip=ip,
-            )
-        )
-        return issued
 
     # --- RFC 8628 section 3.3: the user's side ---------------------------------------
 
@@ -400,36 +375,59 @@ class DeviceFlowService:
     async def _decide_hash(
         self, code_hash: bytes, *, user_id: int, to_status: Status, actor: Actor | None
     ) -> Verdict:
+        """Approve or deny; raises :class:`KeyIssueRefused` (after committing the denial)
+        when the key issuer's ``check`` refuses an approval."""
         now = self._clock()
+        who = actor or Actor(user_id=user_id)
+        refusal: KeyIssueRefused | None = None
         async with self._store.transaction() as tx:
             authorization = await tx.device_authorizations.get_by_user_code(code_hash)
             verdict = lifecycle.decide_review(authorization, now=now)
             if verdict is not Verdict.OK:
                 return verdict
             assert authorization is not None
+            if to_status is Status.APPROVED:
+                refusal = await self._minting.pre_check(tx, authorization, user_id, now)
             changed = await tx.device_authorizations.transition(
                 authorization.id,
                 from_status=Status.PENDING,
-                to_status=to_status,
+                to_status=Status.DENIED if refusal is not None else to_status,
                 now=now,
                 user_id=user_id,
+                reason=refusal.reason if refusal is not None else None,
             )
-            if changed:
+            if not changed:
+                # Someone else decided first (a double submit, another tab): report what
+                # the record says now; nothing was changed by this request.
+                current = await tx.device_authorizations.get_by_user_code(code_hash)
+                return lifecycle.decide_review(current, now=now)
+            if refusal is not None:
+                kind = AuditKind.KEY_REFUSED
+            else:
                 kind = AuditKind.APPROVED if to_status is Status.APPROVED else AuditKind.DENIED
-                who = actor or Actor(user_id=user_id)
-                await tx.audit.record(
-                    who.event(
-                        kind,
-                        now,
-                        client_id=authorization.client_id,
-                        device_authorization_id=authorization.id,
-                    )
+            await tx.audit.record(
+                who.event(
+                    kind,
+                    now,
+                    client_id=authorization.client_id,
+                    device_authorization_id=authorization.id,
+                    detail=refusal.reason if refusal is not None else None,
                 )
-                return Verdict.OK
-            # Someone else decided first (a double submit, another tab): report what
-            # the record says now; nothing was changed by this request.
-            current = await tx.device_authorizations.get_by_user_code(code_hash)
-            return lifecycle.decide_review(current, now=now)
+            )
+        if refusal is not None:
+            raise refusal
+        if to_status is Status.APPROVED:
+            await self._events.emit(
+                DeviceLinkEvent(
+                    kind=EventKind.APPROVED,
+                    occurred_at=now,
+                    user_id=user_id,
+                    username=who.username,
+                    client_id=authorization.client_id,
+                    device_authorization_id=authorization.id,
+                )
+            )
+        return Verdict.OK
 
 
 def _seconds_until(moment: datetime | None, now: datetime) -> int | None:

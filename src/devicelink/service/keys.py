@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from devicelink.core.apikeys import is_well_formed_api_key, new_api_key
+from devicelink.core.apikeys import API_KEY_PREFIX, KeyShape, new_api_key, worth_a_lookup
 from devicelink.core.codes import CodeHasher
 from devicelink.core.errors import InvalidClient, InvalidToken, UnauthorizedClient
+from devicelink.core.events import DeviceLinkEvent, EventKind
 from devicelink.core.models import (
     ApiKey,
     AuditEvent,
@@ -20,6 +21,8 @@ from devicelink.core.models import (
 from devicelink.core.ports import FastPathStore, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
+from devicelink.service.events import NO_EVENTS, EventSink
+from devicelink.service.revocations import IssuerRevocations
 
 _NAME_LIMIT = 300
 USE_RECORD_INTERVAL = timedelta(minutes=1)
@@ -49,6 +52,9 @@ class StoredKeyIssuer:
     keys. The clear key exists once, in the token response; the device flow stores only
     its keyed hash, whoever mints the key."""
 
+    key_prefix = API_KEY_PREFIX
+    """Only ``dlk_`` keys are worth a lookup (their checksum is checked too)."""
+
     async def issue(
         self,
         tx: Transaction,
@@ -71,19 +77,23 @@ class StoredKeyIssuer:
 
 async def revoke_key(
     tx: Transaction,
-    issuer: KeyIssuer,
     key: ApiKey,
     *,
     owner_name: str | None,
     now: datetime,
     ip: str | None,
     detail: str,
+    queued: list[int],
 ) -> bool:
-    """Revoke one key everywhere, in the caller's transaction: devicelink's row (a
-    compare-and-set), the issuer's copy, and the audit line. False when it already was."""
+    """Revoke one key, in the caller's transaction: devicelink's row (a compare-and-set,
+    which stops the key working at once), the revocation queued for the issuer (its id
+    appended to ``queued``, to deliver once the transaction has committed: see
+    :mod:`devicelink.service.revocations`), and the audit line. False when it already was."""
     if not await tx.api_keys.revoke(key.id, now=now):
         return False
-    await issuer.revoke(tx, key=key, now=now)
+    revocation_id = await tx.issuer_revocations.add(key.id, now=now)
+    if revocation_id is not None:
+        queued.append(revocation_id)
     await tx.audit.record(
         AuditEvent(
             kind=AuditKind.REVOKED,
@@ -116,12 +126,17 @@ class KeyService:
         default_client_id: str | None = None,
         key_issuer: KeyIssuer | None = None,
         fast_path: FastPathStore | None = None,
+        events: EventSink = NO_EVENTS,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._clock = clock
         self._clients = ClientAuthenticator(hasher, default_client_id)
-        self._issuer = key_issuer or StoredKeyIssuer()
+        issuer = key_issuer or StoredKeyIssuer()
+        self.key_shape = KeyShape.of(issuer)
+        """What the issuer's keys look like: anything else is refused without a lookup."""
+        self.revocations = IssuerRevocations(store, issuer, clock, events=events)
+        self._events = events
         self._fast_path = fast_path
 
     async def revoke(
@@ -131,28 +146,31 @@ class KeyService:
 
         An unknown, malformed or already revoked key is not an error (section 2.2: the
         answer is the same, so revocation is no oracle for which keys exist). True when
-        this call revoked a key.
+        this call revoked a key. The issuer hears of it before this returns.
         """
+        queued: list[int] = []
         async with self._store.transaction() as tx:
             client = await self._clients.authenticate(tx, creds)
-            if not is_well_formed_api_key(presented):
+            if not worth_a_lookup(presented, self.key_shape):
                 return False
             found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
             if found is None:
                 return False
-            key, _owner = found
+            key, owner = found
             if key.client_id != client.client_id:
                 # Section 2.1: the server verifies the token was issued to this client.
                 raise UnauthorizedClient("this key was issued to another client")
-            return await revoke_key(
+            revoked = await revoke_key(
                 tx,
-                self._issuer,
                 key,
-                owner_name=_owner.username,
+                owner_name=owner.username,
                 now=self._clock(),
                 ip=ip,
                 detail="revoked by the client (RFC 7009)",
+                queued=queued,
             )
+        await self.revocations.deliver(queued)
+        return revoked
 
     async def keys_of(self, user_id: int) -> list[ApiKey]:
         """The user's keys, newest first, revoked and expired ones included."""
@@ -164,24 +182,70 @@ class KeyService:
         self, user: User, key_ids: list[int] | None, *, ip: str | None = None
     ) -> int:
         """Revoke the user's keys ``key_ids`` (all of them when None); keys of other
-        users are left alone. The number revoked."""
+        users are left alone. The number revoked; the issuer hears of them before this
+        returns."""
         now = self._clock()
         revoked = 0
+        queued: list[int] = []
         async with self._store.transaction() as tx:
             for key in await tx.api_keys.list_for_user(user.id):
                 if key_ids is not None and key.id not in key_ids:
                     continue
                 if await revoke_key(
                     tx,
-                    self._issuer,
                     key,
                     owner_name=user.username,
                     now=now,
                     ip=ip,
                     detail="revoked by its owner",
+                    queued=queued,
                 ):
                     revoked += 1
+        await self.revocations.deliver(queued)
         return revoked
+
+    async def revoked_by_issuer(self, external_id: str) -> int:
+        """The issuer (the host application) revoked the key it calls ``external_id``
+        itself: stop it working here too, without calling the issuer back (any
+        revocation of it still queued for the issuer is dropped). The number of keys
+        this revoked (0 when unknown or already revoked)."""
+        now = self._clock()
+        revoked: list[tuple[ApiKey, str | None]] = []
+        async with self._store.transaction() as tx:
+            for key in await tx.api_keys.list_by_external_id(external_id):
+                await tx.issuer_revocations.discard(key.id)
+                if not await tx.api_keys.revoke(key.id, now=now):
+                    continue
+                owner = await tx.users.get(key.user_id)
+                name = owner.username if owner is not None else None
+                await tx.audit.record(
+                    AuditEvent(
+                        kind=AuditKind.REVOKED,
+                        occurred_at=now,
+                        user_id=key.user_id,
+                        username=name,
+                        client_id=key.client_id,
+                        device_authorization_id=key.device_authorization_id,
+                        api_key_id=key.id,
+                        detail="revoked by the key issuer (the host application)",
+                    )
+                )
+                revoked.append((key, name))
+        for key, name in revoked:
+            await self._events.emit(
+                DeviceLinkEvent(
+                    kind=EventKind.KEY_REVOKED,
+                    occurred_at=now,
+                    user_id=key.user_id,
+                    username=name,
+                    client_id=key.client_id,
+                    device_authorization_id=key.device_authorization_id,
+                    api_key_id=key.id,
+                    external_id=key.external_id,
+                    detail="revoked by the host application",
+                )
+            )
+        return len(revoked)
 
     async def introspect(self, creds: ClientCredentials, presented: str) -> KeyOwner | None:
         """RFC 7662: the owner of an active key, for an authenticated resource server.
@@ -193,7 +257,7 @@ class KeyService:
             client = await self._clients.authenticate(tx, creds)
             if not client.confidential:
                 raise InvalidClient("introspection needs a confidential client's credentials")
-            if not is_well_formed_api_key(presented):
+            if not worth_a_lookup(presented, self.key_shape):
                 return None
             found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
         if found is None:
@@ -206,11 +270,13 @@ class KeyService:
     async def authenticate(self, presented: str | None, *, ip: str | None = None) -> KeyOwner:
         """The owner of a presented key, or :class:`InvalidToken` (RFC 6750 section 3.1).
 
-        The checksum is verified first, so malformed keys cost no database lookup. The
-        key's last use is written at most once a minute (:func:`use_record_interval`), not on
-        every request; the first use ever is also an audit event.
+        The key's shape is checked first (:func:`worth_a_lookup`: a ``dlk_`` key's
+        checksum, the issuer's declared shape for others), so malformed keys cost no
+        database lookup. The key's last use is written at most once a minute
+        (:func:`use_record_interval`), not on every request; the first use ever is also
+        an audit event.
         """
-        if not presented or not is_well_formed_api_key(presented):
+        if not presented or not worth_a_lookup(presented, self.key_shape):
             raise InvalidToken()
         now = self._clock()
         key_hash = self._hasher.api_key(presented)

@@ -4,17 +4,20 @@ server process can serve any request."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from devicelink.core.codes import CodeHasher
 from devicelink.core.models import BrowserSession, Identity, User
-from devicelink.core.ports import LoginFailed, Store
+from devicelink.core.ports import LoginFailed, Store, Transaction
 from devicelink.service.clock import Clock, utc_now
 
 ANONYMOUS_LIFETIME = 3600
+NAME_LENGTH = 200
+"""The longest account or display name kept (``users.username``, ``display_name``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,27 +100,69 @@ class BrowserSessions:
             if identity.user_id is not None:
                 user = await tx.users.get(identity.user_id)
             else:
-                user = await tx.users.get_by_subject(identity.provider, identity.subject)
-                if user is None:
-                    existing = await tx.users.get_by_username(identity.username)
-                    if existing is not None:
-                        raise LoginFailed(
-                            f"the name {identity.username!r} belongs to another account here; "
-                            "ask an administrator"
-                        )
-                    user = await tx.users.add(
-                        identity.username,
-                        None,
-                        now,
-                        provider=identity.provider,
-                        subject=identity.subject,
-                    )
+                user = await account_of(tx, identity, now=now)
             if user is None or user.disabled:
                 raise LoginFailed("this account cannot sign in")
             if previous is not None:
                 await tx.browser_sessions.delete(previous.record.id)
         return await self._create(user, {}, self._lifetime)
 
+    async def follow_name(self, session: OpenSession, identity: Identity) -> OpenSession:
+        """The session's user, whom the upstream or the host now calls by another name:
+        the account keeps the new name, the session stays."""
+        assert session.user is not None
+        name = shown_name(identity)
+        async with self._store.transaction() as tx:
+            await tx.users.set_display_name(session.user.id, name)
+        user = replace(session.user, display_name=name)
+        return OpenSession(token=session.token, record=session.record, user=user)
+
     async def sign_out(self, session: OpenSession) -> None:
         async with self._store.transaction() as tx:
             await tx.browser_sessions.delete(session.record.id)
+
+
+async def account_of(tx: Transaction, identity: Identity, *, now: datetime) -> User:
+    """The account of an upstream's or the host's user, found by ``provider`` and
+    ``subject`` (the user's unique key there; its name need not be unique) with its
+    display name brought up to date, or created at its first sign-in under a free
+    account name (:func:`free_username`)."""
+    name = shown_name(identity)
+    for _attempt in range(3):
+        user = await tx.users.get_by_subject(identity.provider, identity.subject)
+        if user is not None:
+            if user.display_name != name and not user.disabled:
+                await tx.users.set_display_name(user.id, name)
+                user = replace(user, display_name=name)
+            return user
+        username = await free_username(tx, identity, name)
+        try:
+            return await tx.users.add(
+                username,
+                None,
+                now,
+                provider=identity.provider,
+                subject=identity.subject,
+                display_name=name,
+            )
+        except ValueError:
+            continue  # a sign-in at the same moment took the name, or made the account
+    raise LoginFailed("this account cannot sign in at the moment; try again")
+
+
+def shown_name(identity: Identity) -> str:
+    return (identity.username.strip() or identity.subject)[:NAME_LENGTH]
+
+
+async def free_username(tx: Transaction, identity: Identity, name: str) -> str:
+    """The name itself when no account has it, else the name and a suffix derived from
+    the user's provider and subject (``sam~1f0c2e9a``): the same user always gets the
+    same one, and ``sub`` tells apart two users the host gives one name."""
+    if await tx.users.get_by_username(name) is None:
+        return name
+    digest = hashlib.sha256(f"{identity.provider}\0{identity.subject}".encode()).hexdigest()
+    for size in (8, 16, 64):
+        candidate = f"{name[: NAME_LENGTH - size - 1]}~{digest[:size]}"
+        if await tx.users.get_by_username(candidate) is None:
+            return candidate
+    raise LoginFailed(f"no free account name for {name!r}; ask an administrator")

@@ -20,6 +20,7 @@ from devicelink.storage.repositories import (
     SqlBrowserSessionRepository,
     SqlClientRepository,
     SqlDeviceAuthorizationRepository,
+    SqlIssuerRevocationRepository,
     SqlUserRepository,
 )
 
@@ -52,12 +53,32 @@ their growth: a new server's polls would get slower with every flow. Custom plan
 made for each run with the table's current size, and these statements plan quickly."""
 
 
-def create_engine_for_url(url: str, **kwargs: Any) -> AsyncEngine:
+def quote_schema(schema: str) -> str:
+    """``schema`` as a quoted PostgreSQL identifier (any name is then safe to write)."""
+    return '"' + schema.replace('"', '""') + '"'
+
+
+def connection_settings(schema: str | None = None) -> dict[str, str]:
+    """:data:`SERVER_SETTINGS` and, with a ``schema``, a ``search_path`` of that schema
+    alone: every connection devicelink opens (the engine's, the fast path's pool, the
+    listening connection) then reads and writes devicelink's tables there, apart from
+    tables of the same names in the database's other schemas (a host's ``users``)."""
+    settings = dict(SERVER_SETTINGS)
+    if schema:
+        settings["search_path"] = quote_schema(schema)
+    return settings
+
+
+def create_engine_for_url(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
+    """An engine on ``url``; on PostgreSQL with a ``schema``, its tables are there (see
+    :func:`connection_settings`). SQLite has no schemas: a ``schema`` is refused."""
     url = normalise_database_url(url)
     # Statement parameters hold hashes, user agents and IPs: keep them out of error
     # messages, which end up in logs.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        if schema:
+            raise ValueError("a database schema applies to PostgreSQL only, not to SQLite")
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
@@ -70,7 +91,7 @@ def create_engine_for_url(url: str, **kwargs: Any) -> AsyncEngine:
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("timeout", 10)
     connect_args.setdefault("command_timeout", 15)
-    connect_args.setdefault("server_settings", dict(SERVER_SETTINGS))
+    connect_args.setdefault("server_settings", connection_settings(schema))
     return create_async_engine(url, connect_args=connect_args, **kwargs)
 
 
@@ -106,6 +127,7 @@ class SqlTransaction:
         "clients",
         "connection",
         "device_authorizations",
+        "issuer_revocations",
         "users",
     )
 
@@ -118,6 +140,7 @@ class SqlTransaction:
         self.users = SqlUserRepository(connection, self.announcements)
         self.device_authorizations = SqlDeviceAuthorizationRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection, self.announcements)
+        self.issuer_revocations = SqlIssuerRevocationRepository(connection)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
         self.audit = SqlAuditLog(connection)
 

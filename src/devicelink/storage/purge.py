@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Table, delete, func, select, text
+from sqlalchemy import ColumnElement, Table, delete, exists, func, select, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,6 +41,7 @@ from devicelink.storage.tables import (
     audit_events,
     browser_sessions,
     device_authorizations,
+    issuer_revocations,
 )
 
 log = logging.getLogger("devicelink.purge")
@@ -71,7 +72,9 @@ def _target(
     if kind == "api_keys":
         # NULL compares as unknown: a key never revoked and never expiring never goes.
         ended = (api_keys.c.revoked_at < before) | (api_keys.c.expires_at < before)
-        return api_keys, ended, None
+        # A key whose issuer has yet to hear of its revocation stays until it has.
+        undelivered = exists().where(issuer_revocations.c.api_key_id == api_keys.c.id)
+        return api_keys, ended & ~undelivered, None
     raise ValueError(f"unknown purge kind {kind!r}")
 
 

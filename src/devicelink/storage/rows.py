@@ -58,6 +58,7 @@ def user_from_row(row: Columns) -> User:
         created_at=row["created_at"],
         provider=row["provider"],
         subject=row["subject"],
+        display_name=row["display_name"],
     )
 
 
@@ -77,6 +78,7 @@ def authorization_from_row(row: Columns) -> DeviceAuthorization:
         last_polled_at=row["last_polled_at"],
         request_ip=row["request_ip"],
         user_agent=row["user_agent"],
+        denial_reason=row["denial_reason"],
     )
 
 

@@ -97,6 +97,9 @@ class UserRow(Base):
     created_at: Mapped[datetime]
     provider: Mapped[str] = mapped_column(String(32), server_default="local")
     subject: Mapped[str | None] = mapped_column(String(512))
+    # The upstream's or host's name of the user, kept up to date at sign-in; unlike
+    # username it need not be unique (two host users may both be "sam").
+    display_name: Mapped[str | None] = mapped_column(String(200))
 
 
 class DeviceAuthorizationRow(Base):
@@ -124,6 +127,8 @@ class DeviceAuthorizationRow(Base):
     interval: Mapped[int] = mapped_column(Integer)
     request_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+    denial_reason: Mapped[str | None] = mapped_column(String(300))
+    """Why it was denied when the key issuer refused, not the user (shown to the device)."""
 
 
 class ApiKeyRow(Base):
@@ -150,7 +155,24 @@ class ApiKeyRow(Base):
     last_used_at: Mapped[datetime | None]
     last_used_ip: Mapped[str | None] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None]
-    external_id: Mapped[str | None] = mapped_column(String(200))
+    # Indexed: a host tells devicelink of a key it revoked itself by this id.
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True)
+
+
+class IssuerRevocationRow(Base):
+    """A revoked key whose issuer has yet to hear of it (an outbox): written in the
+    transaction that revokes the key, deleted in the one that tells the issuer."""
+
+    __tablename__ = "issuer_revocations"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("api_keys.id", ondelete="CASCADE"), unique=True
+    )
+    requested_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(300))
 
 
 class BrowserSessionRow(Base):
@@ -191,5 +213,6 @@ clients = cast(Table, ClientRow.__table__)
 users = cast(Table, UserRow.__table__)
 device_authorizations = cast(Table, DeviceAuthorizationRow.__table__)
 api_keys = cast(Table, ApiKeyRow.__table__)
+issuer_revocations = cast(Table, IssuerRevocationRow.__table__)
 browser_sessions = cast(Table, BrowserSessionRow.__table__)
 audit_events = cast(Table, AuditEventRow.__table__)

@@ -31,7 +31,7 @@ from devicelink.client.commands.invocation import AuthConfig, ClientHooks
 from devicelink.client.commands.login import login_command
 from devicelink.client.commands.logout import logout_command
 from devicelink.client.commands.status import status_command, token_command
-from devicelink.client.http import DEFAULT_CLIENT_ID
+from devicelink.client.http import DEFAULT_CLIENT_ID, user_agent_header
 
 
 def auth_commands(config: AuthConfig) -> list[click.Command]:
@@ -53,6 +53,7 @@ def make_auth_group(
     keyring_service: str = "devicelink",
     env_prefix: str = "DEVICELINK",
     help: str | None = None,  # Click's own name for it
+    user_agent: str | None = None,
 ) -> click.Group:
     """A Click group with ``login``, ``status``, ``token`` and ``logout`` for a host CLI.
 
@@ -63,17 +64,22 @@ def make_auth_group(
     - ``keyring_service``: the name of the keyring entries and of the configuration
       directory, so the host CLI's keys stay apart from devicelink's and other tools';
     - ``env_prefix``: ``{env_prefix}_SERVER`` and ``{env_prefix}_TOKEN`` (a key that
-      overrides the stored one, for CI).
+      overrides the stored one, for CI);
+    - ``user_agent``: the host CLI's product token (``"acme-cli/2.1"``), sent before
+      devicelink's in the User-Agent of every request, so the page where the user
+      approves shows the host's CLI.
 
     Mount it with ``main.add_command(make_auth_group(...))``; the commands' exit codes
     are :class:`ExitCode`.
     """
+    user_agent_header(user_agent)  # a malformed one is refused here, not at the first login
     config = AuthConfig(
         server=server,
         client_id=client_id,
         scope=scope,
         keyring_service=keyring_service,
         env_prefix=env_prefix,
+        user_agent=user_agent,
     )
     group = click.Group(
         name,

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     NOT_LOGGED_IN = 6
     KEY_REJECTED = 7
     NOT_REVOKED = 8
+    SERVER_FAILED = 9
     INTERRUPTED = 130
 
 
@@ -45,6 +46,7 @@ class CommandFailed(Exception):
 _FAILURES: tuple[tuple[type[DeviceFlowError], ExitCode, str], ...] = (
     (errors.LoginDenied, ExitCode.DENIED, "access_denied"),
     (errors.LoginExpired, ExitCode.EXPIRED, "expired_token"),
+    (errors.LoginFailedOnServer, ExitCode.SERVER_FAILED, "server_error"),
     (errors.DeviceCodeRefused, ExitCode.EXPIRED, "invalid_grant"),
     (errors.ServerUnreachable, ExitCode.NETWORK, "server_unreachable"),
     (errors.KeyRefused, ExitCode.KEY_REJECTED, "invalid_token"),

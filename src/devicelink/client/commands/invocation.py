@@ -32,6 +32,9 @@ class AuthConfig:
     scope: str | None = None
     keyring_service: str = "devicelink"
     env_prefix: str = "DEVICELINK"
+    user_agent: str | None = None
+    """The host CLI's product token (``acme-cli/2.1``), sent before devicelink's in the
+    User-Agent, so the confirm page names the host's CLI."""
 
     @property
     def server_env(self) -> str:
@@ -112,6 +115,7 @@ class Invocation:
             scope=scope or None,
             transport=self.hooks.transport,
             sleep=self.hooks.sleep or time.sleep,
+            user_agent=self.config.user_agent,
         )
 
 

@@ -38,6 +38,7 @@ def logout(invocation: Invocation, *, server: str | None, as_json: bool) -> None
         client_id=config.client_id,
         transport=hooks.transport,
         sleep=hooks.sleep or time.sleep,
+        user_agent=config.user_agent,
     )
     if not result.had_credential:
         if as_json:

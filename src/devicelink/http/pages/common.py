@@ -8,25 +8,27 @@ checked for a same-origin ``Origin`` / ``Sec-Fetch-Site``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from devicelink.core.ports import LoginFailed
 from devicelink.http.context import client_ip, runtime
 from devicelink.http.forms import read_body
 from devicelink.http.oauth import VERIFY_PATH
+from devicelink.http.pages.host_users import (
+    host_login_url,
+    refused_host_user,
+    signed_in_by_host,
+    with_host_user,
+)
+from devicelink.http.templating import templates_for
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.device_flow import Actor
 from devicelink.service.sessions import OpenSession
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 LOGIN_PATH = "/login"
-_VIA_HOST = "via_host"
 
 
 def cookie_name(rt: Runtime) -> str:
@@ -55,21 +57,7 @@ async def current_session(request: Request) -> OpenSession | None:
     session = await rt.sessions.load(request.cookies.get(cookie_name(rt)))
     if rt.resolve_user is None:
         return session
-    identity = await rt.resolve_user(request)
-    if identity is None:
-        if session is not None and session.record.data.get(_VIA_HOST):
-            return OpenSession(token=session.token, record=session.record, user=None)
-        return session
-    user = session.user if session is not None else None
-    if user is not None and (user.provider, user.subject) == (identity.provider, identity.subject):
-        return session
-    try:
-        signed_in = await rt.sessions.sign_in(session, identity)
-    except LoginFailed:
-        return session
-    signed_in = await rt.sessions.save_data(signed_in, {_VIA_HOST: "1"})
-    request.state.new_devicelink_session = signed_in
-    return signed_in
+    return await with_host_user(request, rt, session)
 
 
 def href(request: Request, path: str) -> str:
@@ -112,7 +100,12 @@ def render(
     context["local_accounts"] = rt.local_accounts is not None
     context["oidc_label"] = rt.oidc.label if rt.oidc else None
     context["base"] = rt.base_path
-    response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
+    # The host's users sign out at the host (LOGOUT_URL), or not from these pages.
+    context["host_signed_in"] = signed_in_by_host(session)
+    context["host_logout_url"] = rt.settings.logout_url
+    context["product_name"] = rt.settings.product_name
+    templates = templates_for(rt.settings)
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     _carry_new_session(request, response)
     return response
@@ -126,12 +119,26 @@ def redirect(request: Request, location: str) -> RedirectResponse:
     return response
 
 
-def to_login(request: Request, next_path: str) -> RedirectResponse:
-    target = href(request, LOGIN_PATH) + "?next=" + quote(next_path, safe="")
+def to_login(request: Request, next_path: str) -> Response:
+    """To sign-in, and back to ``next_path`` after: the host's sign-in page when it has
+    one (``LOGIN_URL``), else devicelink's."""
+    refusal = refused_host_user(request)
+    if refusal is not None:
+        return render(
+            request,
+            "message.html",
+            status_code=403,
+            title="You cannot approve devices",
+            tone="error",
+            message=refusal.capitalize() + ". Ask an administrator.",
+        )
+    target = host_login_url(runtime(request), next_path)
+    if target is None:
+        target = href(request, LOGIN_PATH) + "?next=" + quote(next_path, safe="")
     return redirect(request, target)
 
 
-def login_redirect(request: Request) -> RedirectResponse:
+def login_redirect(request: Request) -> Response:
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return to_login(request, safe_next(here, runtime(request).base_path))
 

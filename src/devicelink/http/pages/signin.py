@@ -21,6 +21,7 @@ from devicelink.http.pages.common import (
     set_session_cookie,
     to_login,
 )
+from devicelink.http.pages.host_users import host_login_url
 from devicelink.http.pages.wording import retry_text
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.sessions import OpenSession
@@ -40,6 +41,8 @@ async def login_page(request: Request) -> Response:
     next_path = safe_next(request.query_params.get(_NEXT), rt.base_path)
     if session is not None and session.user is not None:
         return redirect(request, next_path)
+    if host_login_url(rt, next_path) is not None:
+        return to_login(request, next_path)  # the host's sign-in is the sign-in
     created = session is None
     if session is None:
         session = await rt.sessions.start()
@@ -190,7 +193,7 @@ async def logout(
         "message.html",
         title="Signed out",
         tone="ok",
-        message="You are signed out of devicelink in this browser.",
+        message=f"You are signed out of {rt.settings.product_name} in this browser.",
         action_url=href(request, LOGIN_PATH),
         action_label="Sign in again",
     )

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from devicelink.core.codes import normalise_user_code
+from devicelink.core.errors import KeyIssueRefused
 from devicelink.core.lifecycle import Verdict
 from devicelink.http.context import client_ip
 from devicelink.http.errors import PageRoute
@@ -216,9 +217,22 @@ async def decide(
     # decision cannot be used to guess codes past the limits of the code form.
     actor = actor_of(request, session)
     if action == "approve":
-        verdict = await rt.flows.decide_reviewed(
-            reviewing, approve=True, user_id=session.user.id, actor=actor
-        )
+        try:
+            verdict = await rt.flows.decide_reviewed(
+                reviewing, approve=True, user_id=session.user.id, actor=actor
+            )
+        except KeyIssueRefused as refusal:
+            # The key issuer's check refused: the request is denied, and the user told why.
+            rt.metrics.flows.labels("denied").inc()
+            return render(
+                request,
+                "message.html",
+                session=session,
+                status_code=403,
+                title="This device cannot be signed in",
+                tone="error",
+                message=f"{refusal.reason} Nothing was approved; the device has been told.",
+            )
     else:
         verdict = await rt.flows.decide_reviewed(
             reviewing, approve=False, user_id=session.user.id, actor=actor

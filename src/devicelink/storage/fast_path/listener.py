@@ -18,7 +18,7 @@ import secrets
 
 import asyncpg
 
-from devicelink.storage.database import SERVER_SETTINGS
+from devicelink.storage.database import connection_settings
 from devicelink.storage.fast_path.pool import UNAVAILABLE
 from devicelink.storage.keycache import CHANNEL, PING_PREFIX, KeyCache
 
@@ -35,9 +35,12 @@ class KeyChangeListener:
     HEARTBEAT_SECONDS = 10.0
     HEARTBEAT_TIMEOUT = 5.0
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, cache: KeyCache) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, cache: KeyCache, *, schema: str | None = None
+    ) -> None:
         self._pool = pool
         self._dsn = dsn
+        self._schema = schema
         self._cache = cache
         self.connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -79,7 +82,7 @@ class KeyChangeListener:
     async def _connect(self) -> bool:
         try:
             connection = await asyncpg.connect(
-                self._dsn, timeout=10, server_settings=dict(SERVER_SETTINGS)
+                self._dsn, timeout=10, server_settings=connection_settings(self._schema)
             )
             connection.add_termination_listener(self._lost)
             await connection.add_listener(CHANNEL, self._notified)

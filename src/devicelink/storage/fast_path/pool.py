@@ -8,7 +8,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from devicelink.core.ports import StorageUnavailable
-from devicelink.storage.database import SERVER_SETTINGS
+from devicelink.storage.database import connection_settings
 
 # What asyncpg raises when PostgreSQL is down, restarting or unreachable (SQLSTATE
 # classes 08 and 57), and what the driver raises for a connection it lost.
@@ -45,7 +45,7 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     (``RESET ALL; UNLISTEN *; ...``) would cost a round trip per request."""
 
 
-async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, max_size: int, schema: str | None = None) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
         min_size=1,
@@ -53,7 +53,7 @@ async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
         command_timeout=15,
         timeout=10,
         reset=_keep_session,
-        server_settings={**SERVER_SETTINGS, **HOT_PATH_SETTINGS},
+        server_settings={**connection_settings(schema), **HOT_PATH_SETTINGS},
     )
 
 

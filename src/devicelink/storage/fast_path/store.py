@@ -29,11 +29,17 @@ class AsyncpgFastPath:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, cache: KeyCache, *, max_size: int = 10
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        cache: KeyCache,
+        *,
+        max_size: int = 10,
+        schema: str | None = None,
     ) -> None:
         self._pool = pool
         self.cache = cache
-        self.listener = KeyChangeListener(pool, dsn, cache)
+        self.listener = KeyChangeListener(pool, dsn, cache, schema=schema)
         self._max_in_flight = max(1, max_size // 2)
         self._poll_batchers: dict[tuple[int, int], Batcher[PendingPoll | None]] = {}
         self._start_batcher: Batcher[tuple[str, ...] | None] = Batcher(
@@ -45,11 +51,13 @@ class AsyncpgFastPath:
 
     @classmethod
     async def connect(
-        cls, url: str, *, max_size: int = 10, key_cache_size: int = 0
+        cls, url: str, *, max_size: int = 10, key_cache_size: int = 0, schema: str | None = None
     ) -> AsyncpgFastPath:
+        """The fast path on the database at ``url``; with a ``schema``, on devicelink's
+        tables there (its connections search that schema alone)."""
         dsn = asyncpg_dsn(url)
-        pool = await create_pool(dsn, max_size=max_size)
-        hot = cls(pool, dsn, KeyCache(key_cache_size), max_size=max_size)
+        pool = await create_pool(dsn, max_size=max_size, schema=schema)
+        hot = cls(pool, dsn, KeyCache(key_cache_size), max_size=max_size, schema=schema)
         if key_cache_size > 0:
             hot.listener.start()
         return hot

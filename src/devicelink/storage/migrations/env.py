@@ -15,6 +15,8 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # devicelink's own schema when it shares a PostgreSQL database (DATABASE_SCHEMA).
+    version_table_schema=context.config.attributes.get("version_table_schema"),
 )
 with context.begin_transaction():
     context.run_migrations()

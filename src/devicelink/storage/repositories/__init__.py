@@ -9,6 +9,7 @@ from devicelink.storage.repositories.clients import SqlClientRepository
 from devicelink.storage.repositories.device_authorizations import (
     SqlDeviceAuthorizationRepository,
 )
+from devicelink.storage.repositories.issuer_revocations import SqlIssuerRevocationRepository
 from devicelink.storage.repositories.users import SqlUserRepository
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "SqlBrowserSessionRepository",
     "SqlClientRepository",
     "SqlDeviceAuthorizationRepository",
+    "SqlIssuerRevocationRepository",
     "SqlUserRepository",
 ]

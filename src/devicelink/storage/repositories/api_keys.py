@@ -98,6 +98,12 @@ class SqlApiKeyRepository(AnnouncingRepository):
     async def revoke(self, key_id: int, *, now: datetime) -> bool:
         return await self._stamp_once(api_keys, key_id, "revoked_at", now, key_changed(key_id))
 
+    async def list_by_external_id(self, external_id: str) -> list[ApiKey]:
+        return await self._all(
+            select(*_COLUMNS).where(api_keys.c.external_id == external_id).order_by(api_keys.c.id),
+            api_key_from_row,
+        )
+
     async def count_for_authorization(self, device_authorization_id: int) -> int:
         return int(
             (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from devicelink.core.models import Client
 from devicelink.storage.repositories.base import Repository
@@ -31,6 +31,19 @@ class SqlClientRepository(Repository):
                     created_at=client.created_at,
                 )
             )
+
+    async def update(self, client: Client) -> bool:
+        return await self._changed_one_row(
+            update(clients)
+            .where(clients.c.client_id == client.client_id)
+            .values(
+                name=client.name,
+                scopes=scope_text(client.scopes),
+                key_lifetime=client.key_lifetime,
+                confidential=client.confidential,
+                secret_hash=client.secret_hash,
+            )
+        )
 
     async def list(self) -> list[Client]:
         return await self._all(select(clients).order_by(clients.c.client_id), client_from_row)

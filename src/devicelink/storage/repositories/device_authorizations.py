@@ -41,6 +41,7 @@ _COLUMNS = (
     _t.c.last_polled_at,
     _t.c.request_ip,
     _t.c.user_agent,
+    _t.c.denial_reason,
 )
 
 # The time a transition into each status stamps.
@@ -135,8 +136,11 @@ class SqlDeviceAuthorizationRepository(Repository):
         to_status: Status,
         now: datetime,
         user_id: int | None = None,
+        reason: str | None = None,
     ) -> bool:
         values: dict[str, Any] = {"status": to_status.value}
+        if to_status is Status.DENIED:
+            values["denial_reason"] = reason[:300] if reason else None
         stamp = _STAMPS.get(to_status)
         if stamp is not None:
             values[stamp] = now

@@ -36,6 +36,7 @@ class SqlUserRepository(AnnouncingRepository):
         *,
         provider: str = "local",
         subject: str | None = None,
+        display_name: str | None = None,
     ) -> User:
         async with self._refused_if_taken(f"user {username!r} already exists"):
             row = (
@@ -47,6 +48,7 @@ class SqlUserRepository(AnnouncingRepository):
                         created_at=now,
                         provider=provider,
                         subject=subject,
+                        display_name=display_name,
                     )
                     .returning(users)
                 )
@@ -55,6 +57,11 @@ class SqlUserRepository(AnnouncingRepository):
 
     async def disable(self, user_id: int, *, now: datetime) -> bool:
         return await self._stamp_once(users, user_id, "disabled_at", now, user_changed(user_id))
+
+    async def set_display_name(self, user_id: int, display_name: str) -> bool:
+        return await self._changed_one_row(
+            update(users).where(users.c.id == user_id).values(display_name=display_name)
+        )
 
     async def set_password(self, user_id: int, password_hash: str) -> bool:
         return await self._changed_one_row(

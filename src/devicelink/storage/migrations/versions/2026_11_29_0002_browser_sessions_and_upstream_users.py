@@ -1,9 +1,4 @@
-"""browser sessions, and users who sign in upstream
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-29
-"""
+"""browser sessions, and users who sign in upstream"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -1,9 +1,4 @@
-"""indexes for purging old keys in bounded batches
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-29
-"""
+"""indexes for purging old keys in bounded batches"""
 
 from __future__ import annotations
 
@@ -11,8 +6,6 @@ from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

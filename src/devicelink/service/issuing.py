@@ -1,0 +1,174 @@
+"""The end of a device flow: the key issuer's ``issue`` at the poll that consumes the
+approval, its optional ``check`` at the approval, and what happens when it refuses or
+fails (RFC 8628 section 3.5; DESIGN.md defect 3).
+
+- A refusal (:class:`devicelink.core.errors.KeyIssueRefused`) is a decision: the
+  authorization becomes denied, with the reason kept and written to the audit log, and
+  the device is answered ``access_denied`` with that reason.
+- Any other failure of ``issue`` is :class:`devicelink.core.errors.KeyIssueFailed`
+  (``server_error``): the poll's transaction rolls back whole (no key, no consumption,
+  no audit line), and the device stops polling at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from devicelink.core.codes import CodeHasher
+from devicelink.core.errors import InvalidGrant, KeyIssueFailed, KeyIssueRefused, OAuthError
+from devicelink.core.events import DeviceLinkEvent, EventKind
+from devicelink.core.models import (
+    ApiKey,
+    AuditEvent,
+    AuditKind,
+    Client,
+    DeviceAuthorization,
+    IssuedKey,
+    NewApiKey,
+    Status,
+    User,
+)
+from devicelink.core.ports import KeyIssuer, StorageUnavailable, Store, Transaction
+from devicelink.service.keys import key_name
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A key minted and stored by the poll that consumed its authorization."""
+
+    issued: IssuedKey
+    key: ApiKey
+    user: User
+
+    def event(self, now: datetime) -> DeviceLinkEvent:
+        return DeviceLinkEvent(
+            kind=EventKind.KEY_ISSUED,
+            occurred_at=now,
+            user_id=self.user.id,
+            username=self.user.username,
+            client_id=self.key.client_id,
+            device_authorization_id=self.key.device_authorization_id,
+            api_key_id=self.key.id,
+            external_id=self.key.external_id,
+        )
+
+
+class Minting:
+    """The key issuer, seen from the device flow."""
+
+    def __init__(self, store: Store, hasher: CodeHasher, issuer: KeyIssuer) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._issuer = issuer
+
+    async def consume_and_issue(
+        self,
+        tx: Transaction,
+        client: Client,
+        authorization: DeviceAuthorization,
+        now: datetime,
+        ip: str | None,
+    ) -> Minted:
+        """Consume the approved authorization and mint its key, in the poll's
+        transaction. Raises ``KeyIssueRefused`` (the caller denies the authorization once
+        this transaction has rolled back) or ``KeyIssueFailed``."""
+        # The compare-and-set decides which poll gets the key; every other poll,
+        # concurrent or later, finds the authorization consumed (DESIGN.md defects 1, 9).
+        consumed = await tx.device_authorizations.transition(
+            authorization.id, from_status=Status.APPROVED, to_status=Status.CONSUMED, now=now
+        )
+        if not consumed:
+            raise InvalidGrant()
+        user = await tx.users.get(authorization.user_id) if authorization.user_id else None
+        if user is None or user.disabled:
+            raise InvalidGrant("the approving account can no longer sign in")
+        # Issued in the same transaction: if minting fails, the consumption rolls back
+        # and the authorization stays approved (DESIGN.md defect 3); the device is told
+        # at once (server_error) rather than left polling until the code expires.
+        try:
+            issued = await self._issuer.issue(
+                tx, user=user, client=client, authorization=authorization, now=now
+            )
+        except (KeyIssueRefused, OAuthError, StorageUnavailable):
+            raise
+        except Exception as exc:  # the issuer's own failure, whatever it is
+            raise KeyIssueFailed() from exc
+        stored = await tx.api_keys.add(
+            NewApiKey(
+                key_hash=self._hasher.api_key(issued.access_token),
+                name=key_name(client, authorization),
+                user_id=user.id,
+                client_id=client.client_id,
+                device_authorization_id=authorization.id,
+                scope=authorization.scope,
+                created_at=now,
+                expires_at=issued.expires_at,
+                external_id=issued.external_id,
+            )
+        )
+        await tx.audit.record(
+            AuditEvent(
+                kind=AuditKind.KEY_ISSUED,
+                occurred_at=now,
+                user_id=user.id,
+                username=user.username,
+                client_id=client.client_id,
+                device_authorization_id=authorization.id,
+                api_key_id=stored.id,
+                ip=ip,
+            )
+        )
+        return Minted(issued=issued, key=stored, user=user)
+
+    async def record_refusal(
+        self,
+        authorization: DeviceAuthorization,
+        refusal: KeyIssueRefused,
+        now: datetime,
+        ip: str | None,
+    ) -> bool:
+        """The issuer refused at the poll: deny the approved authorization (a
+        compare-and-set), keeping the reason, with its audit line, in a transaction of
+        its own. False when it was no longer approved."""
+        async with self._store.transaction() as tx:
+            denied = await tx.device_authorizations.transition(
+                authorization.id,
+                from_status=Status.APPROVED,
+                to_status=Status.DENIED,
+                now=now,
+                user_id=authorization.user_id,
+                reason=refusal.reason,
+            )
+            if denied:
+                user = await tx.users.get(authorization.user_id) if authorization.user_id else None
+                await tx.audit.record(
+                    AuditEvent(
+                        kind=AuditKind.KEY_REFUSED,
+                        occurred_at=now,
+                        user_id=authorization.user_id,
+                        username=user.username if user is not None else None,
+                        client_id=authorization.client_id,
+                        device_authorization_id=authorization.id,
+                        ip=ip,
+                        detail=refusal.reason,
+                    )
+                )
+        return denied
+
+    async def pre_check(
+        self, tx: Transaction, authorization: DeviceAuthorization, user_id: int, now: datetime
+    ) -> KeyIssueRefused | None:
+        """The issuer's optional ``check`` when the user approves: its refusal, or None."""
+        check = getattr(self._issuer, "check", None)
+        if check is None:
+            return None
+        user = await tx.users.get(user_id)
+        client = await tx.clients.get(authorization.client_id)
+        if user is None or client is None:
+            return None
+        try:
+            await check(tx, user=user, client=client, now=now)
+        except KeyIssueRefused as refusal:
+            return refusal
+        return None
