@@ -27,6 +27,7 @@ from devicelink.runtime.metrics import MULTIPROCESS_ENV
 from devicelink.runtime.settings import FIRST_PASSWORD_MARKER, ConfigurationError, Settings
 from devicelink.service.clock import utc_now
 from devicelink.storage import SqlStore, upgrade_database
+from devicelink.storage.migrate import SchemaOutOfDate, check_schema_at
 
 
 @click.command()
@@ -73,6 +74,11 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.should_migrate():
         upgrade_database(settings.effective_database_url(), schema=settings.database_schema)
+    else:
+        try:
+            check_schema_at(settings.effective_database_url(), schema=settings.database_schema)
+        except SchemaOutOfDate as exc:
+            fail(str(exc))
     if settings.embedded and settings.local_accounts:
         _create_first_account(settings)
     # Each worker builds its app from the environment: hand it what was decided here.
@@ -142,8 +148,12 @@ def db_upgrade(data_dir: Path | None) -> None:
     check_database(settings)
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_database(settings.effective_database_url(), schema=settings.database_schema)
+    applied = upgrade_database(settings.effective_database_url(), schema=settings.database_schema)
     where = f", schema {settings.database_schema}" if settings.database_schema else ""
+    if applied:
+        click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        click.echo("nothing to apply")
     click.echo(f"database at {_describe_db(settings)}{where} is up to date")
 
 

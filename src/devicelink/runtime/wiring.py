@@ -25,14 +25,14 @@ from devicelink.runtime.clients import (
 )
 from devicelink.runtime.limits import RateLimiter
 from devicelink.runtime.metrics import Metrics
-from devicelink.runtime.settings import Settings
+from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import EventSink
 from devicelink.service.sessions import BrowserSessions
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
-from devicelink.storage.migrate import upgrade_engine
+from devicelink.storage.migrate import SchemaOutOfDate, check_schema, upgrade_engine
 
 log = logging.getLogger("devicelink")
 
@@ -89,12 +89,17 @@ async def build_runtime(
         url = settings.effective_database_url()
         schema = settings.database_schema
         engine = create_engine_for_url(url, schema=schema)
-        if settings.should_migrate():
-            try:
+        try:
+            if settings.should_migrate():
                 await upgrade_engine(engine, schema=schema)
-            except BaseException:
-                await engine.dispose()  # a failed start leaves no connection open
-                raise
+            else:
+                await check_schema(engine, schema=schema)
+        except SchemaOutOfDate as exc:
+            await engine.dispose()
+            raise ConfigurationError(str(exc)) from None
+        except BaseException:
+            await engine.dispose()  # a failed start leaves no connection open
+            raise
         sql_store = SqlStore(engine)
         disposers.append(sql_store.dispose)
         store = cast(Store, sql_store)
