@@ -107,3 +107,35 @@ def _wait_until_refused(port: int, timeout: float = 5) -> None:
             return
         time.sleep(0.05)
     pytest.fail("the server still accepted connections after SIGTERM")
+
+
+def test_while_draining_every_answer_closes_its_keep_alive_connection(
+    workdir: Path, launch: Launcher
+) -> None:
+    """A proxy's pooled connection must not carry the next poll into a shutdown: nginx
+    does not retry a POST whose connection was reset (a 502 for the device)."""
+    server = launch(
+        env=_env(workdir, DEVICELINK_SHUTDOWN_DELAY="3", DEVICELINK_GRACEFUL_TIMEOUT="5"),
+        cwd=workdir,
+        wait_for="/readyz",
+    )
+    with httpx.Client(base_url=server.base_url, timeout=5) as http:
+        before = http.post("/oauth/device/authorize", data={"client_id": "devicelink-cli"})
+        assert before.headers.get("connection", "keep-alive").lower() != "close"
+        server.signal()
+        deadline = time.monotonic() + 1.0
+        while http.get("/readyz").status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The fast path (a poll) and the full stack (a page) both say so while draining.
+        poll = http.post(
+            "/oauth/device/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "client_id": "devicelink-cli",
+                "device_code": before.json()["device_code"],
+            },
+        )
+        assert poll.json()["error"] == "authorization_pending"
+        assert poll.headers["connection"] == "close"
+        assert http.get("/healthz").headers["connection"] == "close"
+    assert server.wait(timeout=15) == 0, server.logs()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 import devicelink
 from devicelink.core.events import EventCallback
@@ -30,6 +30,9 @@ class DeviceLinkApp(FastAPI):
     fast_path: FastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = getattr(self.state, "devicelink", None)
+        if runtime is not None and runtime.draining and scope["type"] == "http":
+            send = _closing(send)
         fast = self.fast_path
         if fast is not None and scope["type"] == "http" and scope["path"] in fast.paths:
             scope["app"] = self
@@ -39,6 +42,24 @@ class DeviceLinkApp(FastAPI):
 
     async def call_full_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
+
+
+def _closing(send: Send) -> Send:
+    """While the process drains, every answer says ``Connection: close``: a client (or a
+    proxy's pooled keep-alive connection) sends its next request elsewhere instead of on
+    a connection about to be closed under it, where a POST is not retried."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (name, value)
+                for name, value in message.get("headers", [])
+                if name.lower() != b"connection"
+            ]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return send_closing
 
 
 def create_app(
