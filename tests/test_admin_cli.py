@@ -26,6 +26,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     directory = tmp_path / "data"
     monkeypatch.setenv("DEVICELINK_DATA_DIR", str(directory))
+    code, output = run("db", "upgrade")  # as an operator would, before the other commands
+    assert code == 0, output
     return directory
 
 

@@ -4,6 +4,7 @@ action, the ``--data-dir`` option, failing with a message, and printing a table.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import TypeVar
 import click
 
 from devicelink.runtime.embedding import database_problems
-from devicelink.runtime.settings import Settings
+from devicelink.runtime.settings import DATABASE_FILE, Settings
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 
 T = TypeVar("T")
@@ -39,7 +40,21 @@ def check_database(settings: Settings) -> None:
 def run_with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
     """Run an administrative action; the embedded database is created and migrated first."""
     check_database(settings)
-    if settings.embedded:
+    embedded_file = (settings.data_dir / DATABASE_FILE).resolve()
+    if settings.embedded and not embedded_file.exists():
+        # Run without the server's environment, the command would quietly create a
+        # database of its own that no server reads.
+        where = (
+            f"DEVICELINK_DATABASE_URL is not set and there is no embedded database at "
+            f"{embedded_file}"
+        )
+        advice = (
+            "run this with the server's settings (--env-file /etc/devicelink/env), from "
+            "the folder `serve` runs in, or with its --data-dir"
+        )
+        if not settings.is_development():
+            fail(f"{where}: {advice}")
+        click.echo(f"devicelink: {where}; creating one (otherwise {advice})", err=True)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     schema = settings.database_schema
     if settings.should_migrate():
@@ -60,12 +75,49 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory of the embedded database and secret [env: DEVICELINK_DATA_DIR].",
-)
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of an environment file as systemd's ``EnvironmentFile=`` reads it:
+    ``NAME=VALUE`` lines, comment lines starting with ``#`` or ``;``, optional quotes."""
+    variables: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", ";")):
+            continue
+        name, sep, value = stripped.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"line {number} is not NAME=VALUE", param_hint="--env-file")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        variables[name.strip()] = value
+    return variables
+
+
+def _load_env_file(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    # A variable set in the command's own environment wins over the file's.
+    if path is not None:
+        for name, value in read_env_file(path).items():
+            os.environ.setdefault(name, value)
+
+
+def settings_options(command: Callable[..., T]) -> Callable[..., T]:
+    """``--env-file`` (the server's environment file, read first) and ``--data-dir``."""
+    command = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Directory of the embedded database and secret [env: DEVICELINK_DATA_DIR].",
+    )(command)
+    return click.option(
+        "--env-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=_load_env_file,
+        help="Read the settings from this file first, as the server's systemd unit does "
+        "(variables already set in the environment win).",
+    )(command)
 
 
 def when(moment: datetime | None) -> str:

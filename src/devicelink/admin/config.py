@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import click
 from pydantic import SecretStr, ValidationError
 
+from devicelink.admin.common import settings_options
 from devicelink.runtime.settings import SECRET_FILE, ConfigurationError, Settings
 
 MASK = "********"
@@ -97,12 +98,7 @@ def config() -> None:
 @config.command("check")
 @click.option("--host", default="127.0.0.1", show_default=True, help="As given to serve.")
 @click.option("--port", default=8000, show_default=True, type=int, help="As given to serve.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="As given to serve [env: DEVICELINK_DATA_DIR].",
-)
+@settings_options
 @click.option(
     "--workers",
     default=1,

@@ -13,11 +13,11 @@ import click
 
 from devicelink.admin.common import (
     FIRST_ACCOUNT,
-    data_dir_option,
     fail,
     load_settings,
     print_table,
     run_with_store,
+    settings_options,
     when,
 )
 from devicelink.core.codes import CodeHasher
@@ -48,7 +48,7 @@ def clients() -> None:
     default=None,
     help="Seconds its keys live; 0 for keys that never expire [default: DEVICELINK_KEY_LIFETIME].",
 )
-@data_dir_option
+@settings_options
 def clients_add(
     client_id: str,
     display_name: str | None,
@@ -117,7 +117,7 @@ def _read_password(password_stdin: bool) -> str:
 @users.command("add")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@data_dir_option
+@settings_options
 def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Create the local account NAME."""
     if not 1 <= len(name) <= 200 or name != name.strip() or any(ch.isspace() for ch in name):
@@ -139,7 +139,7 @@ def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
 @users.command("passwd")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@data_dir_option
+@settings_options
 def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Set a new password for the local account NAME."""
     settings = load_settings(data_dir)
@@ -161,7 +161,7 @@ def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None
 
 @users.command("disable")
 @click.argument("name")
-@data_dir_option
+@settings_options
 def users_disable(name: str, data_dir: Path | None) -> None:
     """Disable the account NAME: its keys stop working at once and are revoked (an
     embedding application's key issuer hears of it when its server next drains)."""
@@ -184,7 +184,7 @@ def keys() -> None:
 @keys.command("list")
 @click.option("--user", "username", help="Only the keys of this user.")
 @click.option("--all", "show_all", is_flag=True, help="Include revoked and expired keys.")
-@data_dir_option
+@settings_options
 def keys_list(username: str | None, show_all: bool, data_dir: Path | None) -> None:
     """List API keys (active ones unless --all)."""
     settings = load_settings(data_dir)
@@ -228,7 +228,7 @@ def keys_list(username: str | None, show_all: bool, data_dir: Path | None) -> No
 
 @keys.command("revoke")
 @click.argument("key_id", type=int)
-@data_dir_option
+@settings_options
 def keys_revoke(key_id: int, data_dir: Path | None) -> None:
     """Revoke the key KEY_ID (see `devicelink keys list`): it stops working at once (an
     embedding application's key issuer hears of it when its server next drains)."""
@@ -261,7 +261,7 @@ def parse_since(value: str, now: datetime) -> datetime:
 @click.option("--user", "username", help="Only events of this user.")
 @click.option("--since", help="How far back: 30m, 2h, 7d, 1w, or an ISO date.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
-@data_dir_option
+@settings_options
 def audit(username: str | None, since: str | None, limit: int, data_dir: Path | None) -> None:
     """Print recent audit events: flows started, wrong codes, approvals, keys, revocations."""
     settings = load_settings(data_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from devicelink.admin.common import data_dir_option, load_settings, print_table, run_with_store
+from devicelink.admin.common import load_settings, print_table, run_with_store, settings_options
 from devicelink.core.ports import PURGE_KINDS
 from devicelink.server.purging import build_maintenance
 from devicelink.service.maintenance import PurgeReport
@@ -17,7 +17,7 @@ from devicelink.storage.purge import SqlPurger
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@data_dir_option
+@settings_options
 def purge(dry_run: bool, data_dir: Path | None) -> None:
     """Delete what has ended, now: device authorizations expired past
     DEVICELINK_CODE_RETENTION, keys revoked or expired past DEVICELINK_KEY_RETENTION,

@@ -17,10 +17,10 @@ import click
 from devicelink.admin.common import (
     FIRST_ACCOUNT,
     check_database,
-    data_dir_option,
     fail,
     load_settings,
     run_with_store,
+    settings_options,
 )
 from devicelink.idp.local import hash_password
 from devicelink.runtime.metrics import MULTIPROCESS_ENV
@@ -33,7 +33,7 @@ from devicelink.storage.migrate import SchemaOutOfDate, check_schema_at
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@data_dir_option
+@settings_options
 @click.option(
     "--log-level",
     default=None,
@@ -141,7 +141,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@data_dir_option
+@settings_options
 def db_upgrade(data_dir: Path | None) -> None:
     """Apply the schema migrations (run before starting new versions on PostgreSQL)."""
     settings = load_settings(data_dir)
