@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -41,6 +42,26 @@ def normalise_database_url(url: str) -> str:
     else:
         raise ValueError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
     return parsed.render_as_string(hide_password=False)
+
+
+TLS_PARAMETERS = ("ssl", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")
+"""What a PostgreSQL URL may say about TLS, as libpq users (and managed services' connection
+strings) write it; ``ssl`` is SQLAlchemy's and asyncpg's spelling of ``sslmode``."""
+_SSL_SWITCH = {"true": "require", "1": "require", "yes": "require", "on": "require"}
+_SSL_SWITCH |= {"false": "disable", "0": "disable", "no": "disable", "off": "disable"}
+
+
+def libpq_tls(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its TLS parameters, and those parameters as libpq names them
+    (``ssl=true`` becomes ``sslmode=require``), for asyncpg to apply: it implements the
+    libpq modes, from ``disable`` to ``verify-full``, and the certificate files."""
+    parsed = make_url(url)
+    tls = {name: str(parsed.query[name]) for name in TLS_PARAMETERS if name in parsed.query}
+    if "ssl" in tls:
+        value = tls.pop("ssl")
+        tls.setdefault("sslmode", _SSL_SWITCH.get(value.lower(), value))
+    rest = parsed.difference_update_query(TLS_PARAMETERS)
+    return rest.render_as_string(hide_password=False), tls
 
 
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
@@ -89,6 +110,11 @@ def create_engine_for_url(url: str, *, schema: str | None = None, **kwargs: Any)
         kwargs.setdefault("max_overflow", 5)
         kwargs.setdefault("pool_timeout", 10)
     connect_args = kwargs.pop("connect_args", {})
+    url, tls = libpq_tls(url)
+    if tls:
+        # The SQLAlchemy dialect would hand sslmode to asyncpg as an unknown keyword:
+        # given as a DSN of TLS options alone, asyncpg reads them as libpq does.
+        connect_args.setdefault("dsn", "postgresql://?" + urlencode(tls))
     connect_args.setdefault("timeout", 10)
     connect_args.setdefault("command_timeout", 15)
     connect_args.setdefault("server_settings", connection_settings(schema))

@@ -8,7 +8,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from devicelink.core.ports import StorageUnavailable
-from devicelink.storage.database import connection_settings
+from devicelink.storage.database import connection_settings, libpq_tls
 
 # What asyncpg raises when PostgreSQL is down, restarting or unreachable (SQLSTATE
 # classes 08 and 57), and what the driver raises for a connection it lost.
@@ -34,8 +34,10 @@ written (a large purge, say)."""
 
 
 def asyncpg_dsn(url: str) -> str:
-    """A SQLAlchemy PostgreSQL URL as the DSN asyncpg takes."""
-    parsed = make_url(url).set(drivername="postgresql")
+    """A SQLAlchemy PostgreSQL URL as the DSN asyncpg takes, its TLS parameters as libpq
+    names them (asyncpg would take any other query parameter for a server setting)."""
+    rest, tls = libpq_tls(url)
+    parsed = make_url(rest).set(drivername="postgresql").update_query_dict(tls)
     return parsed.render_as_string(hide_password=False)
 
 
