@@ -15,7 +15,8 @@ both into devicelink:
   which sends them back (``next``, checked to be a path of devicelink's), and
   ``logout_url`` puts the host's sign-out behind devicelink's "Sign out".
 
-Run it:  uvicorn --factory examples.host_app.app:create --port 9000
+Run it:  uvicorn --factory examples.host_app.app:create --port 9000 --no-access-log
+(uvicorn's own access log would print query strings, which carry user codes)
 (the device side: ``devicelink login --server http://127.0.0.1:9000/auth``)
 """
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.accounts import SESSION_COOKIE, add_users, open_sessions
 from tests.support.databases import pg_fetch_now
-from tests.support.http import CLIENT_ID, csrf_of
+from tests.support.http import CLIENT_ID, csrf_of, decision
 from tests.support.servers import STRONG_SECRET, ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def reviewing(server: ServerProcess) -> Iterator[dict[str, str]]:
         assert "Approve" in confirm.text
         yield {"user_code": flow["user_code"], "device_code": flow["device_code"]}
         # Then deny it, so the flow ends.
-        http.post("/oauth/device/decide", data={"action": "deny", "csrf_token": csrf_of(confirm)})
+        http.post("/oauth/device/decide", data=decision(confirm, "deny"))
 
 
 def _database_text(server: ServerProcess) -> dict[str, str]:
@@ -87,4 +87,4 @@ def test_the_code_under_review_is_not_kept_in_clear_in_the_session(
     normalised = reviewing["user_code"].replace("-", "")
     assert _holding(texts, normalised) == set()
     assert _holding(texts, normalised.encode().hex()) == set()
-    assert "reviewing" in texts["browser_sessions"]
+    assert "review:" in texts["browser_sessions"]

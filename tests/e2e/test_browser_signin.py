@@ -219,3 +219,37 @@ def test_upstream_openid_connect_sign_in_approves_in_chromium(
             headers={"Authorization": f"Bearer {token.json()['access_token']}"},
         )
         assert me.json()["username"] == TEST_USERNAME
+
+
+@pytest.mark.rfc("8628", "5.4")
+def test_approve_acts_on_the_code_on_its_own_tab_not_the_last_one_opened(
+    chromium: Browser, local_server: tuple[str, str, Path]
+) -> None:
+    """A phisher gets the user to open the phisher's link in a second tab; the user goes
+    back to the tab with their own code and presses Approve. Their own device gets the
+    key; the phisher's stays pending (issue 13, item 1)."""
+    base_url, password, _ = local_server
+    own, phishers = start_flow(base_url), start_flow(base_url)
+    context = chromium.new_context(viewport={"width": 420, "height": 860})
+    try:
+        mine = context.new_page()
+        mine.goto(own["verification_uri_complete"])
+        mine.get_by_label("Username").fill("admin")
+        mine.get_by_label("Password").fill(password)
+        mine.get_by_role("button", name="Sign in").click()
+        mine.get_by_role("button", name="Continue").click()
+        expect(mine.get_by_label("Code to compare")).to_have_text(own["user_code"])
+
+        theirs = context.new_page()  # the same browser session, opened after
+        theirs.goto(phishers["verification_uri_complete"])
+        theirs.get_by_role("button", name="Continue").click()
+        expect(theirs.get_by_label("Code to compare")).to_have_text(phishers["user_code"])
+
+        mine.bring_to_front()
+        mine.get_by_role("button", name="Approve").click()
+        expect(mine.get_by_role("heading", name="Device approved")).to_be_visible()
+        shot(mine, "local", "11-two-tabs-approved-own")
+    finally:
+        context.close()
+    assert poll(base_url, own["device_code"]).status_code == 200
+    assert poll(base_url, phishers["device_code"]).json()["error"] == "authorization_pending"

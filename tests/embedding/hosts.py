@@ -20,6 +20,7 @@ from devicelink.runtime.settings import Settings
 from devicelink.runtime.wiring import Runtime
 from devicelink.server import DeviceLink, create_app
 from tests.support.app import CLIENT_ADDRESS, FakeClock
+from tests.support.http import token_form
 
 PUBLIC = "https://login.example.com"
 RESOURCE_SERVER = ("things-api", "things-secret")
@@ -50,14 +51,7 @@ class Host:
 
     async def poll(self, device_code: str) -> httpx.Response:
         self.clock.advance(5)
-        return await self.http.post(
-            "/oauth/device/token",
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                "device_code": device_code,
-                "client_id": "devicelink-cli",
-            },
-        )
+        return await self.http.post("/oauth/device/token", data=token_form(device_code))
 
     async def issue_key(self, username: str = "alice") -> str:
         """A whole device flow for a new user ``username``: the key the device receives."""

@@ -34,6 +34,16 @@ def branded(settings: Settings, templates: Path | None, **updates: object) -> Se
     return embedded(settings, product_name="Acme Cloud", templates_dir=templates, **updates)
 
 
+async def error_page(settings: Settings, templates: Path, username: str) -> httpx.Response:
+    """What the branded host app answers its user ``username`` for the code page, when
+    that fails: the error page (500)."""
+    async with running(host_app(branded(settings, templates))) as host:
+        host.sign_in(username)
+        page = await host.http.get("/auth/oauth/device/verify")
+    assert page.status_code == 500
+    return page
+
+
 def title_of(page: httpx.Response) -> str:
     start, end = page.text.index("<title>"), page.text.index("</title>")
     return page.text[start + len("<title>") : end]
@@ -69,10 +79,8 @@ async def test_the_product_name_alone_replaces_devicelink(settings: Settings) ->
 
 
 async def test_the_error_page_carries_the_brand(settings: Settings, acme_templates: Path) -> None:
-    async with running(host_app(branded(settings, acme_templates))) as host:
-        host.sign_in(FAILING_USER)  # the host's resolver raises: devicelink answers the page
-        page = await host.http.get("/auth/oauth/device/verify")
-    assert page.status_code == 500
+    # The host's resolver raises for this user: devicelink answers the error page.
+    page = await error_page(settings, acme_templates, FAILING_USER)
     assert page.headers["content-type"].startswith("text/html")
     assert title_of(page) == "Something went wrong · Acme Cloud"
     assert "ACME logo" in page.text
@@ -84,10 +92,7 @@ async def test_a_host_error_template_of_its_own(settings: Settings, acme_templat
     (acme_templates / "error.html").write_text(
         "<!doctype html><title>{{ title }} | {{ product_name }}</title><p>Call Acme support"
     )
-    async with running(host_app(branded(settings, acme_templates))) as host:
-        host.sign_in(FAILING_USER)
-        page = await host.http.get("/auth/oauth/device/verify")
-    assert page.status_code == 500
+    page = await error_page(settings, acme_templates, FAILING_USER)
     assert title_of(page) == "Something went wrong | Acme Cloud"
     assert "Call Acme support" in page.text
 
@@ -98,10 +103,7 @@ async def test_templates_that_fail_still_get_an_error_page(
     """The error page answers failures: it must not fail itself, whatever the host's
     templates do (here every page, the error page too, extends a base that raises)."""
     (acme_templates / "base.html").write_text("{{ no_such_thing.attribute }}")
-    async with running(host_app(branded(settings, acme_templates))) as host:
-        host.sign_in("alice")
-        page = await host.http.get("/auth/oauth/device/verify")
-    assert page.status_code == 500
+    page = await error_page(settings, acme_templates, "alice")
     assert title_of(page) == "Something went wrong · Acme Cloud"
     assert 'href="/auth/"' in page.text
 

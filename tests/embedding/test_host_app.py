@@ -12,6 +12,7 @@ import pytest
 from examples.host_app.app import HostKeyStore, build_app
 
 from devicelink.server import Settings
+from tests.support.http import decision
 
 pytestmark = pytest.mark.anyio
 
@@ -59,9 +60,7 @@ async def test_device_gets_the_hosts_key_and_revoking_the_device_revokes_it_ther
     )
     assert "Is this your device?" in confirm.text
     assert "alice" in confirm.text
-    approved = await host.post(
-        "/auth/oauth/device/decide", data={"action": "approve", "csrf_token": csrf_of(confirm)}
-    )
+    approved = await host.post("/auth/oauth/device/decide", data=decision(confirm, "approve"))
     assert "Device approved" in approved.text
 
     token = await host.post(

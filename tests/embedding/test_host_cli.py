@@ -24,7 +24,7 @@ from devicelink.runtime.settings import Settings
 from tests.client_credentials.keyrings import no_keyring
 from tests.embedding.hosting import HOST_USER_COOKIE, host_app
 from tests.support.app import TEST_SECRET
-from tests.support.http import csrf_of
+from tests.support.http import csrf_of, decision
 from tests.support.processes import free_port
 
 ACME = "acme-cli/2.1"
@@ -93,7 +93,7 @@ def test_the_confirm_page_names_the_host_cli(
             confirm_pages.append(html.unescape(confirm.text))
             approved = browser.post(
                 "/auth/oauth/device/decide",
-                data={"action": "approve", "csrf_token": csrf_of(confirm)},
+                data=decision(confirm, "approve"),
             )
             assert "Device approved" in approved.text
 

@@ -22,6 +22,7 @@ from devicelink.http.resource import IntrospectionVerifier, Principal, require_a
 from devicelink.runtime.settings import Settings
 from tests.embedding.hosts import PUBLIC, RESOURCE_SERVER, Host, hosting
 from tests.support.app import FakeClock
+from tests.support.http import assert_active_key
 
 pytestmark = pytest.mark.anyio
 
@@ -52,11 +53,7 @@ async def test_introspection_answers_a_host_key(host: Host) -> None:
     key = await host.issue_key("alice")
     auth = await host.add_resource_server()
     active = await host.http.post("/oauth/introspect", data={"token": key}, auth=auth)
-    assert active.status_code == 200
-    body = active.json()
-    assert body["active"] is True
-    assert body["sub"] == "alice"
-    assert body["client_id"] == "devicelink-cli"
+    assert_active_key(active, "alice")
     await host.revoke(key)
     dead = await host.http.post("/oauth/introspect", data={"token": key}, auth=auth)
     assert dead.json() == {"active": False}

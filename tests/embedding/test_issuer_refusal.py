@@ -104,30 +104,40 @@ async def test_a_refusal_at_the_poll_is_access_denied_with_the_reason(
         assert [event.kind for event in host.events] == [EventKind.APPROVED]
 
 
+async def client_login(host: Host, clock: FakeClock, waits: list[str] | None = None) -> None:
+    """The devicelink client's login against ``host`` for a new user alice, who approves
+    as soon as the code is shown; the client waits on ``clock``, each wait noted in
+    ``waits``."""
+    from devicelink.client.flow import device_flow
+    from devicelink.client.http import arun_device_flow
+
+    user_id = await host.add_user("alice")
+
+    async def on_code(authorization: Any) -> None:
+        await host.runtime.flows.approve(authorization.user_code, user_id=user_id)
+
+    async def sleep(seconds: float) -> None:
+        if waits is not None:
+            waits.append("wait")
+        clock.advance(seconds)
+
+    await arun_device_flow(
+        device_flow(host.runtime.settings.issuer, "devicelink-cli"),
+        host.http,
+        on_code=on_code,
+        sleep=sleep,
+    )
+
+
 async def test_the_devicelink_client_reports_the_refusal(
     settings: Settings, clock: FakeClock
 ) -> None:
     from devicelink.client.errors import LoginDenied
-    from devicelink.client.flow import device_flow
-    from devicelink.client.http import arun_device_flow
 
     issuer = RefusingIssuer(HostKeyStore(), at="issue")
     async with hosting(settings, clock, issuer=issuer) as host:
-        user_id = await host.add_user("alice")
-
-        async def on_code(authorization: Any) -> None:
-            await host.runtime.flows.approve(authorization.user_code, user_id=user_id)
-
-        async def sleep(seconds: float) -> None:
-            clock.advance(seconds)
-
         with pytest.raises(LoginDenied) as denied:
-            await arun_device_flow(
-                device_flow(host.runtime.settings.issuer, "devicelink-cli"),
-                host.http,
-                on_code=on_code,
-                sleep=sleep,
-            )
+            await client_login(host, clock)
     assert str(denied.value) == f"the sign-in was denied: {REASON}"
 
 
@@ -206,27 +216,11 @@ async def test_the_cli_stops_at_once_on_server_error_with_its_exit_code(
 ) -> None:
     from devicelink.client.commands.failures import ExitCode, failure_for
     from devicelink.client.errors import LoginFailedOnServer
-    from devicelink.client.flow import device_flow
-    from devicelink.client.http import arun_device_flow
 
+    polls: list[str] = []
     async with hosting(settings, clock, issuer=BrokenIssuer(HostKeyStore())) as host:
-        user_id = await host.add_user("alice")
-        polls: list[str] = []
-
-        async def on_code(authorization: Any) -> None:
-            await host.runtime.flows.approve(authorization.user_code, user_id=user_id)
-
-        async def sleep(seconds: float) -> None:
-            polls.append("wait")
-            clock.advance(seconds)
-
         with pytest.raises(LoginFailedOnServer) as failed:
-            await arun_device_flow(
-                device_flow(host.runtime.settings.issuer, "devicelink-cli"),
-                host.http,
-                on_code=on_code,
-                sleep=sleep,
-            )
+            await client_login(host, clock, polls)
     assert polls == ["wait"]  # one poll, no retry, no waiting for the code to expire
     ending = failure_for(failed.value)
     assert ending.code is ExitCode.SERVER_FAILED

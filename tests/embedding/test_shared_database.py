@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from examples.host_app.app import build_app
@@ -21,7 +20,7 @@ from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.server import DeviceLink
 from devicelink.storage.fast_path import AsyncpgFastPath
 from tests.support.app import TEST_SECRET
-from tests.support.databases import dsn, fresh_postgres_database, pg_fetch
+from tests.support.databases import fresh_postgres_database, pg_fetch, pg_script
 from tests.support.http import approve, arun, poll, start_flow
 
 pytestmark = pytest.mark.anyio
@@ -35,14 +34,6 @@ CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('host_0042');
 """
 """The host's own tables: its users, and its own Alembic history."""
-
-
-async def pg_script(url: str, script: str) -> None:
-    conn = await asyncpg.connect(dsn(url), timeout=10)
-    try:
-        await conn.execute(script)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from devicelink.core.ports import Transaction
 from devicelink.runtime.settings import Settings
 from devicelink.runtime.wiring import Runtime
 from devicelink.server.app import create_app
-from devicelink.service.keys import StoredKeyIssuer
+from devicelink.service.issuing import StoredKeyIssuer
 from tests.support.app import FakeClock
 from tests.support.http import arun, poll, start_flow
 

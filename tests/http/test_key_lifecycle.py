@@ -13,6 +13,7 @@ from devicelink.service.device_flow import Actor
 from devicelink.service.keys import use_record_interval
 from tests.http.contract import add_client, basic, issue_key, me
 from tests.support.app import Server
+from tests.support.http import assert_active_key
 
 pytestmark = pytest.mark.anyio
 
@@ -38,11 +39,7 @@ async def test_introspection_describes_an_active_key(server: Server) -> None:
     auth = await add_resource_server(server)
     _, key = await signed_in_device(server)
     response = await server.http.post("/oauth/introspect", data={"token": key}, headers=auth)
-    assert response.status_code == 200
-    body = response.json()
-    assert body["active"] is True
-    assert body["sub"] == "alice"
-    assert body["client_id"] == "devicelink-cli"
+    body = assert_active_key(response, "alice")
     assert body["scope"] == "api"
     assert body["exp"] - body["iat"] == 30 * 86_400
     assert body["iat"] == int(server.clock().timestamp())

@@ -56,3 +56,10 @@ async def signed_in_flow(site: Site, browser: Browser) -> Flow:
 async def confirming(browser: Browser, signed_in_flow: Flow) -> Confirming:
     """alice signed in, a device's flow started, its code typed: the confirm page."""
     return Confirming(signed_in_flow, await browser.enter_code(signed_in_flow["user_code"]))
+
+
+@pytest.fixture
+async def approved(browser: Browser, confirming: Confirming) -> Confirming:
+    """:func:`confirming`, and alice pressed Approve on that confirm page."""
+    await browser.decide(confirming.confirm, "approve")
+    return confirming

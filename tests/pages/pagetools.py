@@ -17,7 +17,7 @@ from devicelink.core.models import User
 from devicelink.idp.local import hash_password
 from devicelink.runtime.wiring import Runtime
 from tests.support.app import FakeClock
-from tests.support.http import PASSWORD, csrf_of
+from tests.support.http import PASSWORD, csrf_of, decision, token_form
 
 
 def heading_of(page: httpx.Response) -> str:
@@ -49,9 +49,7 @@ class Browser:
         )
 
     async def decide(self, confirm_page: httpx.Response, action: str) -> httpx.Response:
-        return await self.http.post(
-            "/oauth/device/decide", data={"action": action, "csrf_token": csrf_of(confirm_page)}
-        )
+        return await self.http.post("/oauth/device/decide", data=decision(confirm_page, action))
 
 
 @dataclass
@@ -84,14 +82,7 @@ class Site:
         return flow
 
     async def poll(self, device_code: str) -> httpx.Response:
-        return await self.device.post(
-            "/oauth/device/token",
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                "device_code": device_code,
-                "client_id": "devicelink-cli",
-            },
-        )
+        return await self.device.post("/oauth/device/token", data=token_form(device_code))
 
     async def status_of(self, user_code: str) -> str:
         review = await self.runtime.flows.review(user_code)

@@ -97,10 +97,9 @@ async def test_approve_gives_the_device_its_key_on_the_next_poll(
 async def test_deny_answers_access_denied(
     site: Site, browser: Browser, confirming: Confirming
 ) -> None:
-    flow, confirm = confirming
-    result = await browser.decide(confirm, "deny")
+    result = await browser.decide(confirming.confirm, "deny")
     assert heading_of(result) == "Request denied"
-    token = await site.poll(flow["device_code"])
+    token = await site.poll(confirming.flow["device_code"])
     assert token.json()["error"] == "access_denied"
 
 
@@ -116,14 +115,12 @@ async def test_double_submit_of_approve_is_harmless(
 
 
 async def test_deny_after_approve_changes_nothing(
-    site: Site, browser: Browser, confirming: Confirming
+    site: Site, browser: Browser, approved: Confirming
 ) -> None:
-    flow, confirm = confirming
-    await browser.decide(confirm, "approve")
-    late_deny = await browser.decide(confirm, "deny")
+    late_deny = await browser.decide(approved.confirm, "deny")
     assert late_deny.status_code == 409
     assert "already approved" in heading_of(late_deny)
-    assert await site.status_of(flow["user_code"]) == "approved"
+    assert await site.status_of(approved.flow["user_code"]) == "approved"
 
 
 async def test_approving_an_expired_code_shows_expired_and_changes_nothing(
@@ -139,10 +136,9 @@ async def test_approving_an_expired_code_shows_expired_and_changes_nothing(
 
 
 async def test_approving_a_used_code_shows_already_used(
-    site: Site, browser: Browser, confirming: Confirming
+    site: Site, browser: Browser, approved: Confirming
 ) -> None:
-    flow, confirm = confirming
-    await browser.decide(confirm, "approve")
+    flow, confirm = approved
     assert (await site.poll(flow["device_code"])).status_code == 200
     again = await browser.decide(confirm, "approve")
     assert heading_of(again) == "This code was already used"
@@ -178,5 +174,6 @@ async def test_decide_acts_only_on_the_code_this_session_reviewed(
             "user_code": signed_in_flow["user_code"],
         },
     )
-    assert response.status_code == 303
+    assert response.status_code == 409  # no review named: nothing to decide
+    assert "Nothing was approved or denied" in response.text
     assert await site.status_of(signed_in_flow["user_code"]) == "pending"

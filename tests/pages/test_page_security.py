@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from devicelink.http.pages.common import safe_next
 from devicelink.runtime.settings import Settings
 from tests.pages.pagetools import Browser, Confirming, Flow, Site, heading_of
-from tests.support.http import PASSWORD, csrf_of
+from tests.support.http import PASSWORD, csrf_of, decision
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +80,7 @@ async def test_only_a_same_origin_post_is_accepted_even_with_the_right_token(
     flow, confirm = confirming
     response = await browser.http.post(
         "/oauth/device/decide",
-        data={"action": "approve", "csrf_token": csrf_of(confirm)},
+        data=decision(confirm, "approve"),
         headers=headers,
     )
     assert response.status_code == status

@@ -173,12 +173,13 @@ async def test_a_denial_keeps_its_reason(store: SqlStore) -> None:
     user = await seed(store)
     record = await add_authorization(store)
     assert await transition(store, record.id, Status.PENDING, Status.APPROVED, now=T0, user=user)
+    decided_at = T0 + timedelta(seconds=1)
     async with store.transaction() as tx:
         assert await tx.device_authorizations.transition(
             record.id,
             from_status=Status.APPROVED,
             to_status=Status.DENIED,
-            now=T0 + timedelta(seconds=1),
+            now=decided_at,
             user_id=user.id,
             reason="Acme: your plan allows 3 devices",
         )

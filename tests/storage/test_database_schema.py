@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -26,7 +25,12 @@ from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.storage.fast_path import AsyncpgFastPath
 from devicelink.storage.migrate import alembic_config
 from devicelink.storage.tables import metadata
-from tests.support.databases import dsn, fresh_postgres_database, pg_admin, pg_fetch_now
+from tests.support.databases import (
+    fresh_postgres_database,
+    pg_admin,
+    pg_fetch_now,
+    pg_script,
+)
 
 SCHEMA = "devicelink"
 
@@ -148,11 +152,3 @@ def test_db_upgrade_takes_the_schema_setting(
     refused = CliRunner().invoke(main, ["db", "upgrade"])
     assert refused.exit_code == 2
     assert "DEVICELINK_DATABASE_SCHEMA applies to PostgreSQL only" in refused.output
-
-
-async def pg_script(url: str, script: str) -> None:
-    conn = await asyncpg.connect(dsn(url), timeout=10)
-    try:
-        await conn.execute(script)
-    finally:
-        await conn.close()

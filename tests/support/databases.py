@@ -79,6 +79,15 @@ def fresh_postgres_database(prefix: str, *, migrate: bool = True) -> Iterator[st
         asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def pg_script(url: str, script: str) -> None:
+    """Run ``script`` (one statement or several) on the database at ``url``."""
+    conn = await asyncpg.connect(dsn(url), timeout=10)
+    try:
+        await conn.execute(script)
+    finally:
+        await conn.close()
+
+
 async def pg_fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn(url), timeout=10)
     try:

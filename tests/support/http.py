@@ -71,10 +71,29 @@ def token_form(device_code: str, **form: str) -> dict[str, str]:
     }
 
 
+def assert_active_key(introspection: httpx.Response, username: str) -> dict[str, Any]:
+    """An introspection answer (RFC 7662 section 2.2): an active key of ``username``,
+    issued to the CLI; its body, for the caller's further checks."""
+    assert introspection.status_code == 200
+    body: dict[str, Any] = introspection.json()
+    assert body["active"] is True
+    assert body["sub"] == username
+    assert body["client_id"] == CLIENT_ID
+    return body
+
+
 def csrf_of(page: httpx.Response) -> str:
     match = _CSRF.search(page.text)
     assert match, f"no csrf_token on the page ({page.status_code}):\n{page.text[:500]}"
     return match.group(1)
+
+
+def decision(confirm: httpx.Response, action: str) -> dict[str, str]:
+    """The decide form of a confirm page as a browser posts it: the button pressed and
+    the page's hidden fields (the CSRF token and the review the page shows)."""
+    match = re.search(r'name="review" value="([^"]*)"', confirm.text)
+    assert match, f"no review on the confirm page ({confirm.status_code})"
+    return {"action": action, "csrf_token": csrf_of(confirm), "review": match.group(1)}
 
 
 # --- the device ----------------------------------------------------------------------------
@@ -121,8 +140,7 @@ def confirm_page(user_code: str, page_url: str = VERIFY_PAGE) -> Step[httpx.Resp
 
 def press(confirm: httpx.Response, action: str) -> Step[httpx.Response]:
     """Press Approve or Deny (``action``) on a confirm page."""
-    form = {"action": action, "csrf_token": csrf_of(confirm)}
-    return (yield Send("POST", "/oauth/device/decide", form))
+    return (yield Send("POST", "/oauth/device/decide", decision(confirm, action)))
 
 
 def approve(user_code: str, page_url: str = VERIFY_PAGE) -> Step[None]:

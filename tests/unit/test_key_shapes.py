@@ -16,7 +16,7 @@ from devicelink.core.apikeys import (
     worth_a_lookup,
 )
 from devicelink.core.errors import KeyIssueRefused
-from devicelink.service.keys import StoredKeyIssuer
+from devicelink.service.issuing import StoredKeyIssuer
 
 HOST_KEY = "acme_" + "A1b2C3d4E5f6G7h8J9k0"
 DLK_KEY = new_api_key()

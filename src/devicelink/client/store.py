@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import platformdirs
 
@@ -20,6 +20,8 @@ from devicelink.client.credentials import DEFAULT_TOKEN_ENV, Credential, Credent
 from devicelink.client.file_store import FileStore
 from devicelink.client.keyring_store import KeyringStore, KeyringUnavailable
 from devicelink.client.urls import normalise_server
+
+T = TypeVar("T")
 
 KEYRING: Final = "keyring"
 """What :meth:`CredentialStore.save` returns when the key went to the OS keyring."""
@@ -172,30 +174,27 @@ class CredentialStore:
 
     # --- the keyring, when there is one --------------------------------------------------
 
-    def _from_keyring(self, server: str) -> str | None:
+    def _in_keyring(self, call: Callable[[KeyringStore], T], otherwise: T) -> T:
+        """``call`` on the keyring; ``otherwise`` when it is not used or unavailable."""
         if not self.use_keyring:
-            return None
+            return otherwise
         try:
-            return self._keyring.get(server)
+            return call(self._keyring)
         except KeyringUnavailable:
-            return None
+            return otherwise
+
+    def _from_keyring(self, server: str) -> str | None:
+        return self._in_keyring(lambda keyring: keyring.get(server), None)
 
     def _to_keyring(self, server: str, secret: str) -> bool:
-        if not self.use_keyring:
-            return False
-        try:
-            self._keyring.set(server, secret)
-        except KeyringUnavailable:
-            return False
-        return True
+        def store(keyring: KeyringStore) -> bool:
+            keyring.set(server, secret)
+            return True
+
+        return self._in_keyring(store, False)
 
     def _delete_from_keyring(self, server: str) -> bool:
-        if not self.use_keyring:
-            return False
-        try:
-            return self._keyring.delete(server)
-        except KeyringUnavailable:
-            return False
+        return self._in_keyring(lambda keyring: keyring.delete(server), False)
 
     def _keyring_failed(self, reason: str) -> None:
         path = self.credentials_path

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from devicelink.core.models import ApiKey
+
 
 class EventKind(StrEnum):
     APPROVED = "approved"
@@ -37,6 +39,29 @@ class DeviceLinkEvent:
     external_id: str | None = None
     """The key's id in the issuer's own system (``IssuedKey.external_id``)."""
     detail: str | None = None
+
+    @classmethod
+    def about_key(
+        cls,
+        kind: EventKind,
+        key: ApiKey,
+        *,
+        now: datetime,
+        username: str | None,
+        detail: str | None = None,
+    ) -> DeviceLinkEvent:
+        """An event about one key: its owner, client, flow and ids read off the key."""
+        return cls(
+            kind=kind,
+            occurred_at=now,
+            user_id=key.user_id,
+            username=username,
+            client_id=key.client_id,
+            device_authorization_id=key.device_authorization_id,
+            api_key_id=key.id,
+            external_id=key.external_id,
+            detail=detail,
+        )
 
 
 EventCallback = Callable[[DeviceLinkEvent], Awaitable[None] | None]

@@ -220,3 +220,27 @@ class AuditEvent:
     user_agent: str | None = None
     detail: str | None = None
     id: int | None = None
+
+    @classmethod
+    def about_key(
+        cls,
+        kind: AuditKind,
+        key: ApiKey,
+        *,
+        now: datetime,
+        username: str | None,
+        ip: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEvent:
+        """A line about one key: its owner, client and device flow read off the key."""
+        return cls(
+            kind=kind,
+            occurred_at=now,
+            user_id=key.user_id,
+            username=username,
+            client_id=key.client_id,
+            device_authorization_id=key.device_authorization_id,
+            api_key_id=key.id,
+            ip=ip,
+            detail=detail,
+        )

@@ -43,6 +43,13 @@ VERIFY_PATH = "/oauth/device/verify"
 
 router = APIRouter(route_class=DeviceLinkRoute)
 
+_CLIENT_FORM_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: INVALID_CLIENT_RESPONSE,
+    413: TOO_LARGE_RESPONSE,
+    503: UNAVAILABLE_RESPONSE,
+}
+"""What an endpoint reading a client's form may answer besides 200 and 400."""
+
 
 def client_credentials(request: Request, form: dict[str, str]) -> ClientCredentials:
     """Client identity from HTTP Basic (RFC 6749 section 2.3.1) or the form body."""
@@ -184,9 +191,7 @@ async def answer_authorization(
             "expired_token, invalid_grant (unknown, consumed or another client's code), "
             "invalid_request, unsupported_grant_type, unauthorized_client"
         ),
-        401: INVALID_CLIENT_RESPONSE,
-        413: TOO_LARGE_RESPONSE,
-        503: UNAVAILABLE_RESPONSE,
+        **_CLIENT_FORM_ERRORS,
     },
 )
 async def token(request: Request) -> JSONResponse:
@@ -232,9 +237,7 @@ async def answer_poll(
             "headers": NO_STORE_HEADER_DOC,
         },
         400: documented_error("invalid_request, unauthorized_client (a key of another client)"),
-        401: INVALID_CLIENT_RESPONSE,
-        413: TOO_LARGE_RESPONSE,
-        503: UNAVAILABLE_RESPONSE,
+        **_CLIENT_FORM_ERRORS,
     },
 )
 async def revoke(request: Request) -> Response:
@@ -261,9 +264,7 @@ async def revoke(request: Request) -> Response:
     responses={
         200: documented_answer(IntrospectionResponse, "Whether the key is active, and whose it is"),
         400: documented_error("invalid_request"),
-        401: INVALID_CLIENT_RESPONSE,
-        413: TOO_LARGE_RESPONSE,
-        503: UNAVAILABLE_RESPONSE,
+        **_CLIENT_FORM_ERRORS,
     },
 )
 async def introspect(request: Request) -> JSONResponse:

@@ -38,10 +38,6 @@ from devicelink.core.apikeys import KeyShape, worth_a_lookup
 from devicelink.core.errors import InsufficientScope, InvalidToken
 from devicelink.http.context import client_ip
 
-DEFAULT_CACHE_SECONDS = 5.0
-NEGATIVE_CACHE_SECONDS = 1.0
-CACHE_ENTRIES = 10_000
-
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -116,6 +112,11 @@ class IntrospectionVerifier:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+DEFAULT_CACHE_SECONDS = 5.0
+NEGATIVE_CACHE_SECONDS = 1.0
+CACHE_ENTRIES = 10_000
 
 
 class CachedVerifier:

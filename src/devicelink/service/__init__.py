@@ -5,6 +5,7 @@ of operations inside a transaction, not the SQL and not the HTTP.
 """
 
 from devicelink.service.device_flow import DeviceFlowService, StartedFlow, TokenGrant
-from devicelink.service.keys import KeyService, StoredKeyIssuer
+from devicelink.service.issuing import StoredKeyIssuer
+from devicelink.service.keys import KeyService
 
 __all__ = ["DeviceFlowService", "KeyService", "StartedFlow", "StoredKeyIssuer", "TokenGrant"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
-from devicelink.core.ports import KeyIssuer, Store
+from devicelink.core.ports import KeyIssuer, Store, Transaction
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import NO_EVENTS, EventSink
 from devicelink.service.keys import revoke_key
@@ -57,9 +57,7 @@ class AdminService:
         async with self._store.transaction() as tx:
             if username is None:
                 return [KeyListing(key, owner) for key, owner in await tx.api_keys.list_all()]
-            user = await tx.users.get_by_username(username)
-            if user is None:
-                raise NotFound(f"no user named {username!r}")
+            user = await _user_named(tx, username)
             return [KeyListing(key, user) for key in await tx.api_keys.list_for_user(user.id)]
 
     async def revoke_key(self, key_id: int, *, actor: str = "an administrator") -> bool:
@@ -92,9 +90,7 @@ class AdminService:
         now = self._clock()
         queued: list[int] = []
         async with self._store.transaction() as tx:
-            user = await tx.users.get_by_username(username)
-            if user is None:
-                raise NotFound(f"no user named {username!r}")
+            user = await _user_named(tx, username)
             if not await tx.users.disable(user.id, now=now):
                 return False
             await tx.audit.record(
@@ -125,8 +121,12 @@ class AdminService:
         async with self._store.transaction() as tx:
             user_id = None
             if username is not None:
-                user = await tx.users.get_by_username(username)
-                if user is None:
-                    raise NotFound(f"no user named {username!r}")
-                user_id = user.id
+                user_id = (await _user_named(tx, username)).id
             return await tx.audit.recent(user_id=user_id, since=since, limit=limit)
+
+
+async def _user_named(tx: Transaction, username: str) -> User:
+    user = await tx.users.get_by_username(username)
+    if user is None:
+        raise NotFound(f"no user named {username!r}")
+    return user

@@ -1,4 +1,5 @@
-"""The end of a device flow: the key issuer's ``issue`` at the poll that consumes the
+"""Issuing keys: devicelink's own key issuer (:class:`StoredKeyIssuer`, the default),
+and the end of a device flow with any issuer: its ``issue`` at the poll that consumes the
 approval, its optional ``check`` at the approval, and what happens when it refuses or
 fails (RFC 8628 section 3.5; DESIGN.md defect 3).
 
@@ -13,8 +14,9 @@ fails (RFC 8628 section 3.5; DESIGN.md defect 3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from devicelink.core.apikeys import API_KEY_PREFIX, new_api_key
 from devicelink.core.codes import CodeHasher
 from devicelink.core.errors import InvalidGrant, KeyIssueFailed, KeyIssueRefused, OAuthError
 from devicelink.core.events import DeviceLinkEvent, EventKind
@@ -30,7 +32,44 @@ from devicelink.core.models import (
     User,
 )
 from devicelink.core.ports import KeyIssuer, StorageUnavailable, Store, Transaction
-from devicelink.service.keys import key_name
+
+_NAME_LIMIT = 300
+
+
+def key_name(client: Client, authorization: DeviceAuthorization) -> str:
+    """A key is named after the client and the device that asked for it, so a user who
+    signed in several devices can tell their keys apart."""
+    device = (authorization.user_agent or "unknown device").strip() or "unknown device"
+    where = f" from {authorization.request_ip}" if authorization.request_ip else ""
+    return f"{client.name} on {device}{where}"[:_NAME_LIMIT]
+
+
+class StoredKeyIssuer:
+    """The default :class:`devicelink.core.ports.KeyIssuer`: devicelink's own ``dlk_``
+    keys. The clear key exists once, in the token response; the device flow stores only
+    its keyed hash, whoever mints the key."""
+
+    key_prefix = API_KEY_PREFIX
+    """Only ``dlk_`` keys are worth a lookup (their checksum is checked too)."""
+
+    async def issue(
+        self,
+        tx: Transaction,
+        *,
+        user: User,
+        client: Client,
+        authorization: DeviceAuthorization,
+        now: datetime,
+    ) -> IssuedKey:
+        expires_at = (
+            now + timedelta(seconds=client.key_lifetime)
+            if client.key_lifetime is not None
+            else None
+        )
+        return IssuedKey(access_token=new_api_key(), expires_at=expires_at)
+
+    async def revoke(self, tx: Transaction, *, key: ApiKey, now: datetime) -> None:
+        """Nothing beyond devicelink's own row, which the caller marks revoked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +81,8 @@ class Minted:
     user: User
 
     def event(self, now: datetime) -> DeviceLinkEvent:
-        return DeviceLinkEvent(
-            kind=EventKind.KEY_ISSUED,
-            occurred_at=now,
-            user_id=self.user.id,
-            username=self.user.username,
-            client_id=self.key.client_id,
-            device_authorization_id=self.key.device_authorization_id,
-            api_key_id=self.key.id,
-            external_id=self.key.external_id,
+        return DeviceLinkEvent.about_key(
+            EventKind.KEY_ISSUED, self.key, now=now, username=self.user.username
         )
 
 
@@ -108,15 +140,8 @@ class Minting:
             )
         )
         await tx.audit.record(
-            AuditEvent(
-                kind=AuditKind.KEY_ISSUED,
-                occurred_at=now,
-                user_id=user.id,
-                username=user.username,
-                client_id=client.client_id,
-                device_authorization_id=authorization.id,
-                api_key_id=stored.id,
-                ip=ip,
+            AuditEvent.about_key(
+                AuditKind.KEY_ISSUED, stored, now=now, username=user.username, ip=ip
             )
         )
         return Minted(issued=issued, key=stored, user=user)

@@ -1,31 +1,25 @@
-"""API keys: minting them at the end of a flow and checking them on every request."""
+"""API keys: checking them on every request, and revoking them (devicelink's own keys
+are minted by :class:`devicelink.service.issuing.StoredKeyIssuer`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from devicelink.core.apikeys import API_KEY_PREFIX, KeyShape, new_api_key, worth_a_lookup
+from devicelink.core.apikeys import KeyShape, worth_a_lookup
 from devicelink.core.codes import CodeHasher
 from devicelink.core.errors import InvalidClient, InvalidToken, UnauthorizedClient
 from devicelink.core.events import DeviceLinkEvent, EventKind
-from devicelink.core.models import (
-    ApiKey,
-    AuditEvent,
-    AuditKind,
-    Client,
-    DeviceAuthorization,
-    IssuedKey,
-    User,
-)
+from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
 from devicelink.core.ports import FastPathStore, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import NO_EVENTS, EventSink
+from devicelink.service.issuing import StoredKeyIssuer
 from devicelink.service.revocations import IssuerRevocations
 
-_NAME_LIMIT = 300
 USE_RECORD_INTERVAL = timedelta(minutes=1)
+"""A key's last-used time and address are written at most this often."""
 
 
 def use_record_interval(key_id: int) -> timedelta:
@@ -36,45 +30,6 @@ def use_record_interval(key_id: int) -> timedelta:
     return USE_RECORD_INTERVAL - timedelta(seconds=key_id % 16)
 
 
-"""A key's last-used time and address are written at most this often."""
-
-
-def key_name(client: Client, authorization: DeviceAuthorization) -> str:
-    """A key is named after the client and the device that asked for it, so a user who
-    signed in several devices can tell their keys apart."""
-    device = (authorization.user_agent or "unknown device").strip() or "unknown device"
-    where = f" from {authorization.request_ip}" if authorization.request_ip else ""
-    return f"{client.name} on {device}{where}"[:_NAME_LIMIT]
-
-
-class StoredKeyIssuer:
-    """The default :class:`devicelink.core.ports.KeyIssuer`: devicelink's own ``dlk_``
-    keys. The clear key exists once, in the token response; the device flow stores only
-    its keyed hash, whoever mints the key."""
-
-    key_prefix = API_KEY_PREFIX
-    """Only ``dlk_`` keys are worth a lookup (their checksum is checked too)."""
-
-    async def issue(
-        self,
-        tx: Transaction,
-        *,
-        user: User,
-        client: Client,
-        authorization: DeviceAuthorization,
-        now: datetime,
-    ) -> IssuedKey:
-        expires_at = (
-            now + timedelta(seconds=client.key_lifetime)
-            if client.key_lifetime is not None
-            else None
-        )
-        return IssuedKey(access_token=new_api_key(), expires_at=expires_at)
-
-    async def revoke(self, tx: Transaction, *, key: ApiKey, now: datetime) -> None:
-        """Nothing beyond devicelink's own row, which the caller marks revoked."""
-
-
 async def revoke_key(
     tx: Transaction,
     key: ApiKey,
@@ -83,35 +38,42 @@ async def revoke_key(
     now: datetime,
     ip: str | None,
     detail: str,
-    queued: list[int],
+    queued: list[int] | None,
 ) -> bool:
     """Revoke one key, in the caller's transaction: devicelink's row (a compare-and-set,
     which stops the key working at once), the revocation queued for the issuer (its id
     appended to ``queued``, to deliver once the transaction has committed: see
-    :mod:`devicelink.service.revocations`), and the audit line. False when it already was."""
+    :mod:`devicelink.service.revocations`; with ``queued`` None, none: the issuer
+    revoked it itself), and the audit line. False when it already was."""
     if not await tx.api_keys.revoke(key.id, now=now):
         return False
-    revocation_id = await tx.issuer_revocations.add(key.id, now=now)
-    if revocation_id is not None:
-        queued.append(revocation_id)
+    if queued is not None:
+        revocation_id = await tx.issuer_revocations.add(key.id, now=now)
+        if revocation_id is not None:
+            queued.append(revocation_id)
     await tx.audit.record(
-        AuditEvent(
-            kind=AuditKind.REVOKED,
-            occurred_at=now,
-            user_id=key.user_id,
-            username=owner_name,
-            client_id=key.client_id,
-            device_authorization_id=key.device_authorization_id,
-            api_key_id=key.id,
-            ip=ip,
-            detail=detail,
+        AuditEvent.about_key(
+            AuditKind.REVOKED, key, now=now, username=owner_name, ip=ip, detail=detail
         )
     )
     return True
 
 
+def _working(found: tuple[ApiKey, User] | None, now: datetime) -> tuple[ApiKey, User]:
+    """A key found by its hash, and its owner, when the key still works: else
+    :class:`InvalidToken` (unknown, revoked, expired, or its owner disabled)."""
+    if found is None:
+        raise InvalidToken()
+    key, user = found
+    if user.disabled or not key.is_active(now):
+        raise InvalidToken()
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class KeyOwner:
+    """Who a presented key belongs to: the key, and its owner."""
+
     key: ApiKey
     user: User
 
@@ -151,9 +113,7 @@ class KeyService:
         queued: list[int] = []
         async with self._store.transaction() as tx:
             client = await self._clients.authenticate(tx, creds)
-            if not worth_a_lookup(presented, self.key_shape):
-                return False
-            found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
+            found = await self._lookup(tx, presented)
             if found is None:
                 return False
             key, owner = found
@@ -171,6 +131,13 @@ class KeyService:
             )
         await self.revocations.deliver(queued)
         return revoked
+
+    async def _lookup(self, tx: Transaction, presented: str) -> tuple[ApiKey, User] | None:
+        """The key presented to a client's request, with its owner; None when it is
+        unknown or not worth a lookup (its shape is not the issuer's)."""
+        if not worth_a_lookup(presented, self.key_shape):
+            return None
+        return await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
 
     async def keys_of(self, user_id: int) -> list[ApiKey]:
         """The user's keys, newest first, revoked and expired ones included."""
@@ -214,34 +181,25 @@ class KeyService:
         async with self._store.transaction() as tx:
             for key in await tx.api_keys.list_by_external_id(external_id):
                 await tx.issuer_revocations.discard(key.id)
-                if not await tx.api_keys.revoke(key.id, now=now):
-                    continue
                 owner = await tx.users.get(key.user_id)
                 name = owner.username if owner is not None else None
-                await tx.audit.record(
-                    AuditEvent(
-                        kind=AuditKind.REVOKED,
-                        occurred_at=now,
-                        user_id=key.user_id,
-                        username=name,
-                        client_id=key.client_id,
-                        device_authorization_id=key.device_authorization_id,
-                        api_key_id=key.id,
-                        detail="revoked by the key issuer (the host application)",
-                    )
-                )
-                revoked.append((key, name))
+                if await revoke_key(
+                    tx,
+                    key,
+                    owner_name=name,
+                    now=now,
+                    ip=None,
+                    detail="revoked by the key issuer (the host application)",
+                    queued=None,
+                ):
+                    revoked.append((key, name))
         for key, name in revoked:
             await self._events.emit(
-                DeviceLinkEvent(
-                    kind=EventKind.KEY_REVOKED,
-                    occurred_at=now,
-                    user_id=key.user_id,
+                DeviceLinkEvent.about_key(
+                    EventKind.KEY_REVOKED,
+                    key,
+                    now=now,
                     username=name,
-                    client_id=key.client_id,
-                    device_authorization_id=key.device_authorization_id,
-                    api_key_id=key.id,
-                    external_id=key.external_id,
                     detail="revoked by the host application",
                 )
             )
@@ -257,9 +215,7 @@ class KeyService:
             client = await self._clients.authenticate(tx, creds)
             if not client.confidential:
                 raise InvalidClient("introspection needs a confidential client's credentials")
-            if not worth_a_lookup(presented, self.key_shape):
-                return None
-            found = await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
+            found = await self._lookup(tx, presented)
         if found is None:
             return None
         key, user = found
@@ -283,12 +239,7 @@ class KeyService:
         if self._fast_path is not None:
             # One statement, or none when the fast path remembers the key; the general
             # path below is for stores without a fast path.
-            found = await self._fast_path.key_with_owner(key_hash)
-            if found is None:
-                raise InvalidToken()
-            key, user = found
-            if user.disabled or not key.is_active(now):
-                raise InvalidToken()
+            key, user = _working(await self._fast_path.key_with_owner(key_hash), now)
             interval = use_record_interval(key.id)
             if key.last_used_at is None or now - key.last_used_at >= interval:
                 # Due a write: on the fast path too (one statement, shared by the keys
@@ -296,12 +247,7 @@ class KeyService:
                 await self._fast_path.record_use(key.id, now=now, ip=ip, not_since=now - interval)
             return KeyOwner(key=key, user=user)
         async with self._store.transaction() as tx:
-            found = await tx.api_keys.get_with_owner(key_hash)
-            if found is None:
-                raise InvalidToken()
-            key, user = found
-            if user.disabled or not key.is_active(now):
-                raise InvalidToken()
+            key, user = _working(await tx.api_keys.get_with_owner(key_hash), now)
             last = key.last_used_at
             interval = use_record_interval(key.id)
             if last is None or now - last >= interval:
@@ -310,15 +256,8 @@ class KeyService:
                 )
                 if recorded and last is None:
                     await tx.audit.record(
-                        AuditEvent(
-                            kind=AuditKind.KEY_FIRST_USED,
-                            occurred_at=now,
-                            user_id=user.id,
-                            username=user.username,
-                            client_id=key.client_id,
-                            device_authorization_id=key.device_authorization_id,
-                            api_key_id=key.id,
-                            ip=ip,
+                        AuditEvent.about_key(
+                            AuditKind.KEY_FIRST_USED, key, now=now, username=user.username, ip=ip
                         )
                     )
         return KeyOwner(key=key, user=user)

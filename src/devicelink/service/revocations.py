@@ -128,15 +128,8 @@ class IssuerRevocations:
             return False
         key = pending.key
         await self._events.emit(
-            DeviceLinkEvent(
-                kind=EventKind.KEY_REVOKED,
-                occurred_at=key.revoked_at or now,
-                user_id=key.user_id,
-                username=username,
-                client_id=key.client_id,
-                device_authorization_id=key.device_authorization_id,
-                api_key_id=key.id,
-                external_id=key.external_id,
+            DeviceLinkEvent.about_key(
+                EventKind.KEY_REVOKED, key, now=key.revoked_at or now, username=username
             )
         )
         return True

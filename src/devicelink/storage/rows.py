@@ -1,4 +1,5 @@
-"""Stored rows to the models of :mod:`devicelink.core.models`, one function per model.
+"""Stored rows to the models of :mod:`devicelink.core.models`, one function per model,
+and new records to rows: a model's field is the column of the same name.
 
 Both the repositories (SQLAlchemy rows, given as ``row._mapping``) and the fast path
 (asyncpg records) read rows through these, by column name, so a model is built the
@@ -8,7 +9,8 @@ same way whichever path read it.
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from devicelink.core.models import (
     ApiKey,
@@ -20,6 +22,11 @@ from devicelink.core.models import (
     Status,
     User,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+M = TypeVar("M", bound="DataclassInstance")
 
 
 class Columns(Protocol):
@@ -37,48 +44,31 @@ def scope_text(scope: tuple[str, ...]) -> str:
     return " ".join(scope)
 
 
+def columns_of(record: DataclassInstance, **converted: object) -> dict[str, Any]:
+    """A new record (a dataclass of :mod:`devicelink.core.models`) as the values of a
+    row: each field in the column of the same name, ``converted`` in place of its own
+    (a scope as text, say)."""
+    return {field.name: getattr(record, field.name) for field in fields(record)} | converted
+
+
+def model_of(model: type[M], row: Columns, **converted: object) -> M:
+    """A model read from a row: each field from the column of the same name, but those
+    given in ``converted`` (a scope from text, say)."""
+    read = {field.name: row[field.name] for field in fields(model) if field.name not in converted}
+    return model(**read, **converted)
+
+
 def client_from_row(row: Columns) -> Client:
-    return Client(
-        client_id=row["client_id"],
-        name=row["name"],
-        scopes=scope_tuple(row["scopes"]),
-        key_lifetime=row["key_lifetime"],
-        confidential=row["confidential"],
-        secret_hash=row["secret_hash"],
-        created_at=row["created_at"],
-    )
+    return model_of(Client, row, scopes=scope_tuple(row["scopes"]))
 
 
 def user_from_row(row: Columns) -> User:
-    return User(
-        id=row["id"],
-        username=row["username"],
-        disabled=row["disabled_at"] is not None,
-        password_hash=row["password_hash"],
-        created_at=row["created_at"],
-        provider=row["provider"],
-        subject=row["subject"],
-        display_name=row["display_name"],
-    )
+    return model_of(User, row, disabled=row["disabled_at"] is not None)
 
 
 def authorization_from_row(row: Columns) -> DeviceAuthorization:
-    return DeviceAuthorization(
-        id=row["id"],
-        client_id=row["client_id"],
-        scope=scope_tuple(row["scope"]),
-        status=Status(row["status"]),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        interval=row["interval"],
-        user_id=row["user_id"],
-        approved_at=row["approved_at"],
-        denied_at=row["denied_at"],
-        consumed_at=row["consumed_at"],
-        last_polled_at=row["last_polled_at"],
-        request_ip=row["request_ip"],
-        user_agent=row["user_agent"],
-        denial_reason=row["denial_reason"],
+    return model_of(
+        DeviceAuthorization, row, scope=scope_tuple(row["scope"]), status=Status(row["status"])
     )
 
 
@@ -86,33 +76,18 @@ def authorization_and_client_from_row(row: Columns) -> tuple[DeviceAuthorization
     """An authorization and its client read in one row: the authorization's columns,
     then the client's, those whose names clash labelled ``client_name``,
     ``client_scopes`` and ``client_created_at``."""
-    client = Client(
-        client_id=row["client_id"],
+    client = model_of(
+        Client,
+        row,
         name=row["client_name"],
         scopes=scope_tuple(row["client_scopes"]),
-        key_lifetime=row["key_lifetime"],
-        confidential=row["confidential"],
-        secret_hash=row["secret_hash"],
         created_at=row["client_created_at"],
     )
     return authorization_from_row(row), client
 
 
 def api_key_from_row(row: Columns) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        name=row["name"],
-        user_id=row["user_id"],
-        client_id=row["client_id"],
-        device_authorization_id=row["device_authorization_id"],
-        scope=scope_tuple(row["scope"]),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        last_used_at=row["last_used_at"],
-        last_used_ip=row["last_used_ip"],
-        revoked_at=row["revoked_at"],
-        external_id=row["external_id"],
-    )
+    return model_of(ApiKey, row, scope=scope_tuple(row["scope"]))
 
 
 def key_and_owner_from_row(row: Columns) -> tuple[ApiKey, User]:
@@ -131,26 +106,8 @@ def key_and_owner_from_row(row: Columns) -> tuple[ApiKey, User]:
 
 
 def session_from_row(row: Columns) -> BrowserSession:
-    return BrowserSession(
-        id=row["id"],
-        user_id=row["user_id"],
-        data=json.loads(row["data"]),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-    )
+    return model_of(BrowserSession, row, data=json.loads(row["data"]))
 
 
 def audit_event_from_row(row: Columns) -> AuditEvent:
-    return AuditEvent(
-        kind=AuditKind(row["event"]),
-        occurred_at=row["occurred_at"],
-        user_id=row["user_id"],
-        username=row["username"],
-        client_id=row["client_id"],
-        device_authorization_id=row["device_authorization_id"],
-        api_key_id=row["api_key_id"],
-        ip=row["ip"],
-        user_agent=row["user_agent"],
-        detail=row["detail"],
-        id=row["id"],
-    )
+    return model_of(AuditEvent, row, kind=AuditKind(row["event"]))

@@ -27,20 +27,27 @@ import click
 
 from devicelink.client.api import DEFAULT_SERVER
 from devicelink.client.commands.failures import ExitCode
-from devicelink.client.commands.invocation import AuthConfig, ClientHooks
+from devicelink.client.commands.invocation import (
+    AuthCommand,
+    AuthConfig,
+    ClientHooks,
+    json_option,
+    server_option,
+)
 from devicelink.client.commands.login import login_command
-from devicelink.client.commands.logout import logout_command
-from devicelink.client.commands.status import status_command, token_command
+from devicelink.client.commands.logout import logout
+from devicelink.client.commands.status import status, token
 from devicelink.client.http import DEFAULT_CLIENT_ID, user_agent_header
 
 
 def auth_commands(config: AuthConfig) -> list[click.Command]:
-    """``login``, ``status``, ``token`` and ``logout`` wired to ``config``."""
+    """``login``, ``status``, ``token`` and ``logout`` wired to ``config`` (``login``,
+    with options of its own, is built in its module)."""
     return [
         login_command(config),
-        status_command(config),
-        token_command(config),
-        logout_command(config),
+        AuthCommand("status", config, status, [server_option(config), json_option()]),
+        AuthCommand("token", config, token, [server_option(config)]),
+        AuthCommand("logout", config, logout, [server_option(config), json_option()]),
     ]
 
 

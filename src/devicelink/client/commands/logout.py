@@ -6,18 +6,8 @@ import time
 
 from devicelink.client.api import logout as revoke_and_forget
 from devicelink.client.commands.failures import CommandFailed, ExitCode, failure_for
-from devicelink.client.commands.invocation import (
-    AuthCommand,
-    AuthConfig,
-    Invocation,
-    json_option,
-    server_option,
-)
+from devicelink.client.commands.invocation import Invocation
 from devicelink.client.commands.output import describe_expiry
-
-
-def logout_command(config: AuthConfig) -> AuthCommand:
-    return AuthCommand("logout", config, logout, [server_option(config), json_option()])
 
 
 def logout(invocation: Invocation, *, server: str | None, as_json: bool) -> None:
@@ -71,4 +61,4 @@ def logout(invocation: Invocation, *, server: str | None, as_json: bool) -> None
     )
 
 
-__all__ = ["logout", "logout_command"]
+__all__ = ["logout"]

@@ -7,13 +7,7 @@ from typing import Any
 
 from devicelink.client.api import owner_key_expiry, owner_name
 from devicelink.client.commands.failures import CommandFailed, ExitCode, failure_for
-from devicelink.client.commands.invocation import (
-    AuthCommand,
-    AuthConfig,
-    Invocation,
-    json_option,
-    server_option,
-)
+from devicelink.client.commands.invocation import Invocation
 from devicelink.client.commands.output import (
     ENVIRONMENT,
     describe_expiry,
@@ -23,14 +17,6 @@ from devicelink.client.commands.output import (
 from devicelink.client.credentials import Credential
 from devicelink.client.errors import DeviceFlowError, KeyRefused
 from devicelink.client.store import CredentialStore
-
-
-def status_command(config: AuthConfig) -> AuthCommand:
-    return AuthCommand("status", config, status, [server_option(config), json_option()])
-
-
-def token_command(config: AuthConfig) -> AuthCommand:
-    return AuthCommand("token", config, token, [server_option(config)])
 
 
 def status(invocation: Invocation, *, server: str | None, as_json: bool) -> None:
@@ -136,4 +122,4 @@ def current_key(
     return credential, store.stored_in(target)
 
 
-__all__ = ["current_key", "status", "status_command", "token", "token_command"]
+__all__ = ["current_key", "status", "token"]

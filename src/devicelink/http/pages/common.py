@@ -111,11 +111,40 @@ def render(
     return response
 
 
-def redirect(request: Request, location: str) -> RedirectResponse:
-    """303 to ``location``: a full path (already under the base path) or a URL."""
+def message_page(
+    request: Request,
+    title: str,
+    message: str,
+    *,
+    session: OpenSession | None = None,
+    status_code: int = 200,
+    tone: str = "error",
+    **action: str,
+) -> HTMLResponse:
+    """The page that says one thing (``tone``: ok, neutral or error), with a link on
+    when ``action`` names one (``action_url`` and ``action_label``)."""
+    return render(
+        request,
+        "message.html",
+        session=session,
+        status_code=status_code,
+        title=title,
+        tone=tone,
+        message=message,
+        **action,
+    )
+
+
+def redirect(
+    request: Request, location: str, *, session: OpenSession | None = None
+) -> RedirectResponse:
+    """303 to ``location``: a full path (already under the base path) or a URL; with
+    ``session``, the response sets its cookie (a session just started or signed in)."""
     response = RedirectResponse(location, status_code=303)
     response.headers["Cache-Control"] = "no-store"
     _carry_new_session(request, response)
+    if session is not None:
+        set_session_cookie(response, runtime(request), session)
     return response
 
 
@@ -124,14 +153,8 @@ def to_login(request: Request, next_path: str) -> Response:
     one (``LOGIN_URL``), else devicelink's."""
     refusal = refused_host_user(request)
     if refusal is not None:
-        return render(
-            request,
-            "message.html",
-            status_code=403,
-            title="You cannot approve devices",
-            tone="error",
-            message=refusal.capitalize() + ". Ask an administrator.",
-        )
+        message = refusal.capitalize() + ". Ask an administrator."
+        return message_page(request, "You cannot approve devices", message, status_code=403)
     target = host_login_url(runtime(request), next_path)
     if target is None:
         target = href(request, LOGIN_PATH) + "?next=" + quote(next_path, safe="")
@@ -186,10 +209,14 @@ async def read_page_form(request: Request, rt: Runtime) -> dict[str, str]:
 PagePost = Callable[[Request, Runtime, OpenSession, dict[str, str]], Awaitable[Response]]
 
 
-def page_post(router: APIRouter, path: str) -> Callable[[PagePost], PagePost]:
+def page_post(
+    router: APIRouter, path: str, *, sign_in_first: str | None = None
+) -> Callable[[PagePost], PagePost]:
     """``@page_post(router, path)`` registers every page's post: the handler gets the
     runtime, the session and the form once the CSRF token and the same-origin check
-    pass; otherwise the 403 page answers, and nothing changes."""
+    pass; otherwise the 403 page answers, and nothing changes. With ``sign_in_first``
+    (a page's path), a post with no user signed in goes to sign-in and back to that
+    page, so the handler's session always has a user."""
 
     def register(handler: PagePost) -> PagePost:
         async def endpoint(request: Request) -> Response:
@@ -202,6 +229,8 @@ def page_post(router: APIRouter, path: str) -> Callable[[PagePost], PagePost]:
                 or not rt.sessions.check_csrf(session, form.get("csrf_token"))
             ):
                 return forbidden(request, session)
+            if sign_in_first is not None and session.user is None:
+                return to_login(request, href(request, sign_in_first))
             return await handler(request, rt, session, form)
 
         router.add_api_route(path, endpoint, methods=["POST"], name=handler.__name__)
@@ -211,13 +240,11 @@ def page_post(router: APIRouter, path: str) -> Callable[[PagePost], PagePost]:
 
 
 def forbidden(request: Request, session: OpenSession | None) -> HTMLResponse:
-    return render(
+    return message_page(
         request,
-        "message.html",
+        "This form has expired",
+        "The page you submitted is out of date or did not come from this site. "
+        "Nothing was changed. Go back, reload the page and try again.",
         session=session,
         status_code=403,
-        title="This form has expired",
-        tone="error",
-        message="The page you submitted is out of date or did not come from this site. "
-        "Nothing was changed. Go back, reload the page and try again.",
     )

@@ -14,6 +14,7 @@ from devicelink.http.pages.common import (
     cookie_name,
     current_session,
     href,
+    message_page,
     page_post,
     redirect,
     render,
@@ -32,6 +33,11 @@ LOGOUT_PATH = "/logout"
 _NEXT = "next"
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+
+def _sentence(failure: LoginFailed) -> str:
+    """Why a sign-in failed, as a sentence for the page."""
+    return str(failure).capitalize() + "."
 
 
 @router.get(LOGIN_PATH)
@@ -107,11 +113,9 @@ async def _sign_in(
             status_code=400,
             next=next_path,
             username=username,
-            error=str(failure).capitalize() + ".",
+            error=_sentence(failure),
         )
-    response = redirect(request, next_path)
-    set_session_cookie(response, rt, signed_in)
-    return response
+    return redirect(request, next_path, session=signed_in)
 
 
 @router.get(OIDC_LOGIN_PATH)
@@ -123,22 +127,15 @@ async def oidc_login(request: Request) -> Response:
     try:
         start = await rt.oidc.login_redirect(callback_url=rt.settings.issuer + OIDC_CALLBACK_PATH)
     except LoginFailed as failure:
-        return render(
-            request,
-            "message.html",
-            session=session,
-            status_code=502,
-            title="Sign-in is unavailable",
-            tone="error",
-            message=str(failure).capitalize() + ". Try again in a moment.",
+        retry = f"{_sentence(failure)} Try again in a moment."
+        return message_page(
+            request, "Sign-in is unavailable", retry, session=session, status_code=502
         )
     data = {k: v for k, v in session.record.data.items() if not k.startswith("oidc_")}
     data.update({f"oidc_{k}": v for k, v in start.transient.items()})
     data[_NEXT] = safe_next(request.query_params.get(_NEXT), rt.base_path)
     session = await rt.sessions.save_data(session, data)
-    response = redirect(request, start.url)
-    set_session_cookie(response, rt, session)
-    return response
+    return redirect(request, start.url, session=session)
 
 
 @router.get(OIDC_CALLBACK_PATH)
@@ -146,13 +143,11 @@ async def oidc_callback(request: Request) -> Response:
     rt = runtime(request)
     session = await current_session(request)
     if rt.oidc is None or session is None:
-        return render(
+        return message_page(
             request,
-            "message.html",
+            "Sign-in expired",
+            "This sign-in took too long or started in another browser. Start again.",
             status_code=400,
-            title="Sign-in expired",
-            tone="error",
-            message="This sign-in took too long or started in another browser. Start again.",
             action_url=href(request, LOGIN_PATH),
             action_label="Sign in",
         )
@@ -167,20 +162,17 @@ async def oidc_callback(request: Request) -> Response:
         )
         signed_in = await rt.sessions.sign_in(session, identity)
     except LoginFailed as failure:
-        return render(
+        return message_page(
             request,
-            "message.html",
+            "Sign-in failed",
+            _sentence(failure),
             session=session,
             status_code=400,
-            title="Sign-in failed",
-            tone="error",
-            message=str(failure).capitalize() + ".",
             action_url=href(request, LOGIN_PATH),
             action_label="Try again",
         )
-    response = redirect(request, safe_next(session.record.data.get(_NEXT), rt.base_path))
-    set_session_cookie(response, rt, signed_in)
-    return response
+    next_path = safe_next(session.record.data.get(_NEXT), rt.base_path)
+    return redirect(request, next_path, session=signed_in)
 
 
 @page_post(router, LOGOUT_PATH)
@@ -188,12 +180,11 @@ async def logout(
     request: Request, rt: Runtime, session: OpenSession, _form: dict[str, str]
 ) -> Response:
     await rt.sessions.sign_out(session)
-    response = render(
+    response = message_page(
         request,
-        "message.html",
-        title="Signed out",
+        "Signed out",
+        f"You are signed out of {rt.settings.product_name} in this browser.",
         tone="ok",
-        message=f"You are signed out of {rt.settings.product_name} in this browser.",
         action_url=href(request, LOGIN_PATH),
         action_label="Sign in again",
     )

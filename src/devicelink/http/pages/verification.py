@@ -8,6 +8,9 @@ section 5.1).
 
 from __future__ import annotations
 
+import secrets
+import time
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -22,10 +25,10 @@ from devicelink.http.pages.common import (
     current_session,
     href,
     login_redirect,
+    message_page,
     page_post,
     redirect,
     render,
-    to_login,
 )
 from devicelink.http.pages.wording import retry_text, time_ago, time_left
 from devicelink.runtime.wiring import Runtime
@@ -33,7 +36,33 @@ from devicelink.service.device_flow import Review
 from devicelink.service.sessions import OpenSession
 
 DECIDE_PATH = "/oauth/device/decide"
-_REVIEWING = "reviewing"
+_REVIEW = "review:"
+"""Session data of an open review: ``review:<id>`` holds ``<opened at> <reference>``. The
+decide form names its review, so Approve acts on the code on that page and no other
+(several tabs of one session each keep their own)."""
+_OPEN_REVIEWS = 5
+
+
+def _open_review(data: dict[str, str], reference: str, now: float) -> str:
+    """Open a review of ``reference`` in ``data`` (the oldest dropped past
+    :data:`_OPEN_REVIEWS`); its id, for the decide form."""
+    opened = sorted(
+        (float(value.split(" ", 1)[0]), key)
+        for key, value in data.items()
+        if key.startswith(_REVIEW)
+    )
+    for _, key in opened[: max(0, len(opened) - _OPEN_REVIEWS + 1)]:
+        del data[key]
+    review_id = secrets.token_urlsafe(16)
+    data[_REVIEW + review_id] = f"{now} {reference}"
+    return review_id
+
+
+def _reviewed(data: dict[str, str], review_id: str) -> str | None:
+    """The reference an open review is about, or None."""
+    value = data.get(_REVIEW + review_id) if review_id else None
+    return value.split(" ", 1)[1] if value and " " in value else None
+
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
@@ -100,12 +129,10 @@ async def _enter_code(
     return review
 
 
-@page_post(router, VERIFY_PATH)
+@page_post(router, VERIFY_PATH, sign_in_first=VERIFY_PATH)
 async def verify_submit(
     request: Request, rt: Runtime, session: OpenSession, form: dict[str, str]
 ) -> Response:
-    if session.user is None:
-        return to_login(request, href(request, VERIFY_PATH))
     typed = form.get("user_code", "")[:64]
     ip = client_ip(request) or "-"
     keys = [("code", *_limit_key(scope, session, ip)) for scope in rt.code_entry_limits]
@@ -119,7 +146,7 @@ async def verify_submit(
     assert review.authorization is not None
     data = dict(session.record.data)
     # A reference (the code's keyed hash), not the code: sessions are stored too.
-    data[_REVIEWING] = rt.flows.reference(normalised) or ""
+    review_id = _open_review(data, rt.flows.reference(normalised) or "", time.time())
     session = await rt.sessions.save_data(session, data)
     authorization = review.authorization
     now = rt.flows.now()
@@ -138,6 +165,7 @@ async def verify_submit(
         user_agent=authorization.user_agent or "unknown",
         requested_ago=time_ago(authorization.created_at, now),
         expires_in=time_left(authorization.expires_at, now),
+        review_id=review_id,
     )
 
 
@@ -203,49 +231,50 @@ _OTHER_RESULTS: dict[Verdict, tuple[str, str, str, int]] = {
 }
 
 
-@page_post(router, DECIDE_PATH)
+@page_post(router, DECIDE_PATH, sign_in_first=VERIFY_PATH)
 async def decide(
     request: Request, rt: Runtime, session: OpenSession, form: dict[str, str]
 ) -> Response:
-    if session.user is None:
-        return to_login(request, href(request, VERIFY_PATH))
+    assert session.user is not None
     action = form.get("action")
-    reviewing = session.record.data.get(_REVIEWING)
-    if action not in ("approve", "deny") or not reviewing:
+    review_id = form.get("review", "")[:64]
+    reviewing = _reviewed(session.record.data, review_id)
+    if action not in ("approve", "deny"):
         return redirect(request, href(request, VERIFY_PATH))
-    # Only the code this session reviewed on the confirm page can be decided, so the
-    # decision cannot be used to guess codes past the limits of the code form.
+    if reviewing is None:
+        # Only a code this session reviewed, named by the form it was shown with, can be
+        # decided: never another tab's, and no code past the limits of the code form.
+        return message_page(
+            request,
+            "This request is no longer open here",
+            "Nothing was approved or denied. Enter the code shown on your device again.",
+            session=session,
+            status_code=409,
+        )
+    # The review stays open: its decision is a compare-and-set from pending, so a second
+    # press (a double click, Deny after Approve) changes nothing and says what happened.
+    user_id = session.user.id
     actor = actor_of(request, session)
     if action == "approve":
         try:
             verdict = await rt.flows.decide_reviewed(
-                reviewing, approve=True, user_id=session.user.id, actor=actor
+                reviewing, approve=True, user_id=user_id, actor=actor
             )
         except KeyIssueRefused as refusal:
             # The key issuer's check refused: the request is denied, and the user told why.
             rt.metrics.flows.labels("denied").inc()
-            return render(
+            return message_page(
                 request,
-                "message.html",
+                "This device cannot be signed in",
+                f"{refusal.reason} Nothing was approved; the device has been told.",
                 session=session,
                 status_code=403,
-                title="This device cannot be signed in",
-                tone="error",
-                message=f"{refusal.reason} Nothing was approved; the device has been told.",
             )
     else:
         verdict = await rt.flows.decide_reviewed(
-            reviewing, approve=False, user_id=session.user.id, actor=actor
+            reviewing, approve=False, user_id=user_id, actor=actor
         )
     if verdict is Verdict.OK:
         rt.metrics.flows.labels("approved" if action == "approve" else "denied").inc()
     title, tone, message, status = _RESULTS.get((str(action), verdict)) or _OTHER_RESULTS[verdict]
-    return render(
-        request,
-        "message.html",
-        session=session,
-        status_code=status,
-        title=title,
-        tone=tone,
-        message=message,
-    )
+    return message_page(request, title, message, session=session, status_code=status, tone=tone)

@@ -9,7 +9,12 @@ from sqlalchemy import func, insert, select, update
 from devicelink.core.models import ApiKey, NewApiKey, User
 from devicelink.storage.keycache import key_changed
 from devicelink.storage.repositories.base import AnnouncingRepository
-from devicelink.storage.rows import api_key_from_row, key_and_owner_from_row, scope_text
+from devicelink.storage.rows import (
+    api_key_from_row,
+    columns_of,
+    key_and_owner_from_row,
+    scope_text,
+)
 from devicelink.storage.tables import api_keys, users
 
 # Every column but the key hash, which is only ever looked up, never read back.
@@ -49,24 +54,13 @@ class SqlApiKeyRepository(AnnouncingRepository):
         async with self._refused_if_taken(
             "the key conflicts with a stored one (one key per device authorization)"
         ):
-            row = (
-                await self._conn.execute(
-                    insert(api_keys)
-                    .values(
-                        key_hash=new.key_hash,
-                        name=new.name,
-                        user_id=new.user_id,
-                        client_id=new.client_id,
-                        device_authorization_id=new.device_authorization_id,
-                        scope=scope_text(new.scope),
-                        created_at=new.created_at,
-                        expires_at=new.expires_at,
-                        external_id=new.external_id,
-                    )
-                    .returning(*_COLUMNS)
-                )
-            ).one()
-        return api_key_from_row(row._mapping)
+            key = await self._inserted(
+                insert(api_keys)
+                .values(columns_of(new, scope=scope_text(new.scope)))
+                .returning(*_COLUMNS),
+                api_key_from_row,
+            )
+        return key
 
     async def get(self, key_id: int) -> ApiKey | None:
         return await self._first(select(*_COLUMNS).where(api_keys.c.id == key_id), api_key_from_row)

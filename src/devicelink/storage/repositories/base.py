@@ -27,6 +27,11 @@ class Repository:
         row = (await self._conn.execute(statement)).first()
         return None if row is None else to_model(row._mapping)
 
+    async def _inserted(self, statement: Executable, to_model: Callable[[Columns], M]) -> M:
+        """Run an ``INSERT ... RETURNING``: the row it inserted, as a model."""
+        row = (await self._conn.execute(statement)).one()
+        return to_model(row._mapping)
+
     async def _all(self, statement: Executable, to_model: Callable[[Columns], M]) -> list[M]:
         return [to_model(row._mapping) for row in await self._conn.execute(statement)]
 

@@ -26,20 +26,18 @@ class SqlBrowserSessionRepository(Repository):
         now: datetime,
         expires_at: datetime,
     ) -> BrowserSession:
-        row = (
-            await self._conn.execute(
-                insert(browser_sessions)
-                .values(
-                    token_hash=token_hash,
-                    user_id=user_id,
-                    data=json.dumps(dict(data)),
-                    created_at=now,
-                    expires_at=expires_at,
-                )
-                .returning(browser_sessions)
+        return await self._inserted(
+            insert(browser_sessions)
+            .values(
+                token_hash=token_hash,
+                user_id=user_id,
+                data=json.dumps(dict(data)),
+                created_at=now,
+                expires_at=expires_at,
             )
-        ).one()
-        return session_from_row(row._mapping)
+            .returning(browser_sessions),
+            session_from_row,
+        )
 
     async def get(self, token_hash: bytes, *, now: datetime) -> BrowserSession | None:
         return await self._first(

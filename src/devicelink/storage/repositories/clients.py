@@ -6,7 +6,7 @@ from sqlalchemy import insert, select, update
 
 from devicelink.core.models import Client
 from devicelink.storage.repositories.base import Repository
-from devicelink.storage.rows import client_from_row, scope_text
+from devicelink.storage.rows import client_from_row, columns_of, scope_text
 from devicelink.storage.tables import clients
 
 
@@ -21,15 +21,7 @@ class SqlClientRepository(Repository):
     async def add(self, client: Client) -> None:
         async with self._refused_if_taken(f"client {client.client_id!r} already exists"):
             await self._conn.execute(
-                insert(clients).values(
-                    client_id=client.client_id,
-                    name=client.name,
-                    scopes=scope_text(client.scopes),
-                    key_lifetime=client.key_lifetime,
-                    confidential=client.confidential,
-                    secret_hash=client.secret_hash,
-                    created_at=client.created_at,
-                )
+                insert(clients).values(columns_of(client, scopes=scope_text(client.scopes)))
             )
 
     async def update(self, client: Client) -> bool:

@@ -19,6 +19,7 @@ from devicelink.storage.repositories.base import Repository
 from devicelink.storage.rows import (
     authorization_and_client_from_row,
     authorization_from_row,
+    columns_of,
     scope_text,
 )
 from devicelink.storage.tables import clients, device_authorizations
@@ -61,18 +62,7 @@ class SqlDeviceAuthorizationRepository(Repository):
         dialect_insert = pg_insert if self._conn.dialect.name == "postgresql" else sqlite_insert
         added = await self._first(
             dialect_insert(_t)
-            .values(
-                device_code_hash=new.device_code_hash,
-                user_code_hash=new.user_code_hash,
-                client_id=new.client_id,
-                scope=scope_text(new.scope),
-                status=Status.PENDING.value,
-                created_at=new.created_at,
-                expires_at=new.expires_at,
-                interval=new.interval,
-                request_ip=new.request_ip,
-                user_agent=new.user_agent,
-            )
+            .values(columns_of(new, scope=scope_text(new.scope), status=Status.PENDING.value))
             .on_conflict_do_nothing()
             .returning(*_COLUMNS),
             authorization_from_row,

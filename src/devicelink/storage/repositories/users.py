@@ -39,21 +39,20 @@ class SqlUserRepository(AnnouncingRepository):
         display_name: str | None = None,
     ) -> User:
         async with self._refused_if_taken(f"user {username!r} already exists"):
-            row = (
-                await self._conn.execute(
-                    insert(users)
-                    .values(
-                        username=username,
-                        password_hash=password_hash,
-                        created_at=now,
-                        provider=provider,
-                        subject=subject,
-                        display_name=display_name,
-                    )
-                    .returning(users)
+            user = await self._inserted(
+                insert(users)
+                .values(
+                    username=username,
+                    password_hash=password_hash,
+                    created_at=now,
+                    provider=provider,
+                    subject=subject,
+                    display_name=display_name,
                 )
-            ).one()
-        return user_from_row(row._mapping)
+                .returning(users),
+                user_from_row,
+            )
+        return user
 
     async def disable(self, user_id: int, *, now: datetime) -> bool:
         return await self._stamp_once(users, user_id, "disabled_at", now, user_changed(user_id))
