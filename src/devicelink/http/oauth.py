@@ -141,12 +141,13 @@ async def device_authorization(request: Request) -> JSONResponse:
 async def check_start_limit(rt: Runtime, ip: str | None) -> None:
     """The per-address limit on starting flows (checked before the body is read)."""
     # A sliding window counter: constant cost per start, however many an address makes.
-    if not await rt.limiter.hit(rt.start_limit, "start", ip or "-", counter=True):
+    subject = rt.limit_subject(ip)
+    if not await rt.limiter.hit(rt.start_limit, "start", subject, counter=True):
         rt.metrics.refusals.labels("start").inc()
         raise RateLimited(
             "too many logins started from this address; try again later",
             retry_after=await rt.limiter.retry_after(
-                rt.start_limit, "start", ip or "-", counter=True
+                rt.start_limit, "start", subject, counter=True
             ),
         )
 

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     start_rate_limit: str = Field(
         default="30/minute", description="Flows one IP address may start (limits syntax)"
     )
+    ipv6_limit_prefix: int = Field(
+        default=64, ge=32, le=128, description="IPv6 clients share per-address limits per prefix"
+    )
     redis_url: str | None = Field(
         default=None, description="Redis for shared rate-limit counters across processes"
     )

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from limits import RateLimitItem, parse
 from starlette.requests import Request
 
+from devicelink.core.addresses import limit_subject
 from devicelink.core.codes import CodeHasher
 from devicelink.core.events import EventCallback
 from devicelink.core.lifecycle import FlowPolicy
@@ -63,6 +64,10 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
     """Set when the server is asked to stop: /readyz answers 503 from then on."""
+
+    def limit_subject(self, ip: str | None) -> str:
+        """Under which name per-address limits count ``ip`` (IPv6 per prefix)."""
+        return limit_subject(ip, self.settings.ipv6_limit_prefix)
 
     @property
     def base_path(self) -> str:

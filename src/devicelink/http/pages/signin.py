@@ -66,7 +66,7 @@ async def login_submit(
     if rt.local_accounts is None:
         return to_login(request, next_path)
     username = form.get("username", "").strip()
-    ip = client_ip(request) or "-"
+    ip = rt.limit_subject(client_ip(request))
     async with rt.limiter.serialized(("login-ip", ip), ("login-user", username.lower())):
         return await _sign_in(request, rt, session, form, username, ip, next_path)
 

@@ -134,7 +134,7 @@ async def verify_submit(
     request: Request, rt: Runtime, session: OpenSession, form: dict[str, str]
 ) -> Response:
     typed = form.get("user_code", "")[:64]
-    ip = client_ip(request) or "-"
+    ip = rt.limit_subject(client_ip(request))
     keys = [("code", *_limit_key(scope, session, ip)) for scope in rt.code_entry_limits]
     async with rt.limiter.serialized(*keys):
         outcome = await _enter_code(request, rt, session, typed, ip)
