@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.test_security_configuration import config_check
+from tests.support.processes import config_check
 from tests.support.servers import STRONG_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]

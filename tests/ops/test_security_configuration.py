@@ -5,31 +5,15 @@ that log statement parameters at debug."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from devicelink.cli import main
 from devicelink.runtime.logging import configure_logging
-from tests.support.processes import clean_env, free_port, run_devicelink
+from tests.support.processes import clean_env, config_check, free_port, run_devicelink
 from tests.support.servers import STRONG_SECRET
 
 PRODUCTION = {"DEVICELINK_PUBLIC_URL": "https://login.example.com"}
-
-
-def config_check(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
-    """``devicelink config check ARGS`` in this process, with exactly ``env``'s settings."""
-    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("DEVICELINK_")}
-    overrides.update({k: v for k, v in env.items() if k.startswith("DEVICELINK_")})
-    previous = Path.cwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, ["config", "check", *args], env=overrides)
-    finally:
-        os.chdir(previous)
-    return result.exit_code, result.stdout + result.stderr
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
+from click.testing import CliRunner
+
 DEVICELINK = Path(sys.executable).with_name("devicelink")
 SERVER_PACKAGES = (
     "fastapi", "starlette", "sqlalchemy", "alembic", "asyncpg", "aiosqlite",
@@ -88,3 +90,19 @@ def run_without_server_packages(
 def one_time_passwords(output: str) -> list[str]:
     """The passwords ``serve`` printed for a first local account it created."""
     return re.findall(r"^\s*password: (\S+)\s*$", output, flags=re.MULTILINE)
+
+
+def config_check(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
+    """``devicelink config check ARGS`` in this process (it starts nothing), with
+    exactly ``env``'s settings, run from ``cwd``."""
+    from devicelink.cli import main
+
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("DEVICELINK_")}
+    overrides.update({k: v for k, v in env.items() if k.startswith("DEVICELINK_")})
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, ["config", "check", *args], env=overrides)
+    finally:
+        os.chdir(previous)
+    return result.exit_code, result.stdout + result.stderr
