@@ -79,7 +79,7 @@ async def test_a_claim_deletes_when_it_commits_and_restores_when_it_rolls_back(
 
     async def claim_then_fail() -> None:
         async with store.transaction() as tx:
-            claimed = await tx.issuer_revocations.claim(queued)
+            claimed = await tx.issuer_revocations.claim(queued, now=T0)
             assert claimed is not None
             assert claimed.key.external_id == "hk1"
             raise Boom  # the issuer failed: the revocation stays pending
@@ -88,12 +88,36 @@ async def test_a_claim_deletes_when_it_commits_and_restores_when_it_rolls_back(
         await claim_then_fail()
     async with store.transaction() as tx:
         assert await tx.issuer_revocations.count() == 1
-        assert await tx.issuer_revocations.claim(queued) is not None
+        assert await tx.issuer_revocations.claim(queued, now=T0) is not None
     async with store.transaction() as tx:
         # Delivered: gone, never claimed again.
-        assert await tx.issuer_revocations.claim(queued) is None
+        assert await tx.issuer_revocations.claim(queued, now=T0) is None
         assert await tx.issuer_revocations.count() == 0
-        assert await tx.issuer_revocations.claim(987_654) is None
+        assert await tx.issuer_revocations.claim(987_654, now=T0) is None
+
+
+async def test_a_revocation_postponed_since_it_was_listed_is_not_claimed_before_its_retry(
+    store: SqlStore,
+) -> None:
+    """Two processes drain: one lists the revocation, the other fails to deliver it and
+    postpones it. The first must not call the issuer again at once."""
+    user = await seed(store)
+    key = await stored_key(store, user, "a", "hk1")
+    async with store.transaction() as tx:
+        queued = await tx.issuer_revocations.add(key.id, now=T0)
+    assert queued is not None
+    async with store.transaction() as tx:
+        (listed,) = await tx.issuer_revocations.due(now=T0, limit=5)
+    async with store.transaction() as tx:
+        assert await tx.issuer_revocations.postpone(
+            listed.id, until=T0 + timedelta(seconds=10), error="E"
+        )
+    async with store.transaction() as tx:
+        assert await tx.issuer_revocations.claim(listed.id, now=T0) is None
+    async with store.transaction() as tx:
+        claimed = await tx.issuer_revocations.claim(listed.id, now=T0 + timedelta(seconds=10))
+    assert claimed is not None
+    assert claimed.attempts == 1
 
 
 async def test_a_claim_held_by_another_transaction_is_skipped(store: SqlStore) -> None:
@@ -110,7 +134,7 @@ async def test_a_claim_held_by_another_transaction_is_skipped(store: SqlStore) -
 
     async def first() -> bool:
         async with store.transaction() as tx:
-            got = await tx.issuer_revocations.claim(queued) is not None
+            got = await tx.issuer_revocations.claim(queued, now=T0) is not None
             held.set()
             await release.wait()
         return got
@@ -120,7 +144,7 @@ async def test_a_claim_held_by_another_transaction_is_skipped(store: SqlStore) -
         if store.engine.dialect.name == "sqlite":
             release.set()
         async with store.transaction() as tx:
-            got = await tx.issuer_revocations.claim(queued) is not None
+            got = await tx.issuer_revocations.claim(queued, now=T0) is not None
         release.set()
         return got
 

@@ -24,7 +24,8 @@ from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import parse_scope
 from devicelink.core.models import Client
 from devicelink.idp.local import hash_password
-from devicelink.runtime.settings import FIRST_PASSWORD_MARKER, ConfigurationError
+from devicelink.runtime.checks import FIRST_PASSWORD_MARKER
+from devicelink.runtime.settings import ConfigurationError
 from devicelink.service.admin import AdminService, NotFound
 from devicelink.service.clock import utc_now
 from devicelink.storage import SqlStore

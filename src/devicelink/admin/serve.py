@@ -23,8 +23,9 @@ from devicelink.admin.common import (
     settings_options,
 )
 from devicelink.idp.local import hash_password
+from devicelink.runtime.checks import FIRST_PASSWORD_MARKER
 from devicelink.runtime.metrics import MULTIPROCESS_ENV
-from devicelink.runtime.settings import FIRST_PASSWORD_MARKER, ConfigurationError, Settings
+from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.service.clock import utc_now
 from devicelink.storage import SqlStore, upgrade_database
 from devicelink.storage.migrate import SchemaOutOfDate, check_schema_at

@@ -199,10 +199,11 @@ class IssuerRevocationRepository(Protocol):
         """At most ``limit`` pending revocations due at ``now``, the longest due first."""
         ...
 
-    async def claim(self, revocation_id: int) -> PendingRevocation | None:
+    async def claim(self, revocation_id: int, *, now: datetime) -> PendingRevocation | None:
         """Take the pending revocation for this transaction: deleted when it commits,
-        back in place when it rolls back. None when there is none, or when another
-        transaction holds it (never waited for)."""
+        back in place when it rolls back. None when there is none, when it is not due
+        at ``now`` (another process failed it since it was listed: its retry waits), or
+        when another transaction holds it (never waited for)."""
         ...
 
     async def postpone(self, revocation_id: int, *, until: datetime, error: str) -> bool:

@@ -9,43 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from devicelink.runtime.checks import (
+    flow_problems,
+    is_loopback_url,
+    operations_problems,
+    public_url_problems,
+)
 from devicelink.runtime.embedding import database_problems, sign_in_problems
 from devicelink.runtime.secret_file import load_or_create_secret
 
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name
 DATABASE_FILE = "devicelink.db"
-FIRST_PASSWORD_MARKER = "admin-password-unchanged"  # noqa: S105 - a file name
-"""Next to the embedded database while the first account keeps its printed password."""
-_DEFAULT_PASSWORDS = {  # a deny list, not credentials
-    "postgres",
-    "password",
-    "changeme",
-    "change-me",
-    "secret",
-    "admin",
-    "devicelink",
-    "redis",
-    "keycloak",
-    "root",
-    "test",
-    "example",
-    "123456",
-    "12345678",
-}
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_WEAK_SECRETS = {  # a deny list, not credentials
-    "changeme",
-    "change-me",
-    "secret",
-    "password",
-    "devicelink",
-    "development",
-}
 
 
 class ConfigurationError(Exception):
@@ -294,14 +272,14 @@ class Settings(BaseSettings):
         """Refuse an unsafe configuration outside development (DESIGN.md, Settings);
         ``workers`` is the number of processes ``serve`` is about to start;
         ``resolves_users``: embedded, the host signs its users in (``resolve_user``)."""
-        problems = self._public_url_problems()
+        problems = public_url_problems(self)
         secret = self.secret_key.get_secret_value() if self.secret_key else ""
         if 0 < len(secret) < 32 and "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
             problems.append("DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters")
         problems.extend(sign_in_problems(self, resolves_users=resolves_users))
         problems.extend(database_problems(self))
-        problems.extend(self._flow_problems())
-        problems.extend(self._operations_problems())
+        problems.extend(flow_problems(self))
+        problems.extend(operations_problems(self))
         unshared = self.unshared_limits(workers)
         if unshared and not self.is_development():
             problems.append(unshared)
@@ -318,115 +296,6 @@ class Settings(BaseSettings):
             f"limits on its own, so every limit is {workers} times what it says; set "
             "DEVICELINK_REDIS_URL so that the workers share their counters"
         )
-
-    def _public_url_problems(self) -> list[str]:
-        """The URL users open; outside development, also what must be secret there."""
-        if not self.public_url:
-            return ["DEVICELINK_PUBLIC_URL is not set (the URL users open)"]
-        parts = urlsplit(self.public_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return ["DEVICELINK_PUBLIC_URL must be an absolute http(s) URL"]
-        if parts.query or parts.fragment:
-            return ["DEVICELINK_PUBLIC_URL must not carry a query or fragment"]
-        if self.is_development():
-            return []
-        problems: list[str] = []
-        if parts.scheme != "https":
-            problems.append(
-                "DEVICELINK_PUBLIC_URL must be https:// outside development "
-                "(codes and keys cross it)"
-            )
-        if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme != "https":
-            problems.append(
-                "DEVICELINK_OIDC_ISSUER must be https:// outside development (its keys "
-                "sign the identities devicelink trusts)"
-            )
-        secret = self.secret_key.get_secret_value() if self.secret_key else ""
-        if not secret:
-            problems.append(
-                "DEVICELINK_SECRET_KEY is not set; generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-            )
-        elif is_weak_secret(secret):
-            problems.append(
-                "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters "
-                "(`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-            )
-        problems.extend(self._default_password_problems())
-        return problems
-
-    def _flow_problems(self) -> list[str]:
-        """Timings and retentions of the device flow and the purge."""
-        problems: list[str] = []
-        if not 1 <= self.interval <= self.max_interval:
-            problems.append("DEVICELINK_INTERVAL must be between 1 and DEVICELINK_MAX_INTERVAL")
-        if not 60 <= self.code_lifetime <= 86_400:
-            problems.append("DEVICELINK_CODE_LIFETIME must be between 60 and 86400 seconds")
-        if self.key_lifetime < 0:
-            problems.append("DEVICELINK_KEY_LIFETIME must be 0 (never expire) or positive")
-        if self.purge_interval < 0:
-            problems.append("DEVICELINK_PURGE_INTERVAL must be 0 (no periodic purge) or positive")
-        problems.extend(
-            f"DEVICELINK_{name.upper()} must not be negative"
-            for name in ("code_retention", "key_retention", "audit_retention")
-            if getattr(self, name) < 0
-        )
-        if not 1 <= self.purge_batch_size <= 10_000:
-            problems.append("DEVICELINK_PURGE_BATCH_SIZE must be between 1 and 10000")
-        return problems
-
-    def _default_password_problems(self) -> list[str]:
-        """Well-known default passwords left on (outside development).
-
-        Two kinds are recognisable without storing anything new: a placeholder password
-        in a connection URL or as the upstream client secret, and the local account
-        ``admin`` that ``serve`` created on its first start (in development), whose
-        one-time password was printed on the terminal and is still unchanged (the marker
-        file next to the embedded database says so until ``users passwd admin``)."""
-        problems: list[str] = []
-        for setting, url in (
-            ("DEVICELINK_DATABASE_URL", self.database_url),
-            ("DEVICELINK_REDIS_URL", self.redis_url),
-        ):
-            password = url_password(url)
-            if password is not None and password.lower() in _DEFAULT_PASSWORDS:
-                problems.append(
-                    f"{setting} carries a well-known default password: give that account "
-                    "a strong password and put it in the URL"
-                )
-        client_secret = (
-            self.oidc_client_secret.get_secret_value() if self.oidc_client_secret else ""
-        )
-        if client_secret and client_secret.lower() in _DEFAULT_PASSWORDS:
-            problems.append(
-                "DEVICELINK_OIDC_CLIENT_SECRET is a placeholder: copy the client secret the "
-                "provider generated (Keycloak: Clients > your client > Credentials)"
-            )
-        if self.embedded and (self.data_dir / FIRST_PASSWORD_MARKER).exists():
-            problems.append(
-                "the local account 'admin' still has the one-time password printed when it "
-                "was created: change it with `devicelink users passwd admin` (or disable it "
-                "with `devicelink users disable admin`)"
-            )
-        return problems
-
-    def _operations_problems(self) -> list[str]:
-        problems: list[str] = []
-        if self.log_format is not None and self.log_format.lower() not in ("json", "console"):
-            problems.append("DEVICELINK_LOG_FORMAT must be json or console")
-        if self.log_level.lower() not in _LOG_LEVELS:
-            problems.append("DEVICELINK_LOG_LEVEL must be one of " + ", ".join(_LOG_LEVELS))
-        try:
-            self.trusted_proxy_list()
-        except ValueError as exc:
-            problems.append(f"DEVICELINK_TRUSTED_PROXIES: {exc}")
-        if self.graceful_timeout < 0:
-            problems.append("DEVICELINK_GRACEFUL_TIMEOUT must not be negative")
-        if not 0 <= self.shutdown_delay <= 600:
-            problems.append("DEVICELINK_SHUTDOWN_DELAY must be between 0 and 600 seconds")
-        if self.templates_dir is not None and not self.templates_dir.is_dir():
-            problems.append(f"DEVICELINK_TEMPLATES_DIR: {self.templates_dir} is not a directory")
-        return problems
 
     def trusted_proxy_list(self) -> list[str]:
         """The trusted proxies as uvicorn's ``forwarded_allow_ips`` (empty: trust none).
@@ -459,37 +328,3 @@ class Settings(BaseSettings):
         if len(secret) < 32:
             raise ConfigurationError(f"{kept} holds a secret shorter than 32 bytes")
         return secret
-
-
-def is_weak_secret(secret: str) -> bool:
-    """Shorter than 32 characters, a known placeholder, a short pattern repeated, or
-    fewer than 6 distinct characters."""
-    if len(secret) < 32 or secret.lower() in _WEAK_SECRETS:
-        return True
-    if len(set(secret)) < 6:
-        return True
-    return any(
-        len(secret) % size == 0 and secret == secret[:size] * (len(secret) // size)
-        for size in range(1, 17)
-    )
-
-
-def url_password(url: str | None) -> str | None:
-    """The password in a connection URL, decoded, or None."""
-    if not url:
-        return None
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(password) if password is not None else None
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -101,7 +101,7 @@ class IssuerRevocations:
         username: str | None = None
         try:
             async with self._store.transaction() as tx:
-                pending = await tx.issuer_revocations.claim(revocation_id)
+                pending = await tx.issuer_revocations.claim(revocation_id, now=now)
                 if pending is None:
                     return False  # delivered already, or being delivered elsewhere
                 await self._issuer.revoke(tx, key=pending.key, now=now)

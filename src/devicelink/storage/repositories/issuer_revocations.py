@@ -67,9 +67,11 @@ class SqlIssuerRevocationRepository(Repository):
             _pending_from_row,
         )
 
-    async def claim(self, revocation_id: int) -> PendingRevocation | None:
+    async def claim(self, revocation_id: int, *, now: datetime) -> PendingRevocation | None:
         pending = await self._first(
-            _PENDING.where(_r.c.id == revocation_id).with_for_update(of=_r, skip_locked=True),
+            _PENDING.where(_r.c.id == revocation_id, _r.c.next_attempt_at <= now).with_for_update(
+                of=_r, skip_locked=True
+            ),
             _pending_from_row,
         )
         if pending is None:
