@@ -36,7 +36,7 @@ def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def issue_key_for(username: str, data_dir: Path) -> str:
+def issue_key_for(username: str, data_dir: Path, user_agent: str = "test") -> str:
     """A complete device flow through the service, on the CLI's database."""
     settings = Settings(data_dir=data_dir)
 
@@ -64,7 +64,7 @@ def issue_key_for(username: str, data_dir: Path) -> str:
                 ClientCredentials("devicelink-cli"),
                 scope=None,
                 request_ip="192.0.2.1",
-                user_agent="test",
+                user_agent=user_agent,
             )
             await flows.approve(started.user_code, user_id=user.id)
             grant = await flows.poll(ClientCredentials("devicelink-cli"), started.device_code)
@@ -140,3 +140,39 @@ def test_since_accepts_relative_durations(text: str, expected: timedelta) -> Non
 def test_since_accepts_iso_dates_as_utc() -> None:
     now = datetime(2026, 11, 29, 12, tzinfo=UTC)
     assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+FORGED = "x\x1b[2K\x9b1A\n3  bob  devicelink-cli  spare  2026-12-04  -  never  active"
+
+
+def test_a_device_cannot_forge_rows_of_keys_list(data_dir: Path) -> None:
+    """Issue 13, finding 2: what a device reports of itself (here its User-Agent, part of
+    the key's name) reaches the operator's terminal escaped, on one row."""
+    code, output = run("users", "add", "bob", "--password-stdin", stdin="a good password\n")
+    assert code == 0, output
+    issue_key_for("bob", data_dir, user_agent=FORGED)
+    code, output = run("keys", "list")
+    assert code == 0, output
+    assert len(output.splitlines()) == 2  # the header and the one key
+    assert "\x1b" not in output
+    assert "\x9b" not in output
+    assert "x\\x1b[2K\\x9b1A\\n3  bob" in output
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("Bob", "already exists"),
+        ("\uff42\uff4f\uff42", "NFKC form"),  # full-width "bob"
+        ("bob\u200b", "printable"),
+        ("new\nline", "printable"),
+    ],
+)
+def test_users_add_refuses_a_name_that_passes_for_another(
+    data_dir: Path, name: str, why: str
+) -> None:
+    code, output = run("users", "add", "bob", "--password-stdin", stdin="a good password\n")
+    assert code == 0, output
+    code, output = run("users", "add", name, "--password-stdin", stdin="a good password\n")
+    assert code == 2
+    assert why in output

@@ -213,6 +213,9 @@ ENDPOINTS = Endpoints(
         pytest.param(ENDPOINTS, [ok({})], 1, id="known-endpoints"),
         pytest.param(SERVER, [ok({})], 2, id="discovers-first"),
         pytest.param(ENDPOINTS, [busy(503, "2"), httpx.Response(200)], 2, id="retries-503"),
+        # A server that refuses instead of answering 200 for an invalid key: gone as well.
+        pytest.param(ENDPOINTS, [oauth("invalid_token", 401)], 1, id="already-invalid-401"),
+        pytest.param(ENDPOINTS, [oauth("invalid_token")], 1, id="already-invalid-400"),
     ],
 )
 def test_revocation_posts_the_token(
@@ -252,6 +255,12 @@ def test_revocation_posts_the_token(
             {"revoke": [oauth("invalid_client", 401)]}, errors.ClientIdRefused, id="invalid_client"
         ),
         pytest.param({"revoke": [LOST]}, errors.ServerUnreachable, id="unreachable"),
+        pytest.param(
+            {"revoke": [oauth("unauthorized_client")]},
+            errors.ServerRejected,
+            id="unauthorized_client",
+        ),
+        pytest.param({"revoke": [html(502)] * 4}, errors.ServerUnreachable, id="502"),
     ],
 )
 def test_revocation_failures_are_typed(

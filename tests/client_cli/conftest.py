@@ -51,10 +51,13 @@ ENVIRONMENT = (
 class FakeServer:
     """RFC 8414 metadata, device authorization, token polling, RFC 7009 revocation and
     ``/api/me``, scripted. ``token_answers`` are answered in turn: an OAuth error code, or
-    ``"granted"`` (a new key). ``down`` makes every request fail to connect."""
+    ``"granted"`` (a new key). ``revoke_answers`` too: ``"unavailable"`` (503) or an OAuth
+    error code (400); once they run out, revocation works. ``down`` makes every request
+    fail to connect."""
 
     issuer: str = SERVER
     token_answers: list[str] = field(default_factory=lambda: ["authorization_pending", "granted"])
+    revoke_answers: list[str] = field(default_factory=list)
     authorize_error: str | None = None
     username: str = "alice"
     down: bool = False
@@ -113,9 +116,7 @@ class FakeServer:
                 },
             )
         if path == "/oauth/revoke":
-            self.revoked.append(form)
-            self.keys.discard(form.get("token", ""))
-            return httpx.Response(200, json={})
+            return self.revoke(form)
         if path == "/api/me":
             key = request.headers.get("authorization", "").removeprefix("Bearer ")
             if key not in self.keys:
@@ -131,6 +132,16 @@ class FakeServer:
                 },
             )
         return httpx.Response(404, json={"error": "not_found"})
+
+    def revoke(self, form: dict[str, str]) -> httpx.Response:
+        answer = self.revoke_answers.pop(0) if self.revoke_answers else "ok"
+        if answer == "unavailable":
+            return httpx.Response(503, text="Service Unavailable")
+        if answer != "ok":
+            return self.error(answer)
+        self.revoked.append(form)
+        self.keys.discard(form.get("token", ""))
+        return httpx.Response(200, json={})
 
     def metadata(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from devicelink.client import (
 from devicelink.client.api import resolve_server, scope_covers
 from tests.support.processes import clean_env, run_without_server_packages
 
-from .conftest import EXPIRES_AT, SERVER, USER_CODE, Cli, FakeServer, Sleeps, json_lines
+from .conftest import EXPIRES_AT, NOW, SERVER, USER_CODE, Cli, FakeServer, Sleeps, json_lines
 
 
 def file_store(tmp_path: Path, service: str = "devicelink") -> CredentialStore:
@@ -99,7 +99,45 @@ def test_login_opens_the_browser_after_showing_the_code(
     assert events == [f"code {USER_CODE}"] + ([f"browser {link}"] if opens else [])
 
 
-def test_logout_reports_a_revocation_that_did_not_happen(
+@pytest.mark.defect(10)
+def test_logout_keeps_a_key_it_could_not_revoke_and_revoke_pending_revokes_it(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    store = file_store(tmp_path)
+    credential = client.login(
+        SERVER,
+        store=store,
+        open_browser=False,
+        on_code=lambda authorization: None,
+        transport=fake_server.transport(),
+        sleep=Sleeps(),
+    )
+    fake_server.down = True
+    result = client.logout(
+        SERVER, store=store, transport=fake_server.transport(), sleep=Sleeps(), now=NOW
+    )
+    assert result.had_credential
+    assert not result.revoked
+    assert not result.removed  # kept, marked to be revoked: the key still works
+    assert isinstance(result.error, client.ServerUnreachable)
+    assert [key.access_token for key in result.pending] == [credential.access_token]
+    assert result.pending[0].revocation_pending_since == NOW
+    assert store.get(SERVER) is None  # never handed out again
+    assert store.pending_revocation(SERVER) == list(result.pending)
+    with pytest.raises(KeyRefused, match="not logged in"):
+        client.whoami(SERVER, store=store, transport=fake_server.transport())
+
+    fake_server.down = False
+    (revocation,) = client.revoke_pending(SERVER, store=store, transport=fake_server.transport())
+    assert revocation.gone
+    assert revocation.error is None
+    assert fake_server.revoked[-1]["token"] == credential.access_token
+    assert store.pending_revocation(SERVER) == []
+    assert client.revoke_pending(SERVER, store=store, transport=fake_server.transport()) == []
+
+
+@pytest.mark.defect(10)
+def test_logout_force_forgets_a_key_it_could_not_revoke(
     fake_server: FakeServer, tmp_path: Path
 ) -> None:
     store = file_store(tmp_path)
@@ -112,12 +150,14 @@ def test_logout_reports_a_revocation_that_did_not_happen(
         sleep=Sleeps(),
     )
     fake_server.down = True
-    result = client.logout(SERVER, store=store, transport=fake_server.transport(), sleep=Sleeps())
-    assert result.had_credential
-    assert result.removed
-    assert not result.revoked
-    assert isinstance(result.error, client.ServerUnreachable)
+    result = client.logout(
+        SERVER, store=store, force=True, transport=fake_server.transport(), sleep=Sleeps()
+    )
+    assert (result.revoked, result.removed, result.forced) == (False, True, True)
+    assert result.pending == ()
+    assert result.expires_at == EXPIRES_AT  # until when it may still work
     assert store.get(SERVER) is None
+    assert store.pending_revocation(SERVER) == []
 
 
 def test_resolve_server_precedence(tmp_path: Path) -> None:

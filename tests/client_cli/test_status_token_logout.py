@@ -11,7 +11,7 @@ import pytest
 from devicelink.cli import main
 from devicelink.client import ExitCode
 
-from .conftest import EXPIRES_AT, SERVER, Cli, json_lines
+from .conftest import EXPIRES_AT, NOW, SERVER, Cli, json_lines
 
 STATUS_KEYS = {"server", "user", "expires_at", "scope", "client_id", "stored_in", "logged_in"}
 PAST = datetime(2020, 1, 1, tzinfo=UTC)
@@ -150,15 +150,26 @@ def test_logout_revokes_on_the_server_then_forgets(cli: Cli) -> None:
 
 
 @pytest.mark.defect(10)
-def test_logout_when_the_server_is_unreachable_forgets_and_says_not_revoked(cli: Cli) -> None:
+def test_logout_when_the_server_is_unreachable_keeps_the_key_marked_and_says_not_revoked(
+    cli: Cli,
+) -> None:
     cli.save("dlk_stored_check")
     cli.server.down = True
     result = cli(main, "logout")
     assert result.exit_code == ExitCode.NOT_REVOKED
     assert result.exit_code == 8
-    assert "could not revoke it on the server" in result.stderr
-    assert "keeps working until it expires (2030-01-01 12:00 UTC" in result.stderr
-    assert cli.store().get(SERVER) is None
+    stderr = " ".join(result.stderr.split())
+    assert f"The key for {SERVER} was not revoked: the server could not be reached" in stderr
+    assert "It is still valid until 2030-01-01 12:00 UTC" in stderr
+    assert "marked to be revoked, and is no longer used" in stderr
+    assert "the next devicelink logout, or the next command that reaches the server" in stderr
+    assert f"sign in at {SERVER}/devices and revoke it there" in stderr
+    assert "devicelink logout --force forgets it here anyway" in stderr
+    assert "dlk_stored_check" not in result.output
+    assert cli.store().get(SERVER) is None  # never used again...
+    (marked,) = cli.store().pending_revocation(SERVER)  # ...but not lost
+    assert marked.access_token == "dlk_stored_check"
+    assert marked.revocation_pending_since == NOW
     assert len(cli.sleeps.waited) == 3  # retried with backoff, without waiting for real
 
 
@@ -172,11 +183,31 @@ def test_logout_json_shapes(cli: Cli) -> None:
     failed = cli(main, "logout", "--json")
     assert failed.exit_code == 8
     (document,) = json_lines(failed.stdout)
-    assert document["error"] == "not_revoked"
-    assert document["reason"] == "server_unreachable"
-    assert document["revoked"] is False
-    assert document["removed"] is True
+    assert document == {
+        "error": "not_revoked",
+        "message": document["message"],
+        "server": SERVER,
+        "reason": "server_unreachable",
+        "revoked": False,
+        "removed": False,
+        "revocation_pending": True,
+        "devices_page": f"{SERVER}/devices",
+    }
     assert failed.stderr == ""
+
+    forced = cli(main, "logout", "--json", "--force")
+    assert forced.exit_code == 8
+    (document,) = json_lines(forced.stdout)
+    assert (document["revoked"], document["removed"], document["revocation_pending"]) == (
+        False,
+        True,
+        False,
+    )
+
+    cli.server.down = False
+    assert json_lines(cli(main, "logout", "--json", "--server", SERVER).stdout) == [
+        {"server": SERVER, "revoked": False, "removed": False}
+    ]
 
 
 def test_logout_when_not_logged_in_has_nothing_to_do(cli: Cli) -> None:

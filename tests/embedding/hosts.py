@@ -82,6 +82,7 @@ class Host:
                     confidential=True,
                     secret_hash=self.runtime.hasher.client_secret(secret),
                     created_at=self.clock(),
+                    resource_server=True,
                 )
             )
         return httpx.BasicAuth(client_id, secret)

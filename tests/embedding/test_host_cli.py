@@ -114,5 +114,5 @@ def test_the_confirm_page_names_the_host_cli(
         keyring.set_keyring(previous)
     assert result.exit_code == 0, result.output
     assert len(confirm_pages) == 1
-    assert f"{ACME} devicelink/" in confirm_pages[0]  # under "Device software"
+    assert f"{ACME} devicelink/" in confirm_pages[0]  # under "Device reports itself as"
     assert json.loads(result.stdout.splitlines()[-1])["user"] == "alice"

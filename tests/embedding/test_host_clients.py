@@ -65,9 +65,15 @@ async def test_the_code_is_the_source_of_truth_at_each_start(settings: Settings)
     assert second.created_at == first.created_at
 
 
-async def test_a_confidential_client_from_code_introspects(settings: Settings) -> None:
-    resource = ClientSpec("billing-api", name="Billing", client_secret=RESOURCE_SECRET)
-    async with running(host_app(embedded(settings), clients=[resource])) as host:
+@pytest.mark.rfc("7662", "4")
+async def test_a_resource_server_from_code_introspects_and_no_other_client(
+    settings: Settings,
+) -> None:
+    resource = ClientSpec(
+        "billing-api", name="Billing", client_secret=RESOURCE_SECRET, resource_server=True
+    )
+    ci_bot = ClientSpec("ci-bot", name="CI", client_secret=RESOURCE_SECRET)
+    async with running(host_app(embedded(settings), clients=[resource, ci_bot])) as host:
         key = await issue_key(host)
         anonymous = await host.http.post("/auth/oauth/introspect", data={"token": key})
         assert anonymous.status_code == 401
@@ -83,6 +89,16 @@ async def test_a_confidential_client_from_code_introspects(settings: Settings) -
             auth=httpx.BasicAuth("billing-api", RESOURCE_SECRET + "x"),
         )
         assert wrong.status_code == 401
+        not_marked = await host.http.post(
+            "/auth/oauth/introspect",
+            data={"token": key},
+            auth=httpx.BasicAuth("ci-bot", RESOURCE_SECRET),
+        )
+        assert not_marked.status_code == 403
+        assert not_marked.json()["error"] == "unauthorized_client"
+    unmarked = ClientSpec("billing-api", name="Billing", client_secret=RESOURCE_SECRET)
+    async with running(host_app(embedded(settings), clients=[unmarked])) as host:
+        assert (await host.client("billing-api")).resource_server is False  # the code decides
 
 
 async def test_a_spec_naming_the_default_client_wins(settings: Settings) -> None:
@@ -100,6 +116,7 @@ async def test_a_spec_naming_the_default_client_wins(settings: Settings) -> None
         ([ClientSpec("acme", scopes="read")], "not a string"),  # type: ignore[arg-type]
         ([ClientSpec("acme", key_lifetime=-1)], "key_lifetime"),
         ([ClientSpec("acme", client_secret="short")], "client_secret"),
+        ([ClientSpec("acme", resource_server=True)], "a resource server authenticates"),
         ([ClientSpec("acme"), ClientSpec("acme")], "registered twice"),
     ],
 )

@@ -146,7 +146,7 @@ def host(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ho
 
     operator("db", "upgrade")  # PostgreSQL: the operator migrates before starting
     operator("clients", "add", ACME_CLIENT_ID, "--name", "Acme CLI")
-    added = operator("clients", "add", "things-api", "--confidential")
+    added = operator("clients", "add", "things-api", "--confidential", "--resource-server")
     secret = re.search(r"client_secret: (\S+)", added)
     assert secret, added
     logs = workdir / "logs"

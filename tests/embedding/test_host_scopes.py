@@ -19,7 +19,12 @@ from tests.embedding.hosting import HOST, PUBLIC_URL, Host, embedded, host_app, 
 pytestmark = pytest.mark.anyio
 
 ACME = ClientSpec("acme-cli", name="Acme CLI", scopes=("api", "billing"))
-RESOURCE = ClientSpec("billing-api", name="Billing", client_secret="billing-api-secret-0123456789")
+RESOURCE = ClientSpec(
+    "billing-api",
+    name="Billing",
+    client_secret="billing-api-secret-0123456789",
+    resource_server=True,
+)
 
 
 def with_routes(app: FastAPI, verifier: IntrospectionVerifier | None = None) -> FastAPI:

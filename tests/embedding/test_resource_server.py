@@ -115,6 +115,7 @@ async def test_a_remote_resource_server_checks_keys_by_introspection(settings: S
                     confidential=True,
                     secret_hash=runtime.hasher.client_secret("things-secret"),
                     created_at=runtime.flows.now(),
+                    resource_server=True,
                 )
             )
         to_devicelink = httpx.AsyncClient(

@@ -35,7 +35,7 @@ from tests.faults.answers import (
 )
 from tests.faults.cluster import Cluster, Deployment, PrivatePostgres
 from tests.support.databases import pg_fetch
-from tests.support.http import approve, arun, poll, sign_in, start_flow, token_form
+from tests.support.http import approve, arun, csrf_of, poll, sign_in, start_flow, token_form
 from tests.support.servers import wait_until_answering
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -144,7 +144,15 @@ async def _probe_everything(outage: Outage, cookies: httpx.Cookies) -> None:
     await probe("healthz", "GET", "/healthz")
     await probe("verify page", "GET", "/oauth/device/verify", signed_in=True)
     await probe("devices page", "GET", "/devices", signed_in=True)
-    await probe("login page", "GET", "/login")
+    # A new visitor's sign-in page needs no database (nothing is stored for a visit);
+    # signing in does.
+    async with httpx.AsyncClient(base_url=outage.base_url, timeout=20) as visitor:
+        page = await observe("login page", visitor.get("/login"))
+        outage.during["login page"] = page
+        form = {"username": "nobody", "password": "a password", "csrf_token": ""}
+        if page.status == 200:
+            form["csrf_token"] = csrf_of(response_of(page))
+        outage.during["sign in"] = await observe("sign in", visitor.post("/login", data=form))
 
 
 async def _recover(outage: Outage, restarted: float) -> None:
@@ -302,7 +310,13 @@ def test_liveness_stays_true(outage: Outage) -> None:
     assert answer.status == 200, str(answer)
 
 
-@pytest.mark.parametrize("page", ["verify page", "devices page", "login page"])
+def test_a_new_visitor_still_gets_the_sign_in_form(outage: Outage) -> None:
+    answer = outage.during["login page"]
+    assert answer.status == 200, str(answer)
+    assert 'name="csrf_token"' in answer.text
+
+
+@pytest.mark.parametrize("page", ["verify page", "devices page", "sign in"])
 def test_pages_show_a_friendly_error(outage: Outage, page: str) -> None:
     answer = outage.during[page]
     response = response_of(answer)

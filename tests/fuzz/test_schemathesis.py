@@ -225,8 +225,11 @@ def database_for(backend: str, workdir: Path) -> Iterator[dict[str, str]]:
 
 
 def register_resource_server(env: dict[str, str], cwd: Path) -> tuple[str, str]:
-    """A confidential client, for introspection: its id and secret."""
-    done = run_devicelink("clients", "add", RESOURCE_CLIENT, "--confidential", env=env, cwd=cwd)
+    """A confidential client marked as a resource server, for introspection: its id and
+    secret."""
+    done = run_devicelink(
+        "clients", "add", RESOURCE_CLIENT, "--confidential", "--resource-server", env=env, cwd=cwd
+    )
     assert done.returncode == 0, done.stderr
     (secret,) = re.findall(r"^client_secret: (\S+)$", done.stdout, flags=re.MULTILINE)
     return RESOURCE_CLIENT, secret

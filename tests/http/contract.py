@@ -43,6 +43,7 @@ class RegisterClient(Protocol):
         secret: str | None = None,
         scopes: tuple[str, ...] = ("api",),
         key_lifetime: int | None = THIRTY_DAYS,
+        resource_server: bool = False,
     ) -> Client: ...
 
 
@@ -81,9 +82,11 @@ async def add_client(
     secret: str | None = None,
     scopes: tuple[str, ...] = ("api",),
     key_lifetime: int | None = THIRTY_DAYS,
+    resource_server: bool = False,
 ) -> Client:
-    """Register a client in ``srv``'s database (confidential when it has a ``secret``);
-    the ``register_client`` fixture of tests/http/conftest.py."""
+    """Register a client in ``srv``'s database (confidential when it has a ``secret``;
+    allowed to introspect when ``resource_server``); the ``register_client`` fixture of
+    tests/http/conftest.py."""
     client = Client(
         client_id=client_id,
         name=f"{client_id} (test)",
@@ -92,6 +95,7 @@ async def add_client(
         confidential=secret is not None,
         secret_hash=srv.runtime.hasher.client_secret(secret) if secret else None,
         created_at=srv.clock(),
+        resource_server=resource_server,
     )
     async with srv.runtime.store.transaction() as tx:
         await tx.clients.add(client)

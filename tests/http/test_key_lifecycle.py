@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import datetime
+from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
 from devicelink.core.models import AuditKind, User
+from devicelink.runtime.settings import Settings
 from devicelink.service.admin import AdminService
 from devicelink.service.device_flow import Actor
 from devicelink.service.keys import use_record_interval
-from tests.http.contract import add_client, basic, issue_key, me
+from tests.http.contract import add_client, assert_oauth_error, basic, issue_key, me
 from tests.support.app import Server
 from tests.support.http import assert_active_key
+from tests.support.processes import run_operator
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +26,14 @@ RESOURCE_SECRET = "resource-server-secret"
 
 
 async def add_resource_server(server: Server) -> dict[str, str]:
-    await add_client(server, "billing-api", secret=RESOURCE_SECRET, scopes=(), key_lifetime=None)
+    await add_client(
+        server,
+        "billing-api",
+        secret=RESOURCE_SECRET,
+        scopes=(),
+        key_lifetime=None,
+        resource_server=True,
+    )
     return basic("billing-api", RESOURCE_SECRET)
 
 
@@ -86,6 +98,66 @@ async def test_introspection_needs_a_confidential_clients_credentials(
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
     assert "WWW-Authenticate" in response.headers
+
+
+@pytest.mark.rfc("7662", "4")
+async def test_introspection_refuses_a_confidential_client_not_marked_a_resource_server(
+    server: Server,
+) -> None:
+    await add_client(server, "ci-bot", secret="ci-bot-secret-0123456789")
+    _, key = await signed_in_device(server)
+    response = await server.http.post(
+        "/oauth/introspect",
+        data={"token": key},
+        headers=basic("ci-bot", "ci-bot-secret-0123456789"),
+    )
+    body = assert_oauth_error(response, 403, "unauthorized_client")
+    assert set(body) == {"error", "error_description"}  # nothing about the key
+    assert "WWW-Authenticate" not in response.headers  # its credentials were right
+    wrong = await server.http.post(
+        "/oauth/introspect", data={"token": key}, headers=basic("ci-bot", "not-its-secret")
+    )
+    assert_oauth_error(wrong, 401, "invalid_client")  # authenticated first, then authorised
+
+
+@pytest.mark.rfc("7662", "4")
+async def test_an_operator_marks_a_resource_server_when_adding_it_or_later(
+    server: Server, settings: Settings, tmp_path: Path
+) -> None:
+    _, key = await signed_in_device(server)
+
+    async def operator(*args: str) -> CompletedProcess[str]:
+        return await run_operator(settings.effective_database_url(), tmp_path, *args)
+
+    async def introspect(client_id: str, secret: str) -> int:
+        response = await server.http.post(
+            "/oauth/introspect", data={"token": key}, headers=basic(client_id, secret)
+        )
+        return response.status_code
+
+    def secret_of(done: CompletedProcess[str]) -> str:
+        assert done.returncode == 0, done.stderr
+        printed: list[str] = re.findall(r"^client_secret: (\S+)$", done.stdout, flags=re.M)
+        (secret,) = printed
+        return secret
+
+    marked = secret_of(
+        await operator("clients", "add", "things", "--confidential", "--resource-server")
+    )
+    assert await introspect("things", marked) == 200
+    later = secret_of(await operator("clients", "add", "billing", "--confidential"))
+    assert await introspect("billing", later) == 403
+    assert (await operator("clients", "edit", "billing", "--resource-server")).returncode == 0
+    assert await introspect("billing", later) == 200
+    assert (await operator("clients", "edit", "billing", "--no-resource-server")).returncode == 0
+    assert await introspect("billing", later) == 403
+
+    public = await operator("clients", "add", "cli", "--resource-server")
+    assert public.returncode == 2
+    assert "--confidential" in public.stderr
+    unknown = await operator("clients", "edit", "nobody", "--resource-server")
+    assert unknown.returncode == 2
+    assert "no client 'nobody'" in unknown.stderr
 
 
 async def test_metadata_names_the_introspection_endpoint(server: Server) -> None:

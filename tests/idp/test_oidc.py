@@ -477,3 +477,38 @@ async def test_nothing_secret_is_logged(
     assert caplog.records
     for secret in (token, CLIENT_SECRET, "at-1", "code-1", NONCE, TRANSIENT["code_verifier"]):
         assert secret not in caplog.text
+
+
+@pytest.mark.slow
+async def test_outside_development_a_provider_with_http_endpoints_is_refused(
+    issuer: str, recorder: Recorder
+) -> None:
+    """Issue 13, finding 9: outside development the endpoints a discovery document names
+    must be https (the real provider here serves http on loopback); ``config check``
+    says which."""
+    strict = OidcAuthenticator(
+        issuer, CLIENT_ID, CLIENT_SECRET, http=recorder.http, require_https=True
+    )
+    with pytest.raises(LoginFailed, match="misconfigured"):
+        await strict.login_redirect(callback_url=CALLBACK)
+    problems = await strict.discovery_problems()
+    assert problems is not None
+    assert [problem.split()[2] for problem in problems] == [
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+    ]
+    assert all("must be https:// outside development" in problem for problem in problems)
+    lenient = OidcAuthenticator(issuer, CLIENT_ID, CLIENT_SECRET, http=recorder.http)
+    assert await lenient.discovery_problems() == []
+    assert (await lenient.login_redirect(callback_url=CALLBACK)).url.startswith(issuer)
+
+
+async def test_an_unreadable_discovery_document_is_no_verdict() -> None:
+    unreachable = f"https://127.0.0.1:{closed_port()}/realms/x"
+    auth = OidcAuthenticator(unreachable, CLIENT_ID, CLIENT_SECRET, require_https=True)
+    try:
+        assert await auth.discovery_problems() is None
+    finally:
+        await auth.aclose()

@@ -19,12 +19,13 @@ and a "Cancel" button that answers ``error=access_denied``); consent is automati
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
@@ -68,12 +69,15 @@ def start_oidc_provider(
     redirect_uri: str,
     *,
     id_token_claims: bool = False,
+    accounts: Mapping[str, Mapping[str, object]] | None = None,
     timeout: float = 30.0,
 ) -> Iterator[str]:
     """Run ``node provider.mjs`` on 127.0.0.1:``port`` (0: a free port) and yield its issuer.
 
     ``id_token_claims`` puts ``preferred_username`` and ``email`` in the ID token too; by
-    default they are only served by the userinfo endpoint. The process is stopped (and its
+    default they are only served by the userinfo endpoint. ``accounts`` adds users:
+    ``{account id: {"username": ..., "password": ..., "claims": {...}}}``, with whatever
+    claims a test needs (``sub`` is the account id). The process is stopped (and its
     log closed) when the block ends."""
     ensure_node_modules()
     node = shutil.which("node")
@@ -86,6 +90,7 @@ def start_oidc_provider(
         "OIDC_REDIRECT_URIS": redirect_uri,
         "OIDC_TEST_PASSWORD": TEST_PASSWORD,
         "OIDC_ID_TOKEN_CLAIMS": "1" if id_token_claims else "0",
+        "OIDC_EXTRA_ACCOUNTS": json.dumps(accounts or {}),
     }
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as log:
         process = subprocess.Popen(

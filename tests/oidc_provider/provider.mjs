@@ -8,6 +8,9 @@
 //                        empty -> public client (token_endpoint_auth_method "none")
 //   OIDC_REDIRECT_URIS   the client's redirect URIs, separated by spaces or commas
 //   OIDC_TEST_PASSWORD   the test user's password (default "alice-password")
+//   OIDC_EXTRA_ACCOUNTS  JSON {"<account id>": {"username", "password", "claims"}}: more
+//                        users, with the claims a test chooses (a provider that lets its
+//                        users pick their names and addresses)
 //   OIDC_ID_TOKEN_CLAIMS "1" puts the profile/email claims in the ID token as well; by
 //                        default (oidc-provider's conformIdTokenClaims) they are only at
 //                        the userinfo endpoint, and the ID token carries "sub" alone.
@@ -37,6 +40,7 @@ const ACCOUNTS = new Map([
       email_verified: true,
     },
   }],
+  ...Object.entries(JSON.parse(process.env.OIDC_EXTRA_ACCOUNTS || '{}')),
 ]);
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 0);

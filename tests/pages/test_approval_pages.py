@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.pages.pagetools import Browser, Confirming, Flow, Site, heading_of
@@ -56,6 +58,25 @@ async def test_defect_6_confirm_page_shows_who_asked_before_approval(
     assert 'value="approve"' in text
     assert 'value="deny"' in text
     assert await site.status_of(flow["user_code"]) == "pending"
+
+
+@pytest.mark.rfc("8628", "5.4")
+async def test_confirm_page_labels_the_user_agent_as_what_the_device_reports(
+    site: Site, browser: Browser
+) -> None:
+    await site.add_user()
+    flow = await site.start_flow(user_agent='Acme CLI <b>official</b> "verified"')
+    await browser.sign_in()
+    text = (await browser.enter_code(flow["user_code"])).text
+    fact = re.search(r"<dt>Device reports itself as</dt>\s*<dd>(.*?)</dd>", text, re.S)
+    assert fact is not None
+    # Shown as the device sent it, escaped (never markup of the page), and said to be
+    # unverified: anyone who starts a flow chooses what this line says.
+    shown = re.search(r'<span class="ua">([^<]*)</span>', fact.group(1))
+    assert shown is not None
+    assert shown.group(1) == "Acme CLI &lt;b&gt;official&lt;/b&gt; &#34;verified&#34;"
+    assert "not verified" in fact.group(1)
+    assert "<b>official</b>" not in text
 
 
 @pytest.mark.rfc("8628", "6.1")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 
 import pytest
+from pydantic import SecretStr
 
+from devicelink.runtime.checks import public_url_problems
+from devicelink.runtime.settings import ConfigurationError, Settings
+from tests.http.contract import assert_oauth_error
 from tests.pages.pagetools import Browser, Site
+from tests.support.app import PUBLIC_URL, TEST_SECRET, FakeClock, running
 from tests.support.http import csrf_of
 
 pytestmark = pytest.mark.anyio
@@ -70,3 +76,51 @@ async def test_unknown_paths_share_one_latency_series(site: Site) -> None:
     text = (await site.device.get("/metrics")).text
     assert "nowhere" not in text
     assert sample(text, "devicelink_request_duration_seconds_count", route="other") == 5
+
+
+METRICS_TOKEN = "metrics-token-" + "k3Y9" * 8
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", "Bearer wrong-token", f"Basic {METRICS_TOKEN}", f"Bearer {METRICS_TOKEN}x"],
+    ids=["none", "empty", "wrong", "other scheme", "longer"],
+)
+async def test_with_a_metrics_token_metrics_answer_only_its_bearer(
+    settings: Settings, clock: FakeClock, authorization: str | None
+) -> None:
+    guarded = settings.model_copy(update={"metrics_token": SecretStr(METRICS_TOKEN)})
+    async with running(guarded, clock) as server:
+        headers = {"Authorization": authorization} if authorization else {}
+        refused = await server.http.get("/metrics", headers=headers)
+        assert_oauth_error(refused, 401, "invalid_token")
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer ")
+        assert "devicelink_" not in refused.text
+        answered = await server.http.get(
+            "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+        assert answered.status_code == 200
+        assert "devicelink_flows_total" in answered.text
+
+
+async def test_without_a_metrics_token_metrics_stay_open(site: Site) -> None:
+    assert (await site.device.get("/metrics")).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["metrics", "short-token", "ab" * 20])
+def test_a_weak_metrics_token_is_refused_outside_development(token: str) -> None:
+    def refusals(metrics_token: str) -> list[str]:
+        settings = Settings(
+            public_url=PUBLIC_URL,
+            secret_key=SecretStr(TEST_SECRET),
+            metrics_token=SecretStr(metrics_token),
+        )
+        with pytest.raises(ConfigurationError) if metrics_token == token else nullcontext():
+            settings.check()
+        return [p for p in public_url_problems(settings) if "DEVICELINK_METRICS_TOKEN" in p]
+
+    assert refusals(token) == [
+        "DEVICELINK_METRICS_TOKEN is too weak: use 32 or more random characters "
+        "(`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+    ]
+    assert refusals(METRICS_TOKEN) == []

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from devicelink.http.pages.common import safe_next
 from devicelink.runtime.settings import Settings
+from devicelink.storage import SqlStore
+from devicelink.storage.tables import browser_sessions
 from tests.pages.pagetools import Browser, Confirming, Flow, Site, heading_of
 from tests.support.http import PASSWORD, csrf_of, decision
+from tests.support.processes import run_operator
 
 pytestmark = pytest.mark.anyio
 
@@ -97,6 +102,34 @@ async def test_sign_in_form_needs_its_csrf_token(site: Site, browser: Browser) -
 # --- sign-in and sessions --------------------------------------------------------------
 
 
+async def stored_sessions(site: Site) -> int:
+    store = site.runtime.store
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as connection:
+        count = await connection.execute(select(func.count()).select_from(browser_sessions))
+        return int(count.scalar_one())
+
+
+async def test_visits_of_the_sign_in_page_store_nothing(site: Site) -> None:
+    """Issue 13, finding 8: cookieless visits used to write a session row each, kept an
+    hour. The sign-in form's CSRF token now derives from the cookie's token alone; the
+    row is written when the form signs someone in."""
+    await site.add_user()
+    for index in range(50):
+        async with site.open_browser(f"198.18.1.{index + 1}") as visitor:
+            assert (await visitor.http.get("/login")).status_code == 200
+    assert await stored_sessions(site) == 0
+    async with site.open_browser() as browser:
+        first = await browser.http.get("/login")
+        again = await browser.http.get("/login")
+        assert "set-cookie" in first.headers
+        assert "set-cookie" not in again.headers  # the same anonymous token, kept
+        assert csrf_of(first) == csrf_of(again)
+        assert await stored_sessions(site) == 0
+        assert (await browser.sign_in()).status_code == 303
+    assert await stored_sessions(site) == 1
+
+
 async def test_wrong_password_is_refused_without_saying_which_part_was_wrong(
     site: Site, browser: Browser
 ) -> None:
@@ -142,6 +175,35 @@ async def test_sign_out_ends_the_session_on_the_server(site: Site, browser: Brow
         assert (await thief.http.get("/oauth/device/verify")).status_code == 303
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("users", "passwd", "alice", "--password-stdin"), ("users", "disable", "alice")],
+    ids=["passwd", "disable"],
+)
+async def test_a_password_change_or_disabling_signs_the_accounts_browsers_out(
+    site: Site, site_settings: Settings, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    await site.add_user("alice")
+    await site.add_user("bob")
+    async with site.open_browser() as alices, site.open_browser() as bobs:
+        await alices.sign_in("alice")
+        await bobs.sign_in("bob")
+        assert (await alices.http.get("/oauth/device/verify")).status_code == 200
+
+        done = await run_operator(
+            site_settings.effective_database_url(), tmp_path, *command, stdin="a new password\n"
+        )
+        assert done.returncode == 0, done.stderr
+
+        after = await alices.http.get("/oauth/device/verify")
+        assert after.status_code == 303  # asked to sign in again
+        assert after.headers["location"].startswith("/login")
+        assert (await bobs.http.get("/oauth/device/verify")).status_code == 200
+        if command[1] == "passwd":
+            assert (await alices.sign_in("alice", "a new password")).status_code == 303
+            assert (await alices.http.get("/oauth/device/verify")).status_code == 200
+
+
 # --- brute force (RFC 8628 section 5.1; DESIGN.md defect 7) ----------------------------
 
 
@@ -152,6 +214,7 @@ def site_settings(settings: Settings) -> Settings:
             "code_entry_limit_session": "3/15 minutes",
             "code_entry_limit_ip": "5/hour",
             "code_entry_limit_account": "7/hour",
+            "login_account_limit": "20/hour",
         }
     )
 
@@ -212,6 +275,40 @@ async def test_password_guessing_is_limited(site: Site, browser: Browser) -> Non
     limited = await browser.sign_in()  # even the right password
     assert limited.status_code == 429
     assert "Too many failed sign-ins" in limited.text
+    async with site.open_browser("192.0.2.50") as elsewhere:
+        assert (await elsewhere.sign_in()).status_code == 303
+
+
+async def _strangers_guess(site: Site, username: str, addresses: int) -> None:
+    """One wrong password for ``username`` from each of ``addresses`` addresses."""
+    for index in range(addresses):
+        async with site.open_browser(f"198.18.{index // 200}.{index % 200 + 1}") as stranger:
+            assert (await stranger.sign_in(username, "a wrong guess")).status_code in (400, 429)
+
+
+async def test_strangers_failures_elsewhere_never_lock_the_owner_out(site: Site) -> None:
+    """Issue 13, finding 4: failures for a username from many addresses, past both the
+    per-address limit (10) and the per-username one (20 here); the owner's right
+    password from an address with no failures still signs in."""
+    await site.add_user()
+    await _strangers_guess(site, "alice", 30)
+    async with site.open_browser("192.0.2.77") as owner:
+        assert (await owner.sign_in()).status_code == 303
+
+
+async def test_past_the_username_limit_an_address_that_failed_must_wait(site: Site) -> None:
+    """A guesser spread over many addresses: past ``DEVICELINK_LOGIN_ACCOUNT_LIMIT`` each
+    address that already failed for the username is refused, even the right password;
+    so the spread attack gets one guess per address."""
+    await site.add_user()
+    await _strangers_guess(site, "ALICE", 20)  # names count up to case
+    async with site.open_browser("198.18.0.1") as guesser:
+        refused = await guesser.sign_in()
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) > 0
+    async with site.open_browser("198.18.0.21") as fresh:
+        assert (await fresh.sign_in("alice", "another guess")).status_code == 400
+        assert (await fresh.sign_in()).status_code == 429
 
 
 # --- no open redirect ------------------------------------------------------------------

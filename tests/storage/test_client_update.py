@@ -35,6 +35,7 @@ async def test_update_replaces_what_the_code_decides_and_keeps_created_at(
         confidential=True,
         secret_hash=digest("secret"),
         created_at=datetime(2030, 1, 1, tzinfo=UTC),
+        resource_server=True,
     )
     async with store.transaction() as tx:
         assert await tx.clients.update(confidential) is True

@@ -59,6 +59,36 @@ async def test_browser_session_data_is_replaced_and_deletion_ends_it(store: SqlS
         assert await tx.browser_sessions.get(digest("s1"), now=T0) is None
 
 
+async def test_deleting_a_users_sessions_ends_every_one_of_them_and_no_other(
+    store: SqlStore,
+) -> None:
+    async with store.transaction() as tx:
+        alice = await tx.users.add("alice", None, T0)
+        bob = await tx.users.add("bob", None, T0)
+        for label, user_id, lifetime in (
+            ("alice-1", alice.id, 1),
+            ("alice-2", alice.id, 1),
+            ("alice-old", alice.id, -1),
+            ("bob", bob.id, 1),
+            ("anonymous", None, 1),
+        ):
+            await tx.browser_sessions.add(
+                digest(label),
+                user_id=user_id,
+                data={},
+                now=T0,
+                expires_at=T0 + timedelta(hours=lifetime),
+            )
+    async with store.transaction() as tx:
+        assert await tx.browser_sessions.delete_for_user(alice.id) == 3
+        assert await tx.browser_sessions.delete_for_user(alice.id) == 0
+    async with store.transaction() as tx:
+        assert await tx.browser_sessions.get(digest("alice-1"), now=T0) is None
+        assert await tx.browser_sessions.get(digest("alice-2"), now=T0) is None
+        assert await tx.browser_sessions.get(digest("bob"), now=T0) is not None
+        assert await tx.browser_sessions.get(digest("anonymous"), now=T0) is not None
+
+
 async def test_upstream_users_are_found_by_provider_and_subject(store: SqlStore) -> None:
     async with store.transaction() as tx:
         upstream = await tx.users.add(

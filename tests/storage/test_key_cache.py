@@ -10,7 +10,9 @@ through PostgreSQL NOTIFY for changes made elsewhere, directly for its own.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,7 @@ from devicelink.service.admin import AdminService
 from devicelink.service.clients import ClientCredentials
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
+from tests.support.databases import pg_fetch
 
 from .conftest import new_key
 
@@ -222,3 +225,26 @@ async def test_when_notifications_silently_stop_arriving_the_cache_stops_answeri
     assert await refused_within(processes.here, token, limit=3.0) < 3.0
     await until(lambda: processes.hot.cache.live)  # a new listening connection
     await warm(processes, other_token)
+
+
+async def test_stopping_while_the_listener_is_being_set_up_leaves_no_connection_open(
+    empty_postgres: str,
+) -> None:
+    """An application stopped right after it started (as tests and rolling restarts do)
+    closes the listener while it may still be connecting: the connection it was setting
+    up must be closed, not left for garbage collection to find open."""
+    for steps in range(0, 60, 2):
+        hot = await AsyncpgFastPath.connect(empty_postgres, max_size=1, key_cache_size=10)
+        for _ in range(steps):  # let the set-up reach a different step each time
+            await asyncio.sleep(0)
+        await hot.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    rows = await pg_fetch(
+        empty_postgres,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()",
+    )
+    assert rows[0][0] == 0

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from devicelink.storage import create_engine_for_url, upgrade_database
+from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.storage.migrate import alembic_config
 from devicelink.storage.tables import metadata
 from tests.support.databases import fresh_postgres_database
@@ -147,3 +148,45 @@ def test_concurrent_upgrades_on_postgres_migrate_once(empty_database: str) -> No
     schema = inspect_schema(empty_database)
     assert schema["diff"] == []
     assert schema["versions"] == [head_revision()]
+
+
+def test_accounts_whose_names_differ_only_by_case_keep_working_after_0008(
+    empty_database: str,
+) -> None:
+    """Before 0008 ``Admin`` and ``admin`` could both exist: both keep their accounts
+    (and so their keys); afterwards no account can take either name again."""
+    upgrade_database(empty_database, "0007")
+
+    async def seed_then_upgrade() -> list[str]:
+        engine = create_engine_for_url(empty_database, poolclass=NullPool)
+        try:
+            async with engine.begin() as connection:
+                for username in ("admin", "Admin", "bob"):
+                    await connection.execute(
+                        text(
+                            "INSERT INTO users (username, created_at, provider) "
+                            "VALUES (:name, CURRENT_TIMESTAMP, 'local')"
+                        ),
+                        {"name": username},
+                    )
+        finally:
+            await engine.dispose()
+        await asyncio.to_thread(upgrade_database, empty_database)
+        store = SqlStore(create_engine_for_url(empty_database, poolclass=NullPool))
+        try:
+            async with store.transaction() as tx:
+                found = [
+                    user.username
+                    for name in ("admin", "Admin", "ADMIN", "bob", "BOB")
+                    if (user := await tx.users.get_by_username(name)) is not None
+                ]
+            for taken in ("ADMIN", "Bob"):
+                with pytest.raises(ValueError, match="already exists"):
+                    async with store.transaction() as tx:
+                        await tx.users.add(taken, None, datetime.now(UTC))
+        finally:
+            await store.dispose()
+        return found
+
+    assert asyncio.run(seed_then_upgrade()) == ["admin", "Admin", "admin", "bob", "bob"]
+    assert inspect_schema(empty_database)["diff"] == []

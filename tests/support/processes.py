@@ -106,3 +106,24 @@ def config_check(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
     finally:
         os.chdir(previous)
     return result.exit_code, result.stdout + result.stderr
+
+
+async def run_operator(
+    database_url: str, cwd: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``devicelink ARGS`` as the operator runs it beside a test's server (a process of
+    its own, on that server's database, with its public URL and secret), awaited in a
+    worker thread so the server in the test's event loop keeps answering."""
+    import anyio
+
+    from tests.support.app import PUBLIC_URL, TEST_SECRET
+
+    env = clean_env(
+        DEVICELINK_DATABASE_URL=database_url,
+        DEVICELINK_PUBLIC_URL=PUBLIC_URL,
+        DEVICELINK_SECRET_KEY=TEST_SECRET,
+        DEVICELINK_AUTO_MIGRATE="false",
+    )
+    return await anyio.to_thread.run_sync(
+        lambda: run_devicelink(*args, env=env, cwd=cwd, stdin=stdin)
+    )

@@ -23,6 +23,7 @@ KIND_NAMES = {
     "user_code": "user code",
     "access_token": "API key",
     "session_token": "session token",
+    "upstream_secret": "upstream sign-in secret",
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")

@@ -1,15 +1,16 @@
-"""Secrets audit: after the whole test session, no device code, user code, API key or
-browser session token that the tests handled may be found in clear in the logs or in
-the databases (DESIGN.md: "Neither is stored in clear"; README: the logs hold "no
-secrets"). A pytest plugin, loaded by tests/conftest.py (``pytest_plugins``).
+"""Secrets audit: after the whole test session, no device code, user code, API key,
+browser session token or upstream sign-in secret (``state``, ``nonce``, PKCE verifier)
+that the tests handled may be found in clear in the logs or in the databases
+(DESIGN.md: "Neither is stored in clear"; README: the logs hold "no secrets"). A pytest
+plugin, loaded by tests/conftest.py (``pytest_plugins``).
 
 1. What is handed out is recorded, where it is born: the results of
-   ``DeviceFlowService.start`` (device and user code) and ``.poll`` (the key) and the
-   tokens of ``BrowserSessions.start``/``.sign_in``, for every app running in this
-   process; and, for servers running in other processes, the JSON answers and session
-   cookies httpx receives over a real connection (``network_stream`` in the response's
-   extensions, so respx mocks and in-process transports, whose codes are made up, are
-   left out).
+   ``DeviceFlowService.start`` (device and user code) and ``.poll`` (the key), the
+   tokens of ``BrowserSessions.start``/``.sign_in`` and the secrets of
+   ``OidcAuthenticator.login_redirect``, for every app running in this process; and,
+   for servers running in other processes, the JSON answers and session cookies httpx
+   receives over a real connection (``network_stream`` in the response's extensions,
+   so respx mocks and in-process transports, whose codes are made up, are left out).
 2. What could hold them is collected: every log record of the session (a handler on
    the root logger; devicelink's loggers are opened to DEBUG), the PostgreSQL session
    database of tests/conftest.py (a text snapshot of every table before each test
@@ -235,6 +236,18 @@ class SecretsAudit:
         self._patch(DeviceFlowService, "poll", _recording("access_token"))
         self._patch(BrowserSessions, "start", _recording(token="session_token"))
         self._patch(BrowserSessions, "sign_in", _recording(token="session_token"))
+        from devicelink.idp.oidc import OidcAuthenticator
+
+        def transient_of(original: Any) -> Any:
+            async def login_redirect(self: Any, *args: Any, **kwargs: Any) -> Any:
+                redirect = await original(self, *args, **kwargs)
+                for value in redirect.transient.values():  # state, nonce, PKCE verifier
+                    REGISTRY.add("upstream_secret", value)
+                return redirect
+
+            return login_redirect
+
+        self._patch(OidcAuthenticator, "login_redirect", transient_of)
 
     def _record_network_answers(self) -> None:
         import httpx

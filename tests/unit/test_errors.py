@@ -25,6 +25,7 @@ from devicelink.core.errors import (
     InvalidToken,
     KeyIssueFailed,
     MethodNotAllowed,
+    NotAResourceServer,
     NotFound,
     OAuthError,
     RateLimited,
@@ -67,6 +68,8 @@ ERROR_TABLE = [
     error(InvalidClient, "invalid_client", 401, RFC_6749_5_2),
     error(InvalidGrant, "invalid_grant", 400, RFC_6749_5_2),
     error(UnauthorizedClient, "unauthorized_client", 400, RFC_6749_5_2),
+    # authenticated, but not marked a resource server: may not introspect (403, no challenge)
+    pytest.param(NotAResourceServer, "unauthorized_client", 403, id="not a resource server"),
     error(UnsupportedGrantType, "unsupported_grant_type", 400, RFC_6749_5_2),
     error(InvalidScope, "invalid_scope", 400, RFC_6749_5_2),
     error(AuthorizationPending, "authorization_pending", 400, RFC_8628_3_5),
@@ -172,7 +175,7 @@ def test_only_challenges_and_throttling_errors_send_headers(
     cls: type[OAuthError], code: str, status: int
 ) -> None:
     headers = make(cls).headers
-    if status in (401, 403):  # 403: RFC 6750 section 3.1's insufficient_scope challenge
+    if status == 401 or cls is InsufficientScope:  # RFC 6750 section 3.1's 403 challenge
         assert set(headers) == {"WWW-Authenticate"}
     elif status in (429, 503):
         assert set(headers) == {"Retry-After"}

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import click
 
+from devicelink.core.names import terminal_safe
 from devicelink.runtime.embedding import database_problems
 from devicelink.runtime.settings import DATABASE_FILE, Settings
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
@@ -125,6 +126,9 @@ def when(moment: datetime | None) -> str:
 
 
 def print_table(rows: list[list[str]]) -> None:
+    """Rows in aligned columns; what a terminal would obey (a newline, an escape
+    sequence) in a name or any other cell is shown escaped, so no value forges a row."""
+    rows = [[terminal_safe(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo(

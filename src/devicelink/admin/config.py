@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ import click
 from pydantic import SecretStr, ValidationError
 
 from devicelink.admin.common import settings_options
+from devicelink.idp.oidc import OidcAuthenticator
 from devicelink.runtime.settings import SECRET_FILE, ConfigurationError, Settings
+from devicelink.runtime.wiring import oidc_authenticator
 
 MASK = "********"
 _URL_SETTINGS = ("database_url", "redis_url")
@@ -124,6 +127,23 @@ def config_check(host: str, port: int, data_dir: Path | None, workers: int) -> N
         public_url_note = " (not set: the listening address, as serve does)"
     if updates:
         settings = settings.model_copy(update=updates)
+    _print_settings(settings, public_url_note)
+    unshared = settings.unshared_limits(workers)
+    if unshared and settings.is_development():
+        click.echo(f"devicelink: warning: {unshared}", err=True)
+    try:
+        settings.check(workers=workers)
+    except ConfigurationError as exc:
+        click.echo("", err=True)
+        click.echo(f"devicelink: {exc}", err=True)
+        sys.exit(1)
+    upstream = asyncio.run(_upstream_problems(settings))
+    if upstream:
+        _refuse(upstream, "upstream sign-in would fail")
+    click.echo("\nconfiguration OK: devicelink serve would start with it")
+
+
+def _print_settings(settings: Settings, public_url_note: str) -> None:
     explicit = settings.model_fields_set
     width = max(len(name) for name in Settings.model_fields) + len("DEVICELINK_")
     for name in Settings.model_fields:
@@ -135,18 +155,28 @@ def config_check(host: str, port: int, data_dir: Path | None, workers: int) -> N
             note = " (default)"
         click.echo(f"{variable:<{width}}  {describe(settings, name)}{note}")
     click.echo(f"{'development':<{width}}  {'yes' if settings.is_development() else 'no'}")
-    unshared = settings.unshared_limits(workers)
-    if unshared and settings.is_development():
-        click.echo(f"devicelink: warning: {unshared}", err=True)
+
+
+async def _upstream_problems(settings: Settings) -> list[str]:
+    """The upstream provider's discovery document, read as sign-in will read it (a
+    warning when it cannot be read from here: serve would start all the same)."""
+    authenticator = oidc_authenticator(settings)
+    if not isinstance(authenticator, OidcAuthenticator):
+        return []
     try:
-        settings.check(workers=workers)
-    except ConfigurationError as exc:
-        click.echo("", err=True)
-        click.echo(f"devicelink: {exc}", err=True)
-        sys.exit(1)
-    click.echo("\nconfiguration OK: devicelink serve would start with it")
+        problems = await authenticator.discovery_problems()
+    finally:
+        await authenticator.aclose()
+    if problems is None:
+        click.echo(
+            f"devicelink: warning: the upstream provider {settings.oidc_issuer} could not be "
+            "reached from here to check its discovery document",
+            err=True,
+        )
+        return []
+    return problems
 
 
-def _refuse(problems: list[str]) -> None:
-    click.echo("devicelink: refusing to start:\n  - " + "\n  - ".join(problems), err=True)
+def _refuse(problems: list[str], what: str = "refusing to start") -> None:
+    click.echo(f"devicelink: {what}:\n  - " + "\n  - ".join(problems), err=True)
     sys.exit(1)

@@ -1,4 +1,4 @@
-"""The operator's directory: ``clients add``, ``users add|passwd|disable``,
+"""The operator's directory: ``clients add|edit``, ``users add|passwd|disable``,
 ``keys list|revoke`` and ``audit``."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from devicelink.admin.common import (
 from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import parse_scope
 from devicelink.core.models import Client
+from devicelink.core.names import printable_name
 from devicelink.idp.local import hash_password
 from devicelink.runtime.checks import FIRST_PASSWORD_MARKER
 from devicelink.runtime.settings import ConfigurationError
@@ -44,6 +46,11 @@ def clients() -> None:
 @click.option("--scope", "scopes", default="api", show_default=True, help="Space-separated scopes.")
 @click.option("--confidential", is_flag=True, help="Issue a client secret (printed once).")
 @click.option(
+    "--resource-server",
+    is_flag=True,
+    help="May call the introspection endpoint (RFC 7662); needs --confidential.",
+)
+@click.option(
     "--key-lifetime",
     type=int,
     default=None,
@@ -55,12 +62,15 @@ def clients_add(
     display_name: str | None,
     scopes: str,
     confidential: bool,
+    resource_server: bool,
     key_lifetime: int | None,
     data_dir: Path | None,
 ) -> None:
     """Register a client called CLIENT_ID."""
     if not _CLIENT_ID.match(client_id):
         fail("a client id is 1 to 128 letters, digits, dots, dashes or underscores")
+    if resource_server and not confidential:
+        fail(_RESOURCE_SERVER_AUTHENTICATES)
     try:
         scope = parse_scope(scopes) or ()
     except ValueError:
@@ -82,6 +92,7 @@ def clients_add(
         confidential=confidential,
         secret_hash=hasher.client_secret(secret) if secret else None,
         created_at=utc_now(),
+        resource_server=resource_server,
     )
 
     async def add(store: SqlStore) -> None:
@@ -96,6 +107,45 @@ def clients_add(
     if secret:
         click.echo(f"client_secret: {secret}")
         click.echo("(the secret is shown once; store it now)", err=True)
+
+
+@clients.command("edit")
+@click.argument("client_id")
+@click.option(
+    "--resource-server/--no-resource-server",
+    default=None,
+    help="Allow, or no longer allow, the client to call the introspection endpoint "
+    "(RFC 7662); allowing needs a confidential client.",
+)
+@settings_options
+def clients_edit(client_id: str, resource_server: bool | None, data_dir: Path | None) -> None:
+    """Change the registered client CLIENT_ID (what is not given stays)."""
+    if resource_server is None:
+        fail("nothing to change: give --resource-server or --no-resource-server")
+        return
+    settings = load_settings(data_dir)
+
+    async def edit(store: SqlStore) -> str | None:
+        async with store.transaction() as tx:
+            stored = await tx.clients.get(client_id)
+            if stored is None:
+                return f"no client {client_id!r}"
+            if resource_server and not stored.confidential:
+                return _RESOURCE_SERVER_AUTHENTICATES
+            await tx.clients.update(replace(stored, resource_server=resource_server))
+            return None
+
+    refusal = run_with_store(settings, edit)
+    if refusal is not None:
+        fail(refusal)
+    state = "is" if resource_server else "is not"
+    click.echo(f"client {client_id} {state} a resource server")
+
+
+_RESOURCE_SERVER_AUTHENTICATES = (
+    "a resource server authenticates to introspect: only a confidential client "
+    "(clients add --confidential) can be one"
+)
 
 
 @click.group()
@@ -121,8 +171,11 @@ def _read_password(password_stdin: bool) -> str:
 @settings_options
 def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Create the local account NAME."""
-    if not 1 <= len(name) <= 200 or name != name.strip() or any(ch.isspace() for ch in name):
-        fail("a username is 1 to 200 characters without spaces")
+    if printable_name(name) != name or any(ch.isspace() for ch in name):
+        fail(
+            "a username is 1 to 200 printable characters without spaces, in Unicode's "
+            f"NFKC form (such as {printable_name(name.replace(' ', '')) or 'alice'!r})"
+        )
     settings = load_settings(data_dir)
     password_hash = hash_password(_read_password(password_stdin))
 
@@ -142,19 +195,15 @@ def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @settings_options
 def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Set a new password for the local account NAME."""
+    """Set a new password for the local account NAME; its browsers are signed out."""
     settings = load_settings(data_dir)
     password_hash = hash_password(_read_password(password_stdin))
-
-    async def change(store: SqlStore) -> bool:
-        async with store.transaction() as tx:
-            user = await tx.users.get_by_username(name)
-            if user is None or user.provider != "local":
-                return False
-            return await tx.users.set_password(user.id, password_hash)
-
-    if not run_with_store(settings, change):
-        fail(f"no local account named {name!r}")
+    try:
+        run_with_store(
+            settings, lambda store: AdminService(store).change_password(name, password_hash)
+        )
+    except NotFound as exc:
+        fail(str(exc))
     if name == FIRST_ACCOUNT and settings.embedded:
         (settings.data_dir / FIRST_PASSWORD_MARKER).unlink(missing_ok=True)
     click.echo(f"password of {name} changed")
@@ -165,7 +214,8 @@ def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None
 @settings_options
 def users_disable(name: str, data_dir: Path | None) -> None:
     """Disable the account NAME: its keys stop working at once and are revoked (an
-    embedding application's key issuer hears of it when its server next drains)."""
+    embedding application's key issuer hears of it when its server next drains), and
+    its browsers are signed out."""
     settings = load_settings(data_dir)
     try:
         changed = run_with_store(settings, lambda store: AdminService(store).disable_user(name))

@@ -10,7 +10,10 @@ server code, so ``pip install devicelink`` gives a CLI author the client alone.
 - ``errors``: the typed failures, each with a message for the user;
 - ``credentials``: a stored key; ``store``: the key per server, in the OS keyring
   (``keyring_store``) or a private file (``file_store``);
-- ``api``: :func:`login`, :func:`whoami`, :func:`logout` for programs;
+- ``revocation``: revoking stored keys, and keeping, marked to be revoked, a key that
+  could not be revoked (never forgetting a key that still works);
+- ``api``: :func:`login`, :func:`whoami`, :func:`logout`, :func:`revoke_pending` for
+  programs;
 - ``commands``: the ``login / status / token / logout`` commands, and
   :func:`make_auth_group` for a host CLI to mount them as its own.
 """
@@ -18,10 +21,12 @@ server code, so ``pip install devicelink`` gives a CLI author the client alone.
 from devicelink.client.api import (
     DEFAULT_SERVER,
     LogoutResult,
+    Revocation,
     browser_plausible,
     credential_from_token,
     login,
     logout,
+    revoke_pending,
     whoami,
 )
 from devicelink.client.commands import AuthConfig, ClientHooks, ExitCode, make_auth_group
@@ -90,6 +95,7 @@ __all__ = [
     "LoginExpired",
     "LoginFailedOnServer",
     "LogoutResult",
+    "Revocation",
     "Send",
     "ServerRejected",
     "ServerUnreachable",
@@ -105,6 +111,7 @@ __all__ = [
     "make_auth_group",
     "normalise_server",
     "revoke_flow",
+    "revoke_pending",
     "run_device_flow",
     "whoami",
     "whoami_flow",

@@ -11,6 +11,11 @@ Three calls cover what a command-line tool needs; each takes the server URL and 
     whoami("https://login.example.com", store=store)   # the owner, from /api/me
     logout("https://login.example.com", store=store)   # RFC 7009, then forget locally
 
+A key that :func:`logout` cannot revoke (the server unreachable, failing or refusing) is
+kept, marked to be revoked, and never used again; :func:`revoke_pending` (which
+:func:`login` and the next :func:`logout` call) revokes it when the server answers, then
+forgets it (``devicelink.client.revocation``).
+
 :func:`login` runs the device flow (RFC 8628) with :class:`DeviceFlowClient`, shows the
 code and the link through ``on_code`` (on standard error by default), opens a browser
 where one is plausible (:func:`browser_plausible`), asks ``/api/me`` who approved, and
@@ -30,7 +35,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +51,13 @@ from devicelink.client.http import (
     show_code_on_stderr,
 )
 from devicelink.client.messages import DeviceAuthorization, Token
+from devicelink.client.revocation import (
+    ClientFor,
+    LogoutResult,
+    Revocation,
+    log_out,
+    revoke_pending_keys,
+)
 from devicelink.client.store import CredentialStore
 from devicelink.client.urls import normalise_server
 
@@ -275,11 +286,16 @@ def login(
       an ``httpx.MockTransport`` and a ``sleep`` that does not wait); ``user_agent``: the
       host CLI's product token, sent before devicelink's in the User-Agent.
 
+    Keys that an earlier logout could not revoke are revoked first (:func:`revoke_pending`);
+    one that still cannot be stays marked to be revoked, beside the new key.
+
     Raises the :class:`~devicelink.client.errors.DeviceFlowError` subclasses
     (``LoginDenied``, ``LoginExpired``, ``ServerUnreachable`` ...) and
     :class:`~devicelink.client.credentials.CredentialStoreError`.
     """
     store, target = _store_and_target(server, store)
+    clients = _clients(target, client_id, timeout, transport, sleep, user_agent)
+    revoke_pending_keys(store, target, client_for=clients, now=datetime.now(UTC))
     with DeviceFlowClient(
         target,
         client_id,
@@ -324,21 +340,33 @@ def whoami(
         return client.whoami(token)
 
 
-@dataclass(frozen=True)
-class LogoutResult:
-    """What :func:`logout` did. ``revoked`` is ``False`` when the server could not be told
-    (``error`` says why); the local copy is forgotten either way. ``expires_at``: when the
-    forgotten key expires (until then an unrevoked key keeps working)."""
-
-    server: str
-    had_credential: bool
-    revoked: bool
-    removed: bool
-    error: DeviceFlowError | None = None
-    expires_at: datetime | None = None
-
-
 def logout(
+    server: str | None = None,
+    *,
+    store: CredentialStore | None = None,
+    client_id: str | None = DEFAULT_CLIENT_ID,
+    force: bool = False,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> LogoutResult:
+    """Revoke the stored key on the server (RFC 7009), then forget it locally.
+
+    DESIGN.md defect 10: deleting the local copy alone leaves a working key behind. When
+    the server cannot be reached, fails or refuses, the key is kept, marked to be revoked
+    (``revoked=False``, ``removed=False``, ``pending``, ``error``): it is not used again, and
+    the next :func:`logout`, :func:`revoke_pending` or :func:`login` revokes it. With
+    ``force`` it is forgotten anyway (``removed=True``) after one try. Keys marked by an
+    earlier logout are revoked too. The key in ``DEVICELINK_TOKEN`` is not touched.
+    """
+    store, target = _store_and_target(server, store)
+    client_for = _clients(target, client_id, timeout, transport, sleep, user_agent)
+    return log_out(store, target, client_for=client_for, now=now or datetime.now(UTC), force=force)
+
+
+def revoke_pending(
     server: str | None = None,
     *,
     store: CredentialStore | None = None,
@@ -347,42 +375,40 @@ def logout(
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
     user_agent: str | None = None,
-) -> LogoutResult:
-    """Revoke the stored key on the server (RFC 7009), then forget it locally.
+    now: datetime | None = None,
+) -> list[Revocation]:
+    """Revoke the keys of ``server`` that a logout could not revoke, and forget each one
+    that is gone; what became of each (empty, and nothing sent, when none is marked).
 
-    DESIGN.md defect 10: deleting the local copy alone leaves a working key behind. When
-    the server cannot be reached or refuses, the key is still forgotten here and the
-    result says it was not revoked (``revoked=False``, ``error``). The key in
-    ``DEVICELINK_TOKEN`` is not touched.
+    A program calls it before it uses the server, as the commands do; it does not raise
+    for a revocation that fails (the key stays marked; :attr:`Revocation.error` says why).
     """
     store, target = _store_and_target(server, store)
-    credential = store.get(target)
-    if credential is None:
-        return LogoutResult(target, had_credential=False, revoked=False, removed=False)
-    error: DeviceFlowError | None = None
-    revoked = False
-    client_id = credential.client_id or client_id
-    with DeviceFlowClient(
-        target,
-        client_id,
-        timeout=timeout,
-        transport=transport,
-        sleep=sleep,
-        user_agent=user_agent,
-    ) as client:
-        try:
-            revoked = client.revoke(credential.access_token)
-        except DeviceFlowError as exc:
-            error = exc
-    removed = store.delete(target)
-    return LogoutResult(
-        target,
-        had_credential=True,
-        revoked=revoked,
-        removed=removed,
-        error=error,
-        expires_at=credential.expires_at,
-    )
+    client_for = _clients(target, client_id, timeout, transport, sleep, user_agent)
+    return revoke_pending_keys(store, target, client_for=client_for, now=now or datetime.now(UTC))
+
+
+def _clients(
+    target: str,
+    client_id: str | None,
+    timeout: float | httpx.Timeout,
+    transport: httpx.BaseTransport | None,
+    sleep: Callable[[float], None],
+    user_agent: str | None,
+) -> ClientFor:
+    """A client of ``target`` for a key's own client id (else ``client_id``)."""
+
+    def client_for(key_client_id: str | None) -> DeviceFlowClient:
+        return DeviceFlowClient(
+            target,
+            key_client_id or client_id,
+            timeout=timeout,
+            transport=transport,
+            sleep=sleep,
+            user_agent=user_agent,
+        )
+
+    return client_for
 
 
 def _store_and_target(
@@ -399,6 +425,7 @@ __all__ = [
     "DEFAULT_TOKEN_ENV",
     "BrowserOpener",
     "LogoutResult",
+    "Revocation",
     "browser_plausible",
     "credential_from_token",
     "login",
@@ -407,6 +434,7 @@ __all__ = [
     "owner_key_expiry",
     "owner_name",
     "resolve_server",
+    "revoke_pending",
     "scope_covers",
     "sign_in",
     "whoami",

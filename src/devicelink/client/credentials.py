@@ -6,7 +6,7 @@ Where keys are kept is ``devicelink.client.store``; this module is the value alo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -52,6 +52,12 @@ class Credential:
 
     ``server`` is normalised on construction; times are aware and converted to UTC;
     the key never appears in ``repr``.
+
+    ``revocation_pending_since`` marks a key that a logout could not revoke (the server
+    unreachable, failing or refusing): from then on the key is never used nor handed out,
+    and the next command that reaches the server revokes it, then forgets it. It is kept
+    only while set, so a record without it (every record written before it existed) is an
+    ordinary key.
     """
 
     server: str
@@ -61,6 +67,7 @@ class Credential:
     expires_at: datetime | None = None
     created_at: datetime = field(default_factory=_utcnow)
     username: str | None = None
+    revocation_pending_since: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", normalise_server(self.server))
@@ -69,6 +76,20 @@ class Credential:
         if self.expires_at is not None:
             object.__setattr__(self, "expires_at", _as_utc(self.expires_at, "expires_at"))
         object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
+        if self.revocation_pending_since is not None:
+            since = _as_utc(self.revocation_pending_since, "revocation_pending_since")
+            object.__setattr__(self, "revocation_pending_since", since)
+
+    @property
+    def revocation_pending(self) -> bool:
+        """Whether the key is marked to be revoked (and so must not be used)."""
+        return self.revocation_pending_since is not None
+
+    def marked_for_revocation(self, since: datetime) -> Credential:
+        """This credential marked to be revoked (an already marked one keeps its date)."""
+        if self.revocation_pending_since is not None:
+            return self
+        return replace(self, revocation_pending_since=since)
 
     def is_expired(self, now: datetime | None = None) -> bool:
         """Whether the key has passed its ``expires_at`` (never, for a key without one)."""
@@ -77,8 +98,9 @@ class Credential:
         return (now or _utcnow()) >= self.expires_at
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; times as ISO 8601 with offset."""
-        return {
+        """A JSON-ready dict; times as ISO 8601 with offset. The revocation mark appears
+        only when set: an ordinary key's record is what it always was."""
+        data: dict[str, Any] = {
             "server": self.server,
             "access_token": self.access_token,
             "client_id": self.client_id,
@@ -87,6 +109,9 @@ class Credential:
             "created_at": self.created_at.isoformat(),
             "username": self.username,
         }
+        if self.revocation_pending_since is not None:
+            data["revocation_pending_since"] = self.revocation_pending_since.isoformat()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Credential:
@@ -105,6 +130,7 @@ class Credential:
             expires_at=_optional_time(data, "expires_at"),
             created_at=created_at if created_at is not None else _utcnow(),
             username=_optional_str(data, "username"),
+            revocation_pending_since=_optional_time(data, "revocation_pending_since"),
         )
 
 

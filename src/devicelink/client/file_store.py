@@ -1,5 +1,7 @@
 """Keys in a private file, where no keyring works: ``credentials.json`` in the config
 directory, and ``state.json`` (not secret) with the servers logged in to, most recent last.
+``credentials.json`` also keeps, in its ``revocation_pending`` section, keys marked to be
+revoked that a later login replaced (``devicelink.client.store`` says when).
 
 The file is private from its first byte (DESIGN.md, defect 10: the original wrote the key
 file first and chmod-ed it afterwards): every write goes to a new temporary file opened
@@ -40,6 +42,9 @@ CREDENTIALS_FILE: Final = "credentials.json"
 STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "credentials.lock"
 FILE_FORMAT_VERSION: Final = 1
+SUPERSEDED_SECTION: Final = "revocation_pending"
+"""The section of keys marked to be revoked that a later login replaced; version 1 files
+without it (all those written before it existed) read as having none."""
 
 _O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
@@ -62,9 +67,27 @@ class FileStore:
 
     def read_credentials(self) -> dict[str, Credential]:
         """The credentials in the file by server; empty when there is no file."""
+        return self._read()[0]
+
+    def read_superseded(self) -> dict[str, list[Credential]]:
+        """Keys marked to be revoked that a later login replaced, by server (the section
+        ``revocation_pending``, absent from files written before it existed)."""
+        return self._read()[1]
+
+    def write_credentials(self, entries: Mapping[str, Credential]) -> None:
+        """Replace the file's credentials by ``entries`` (the superseded keys stay); no
+        entries at all, no file. Call it holding :meth:`locked`."""
+        self._write(entries, self.read_superseded())
+
+    def write_superseded(self, entries: Mapping[str, list[Credential]]) -> None:
+        """Replace the file's superseded keys by ``entries`` (the credentials stay). Call it
+        holding :meth:`locked`."""
+        self._write(self.read_credentials(), entries)
+
+    def _read(self) -> tuple[dict[str, Credential], dict[str, list[Credential]]]:
         data = _read_private_json(self.credentials_path)
         if data is None:
-            return {}
+            return {}, {}
         try:
             if data.get("version") != FILE_FORMAT_VERSION:
                 raise ValueError(f"unknown format version {data.get('version')!r}")
@@ -72,23 +95,33 @@ class FileStore:
             if not isinstance(raw, dict):
                 raise ValueError("'credentials' is not an object")
             credentials = [Credential.from_dict(entry) for entry in raw.values()]
+            superseded = _superseded(data.get(SUPERSEDED_SECTION, {}))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise CredentialStoreError(
                 f"{self.credentials_path} is not a valid credentials file ({exc}); "
                 "move it away and log in again"
             ) from None
-        return {credential.server: credential for credential in credentials}
+        return {credential.server: credential for credential in credentials}, superseded
 
-    def write_credentials(self, entries: Mapping[str, Credential]) -> None:
-        """Replace the file's credentials by ``entries``; no entries, no file."""
-        if not entries:
+    def _write(
+        self, credentials: Mapping[str, Credential], superseded: Mapping[str, list[Credential]]
+    ) -> None:
+        superseded = {server: keys for server, keys in superseded.items() if keys}
+        if not credentials and not superseded:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.credentials_path)
             return
-        document = {
+        document: dict[str, Any] = {
             "version": FILE_FORMAT_VERSION,
-            "credentials": {server: entries[server].to_dict() for server in sorted(entries)},
+            "credentials": {
+                server: credentials[server].to_dict() for server in sorted(credentials)
+            },
         }
+        if superseded:
+            document[SUPERSEDED_SECTION] = {
+                server: [key.to_dict() for key in superseded[server]]
+                for server in sorted(superseded)
+            }
         _write_private_file(self.credentials_path, _json_bytes(document))
 
     def servers(self) -> list[str]:
@@ -131,6 +164,19 @@ class FileStore:
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+
+def _superseded(raw: object) -> dict[str, list[Credential]]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{SUPERSEDED_SECTION!r} is not an object")
+    found: dict[str, list[Credential]] = {}
+    for entries in raw.values():
+        if not isinstance(entries, list):
+            raise ValueError(f"{SUPERSEDED_SECTION!r} holds something else than lists")
+        for entry in entries:
+            credential = Credential.from_dict(entry)
+            found.setdefault(credential.server, []).append(credential)
+    return found
 
 
 def _json_bytes(document: object) -> bytes:
@@ -229,4 +275,11 @@ def _fsync_directory(path: Path) -> None:
             os.close(fd)
 
 
-__all__ = ["CREDENTIALS_FILE", "FILE_FORMAT_VERSION", "LOCK_FILE", "STATE_FILE", "FileStore"]
+__all__ = [
+    "CREDENTIALS_FILE",
+    "FILE_FORMAT_VERSION",
+    "LOCK_FILE",
+    "STATE_FILE",
+    "SUPERSEDED_SECTION",
+    "FileStore",
+]

@@ -33,6 +33,7 @@ from devicelink.client.wire import (
 )
 
 ME_PATH = "/api/me"
+INVALID_TOKEN = "invalid_token"  # noqa: S105 - an RFC 6750 error code, not a secret
 
 
 def device_flow(
@@ -105,7 +106,10 @@ def revoke_flow(
     """RFC 7009 section 2: revoke ``token`` (discovering the endpoint when given a URL).
 
     The server answers 200 for unknown tokens as well (section 2.2), so ``True`` means the
-    key is no longer usable, whether or not it was before.
+    key is no longer usable, whether or not it was before. A server that refuses instead
+    with ``invalid_token`` (RFC 6750 section 3.1: expired, revoked, malformed or invalid)
+    says the same thing less politely: ``True`` too. Any other refusal, an unreachable or
+    failing server raise: the key may still work.
     """
     if isinstance(endpoints_or_server, Endpoints):
         endpoints = endpoints_or_server
@@ -122,7 +126,9 @@ def revoke_flow(
     request = partial(form_request, endpoints.revocation_endpoint, form)
     response, _ = yield from exchange(request, clock=clock, wall_clock=wall_clock)
     if response.status_code != 200:
-        raise_oauth_error(response)
+        body = oauth_error_body(response)
+        if body is None or body.get("error") != INVALID_TOKEN:
+            raise_oauth_error(response, body)
     return True
 
 
@@ -144,4 +150,4 @@ def whoami_flow(
     return json_object(response, f"{ME_PATH} did not answer a JSON object")
 
 
-__all__ = ["ME_PATH", "device_flow", "revoke_flow", "whoami_flow"]
+__all__ = ["INVALID_TOKEN", "ME_PATH", "device_flow", "revoke_flow", "whoami_flow"]

@@ -1,6 +1,11 @@
 """Where the client keeps its API keys: the OS keyring (``keyring_store``), or a private
 file (``file_store``) where none works, with a one-line warning once per process.
 
+A key that a logout could not revoke stays where it is, marked to be revoked
+(:meth:`CredentialStore.mark_for_revocation`): it is no longer handed out, and it is never
+lost, not even when a later login replaces it (it then moves aside, still marked, to the
+keyring entry ``SERVER#revocation-pending`` or the file's ``revocation_pending`` section).
+
 This module does not own the HTTP calls (login, revocation) nor the commands.
 """
 
@@ -11,6 +16,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -22,6 +28,10 @@ from devicelink.client.keyring_store import KeyringStore, KeyringUnavailable
 from devicelink.client.urls import normalise_server
 
 T = TypeVar("T")
+
+SUPERSEDED_ENTRY: Final = "#revocation-pending"
+"""Added to a server's URL, the keyring user name of its keys marked to be revoked that a
+later login replaced (a normalised server URL never holds a ``#``)."""
 
 KEYRING: Final = "keyring"
 """What :meth:`CredentialStore.save` returns when the key went to the OS keyring."""
@@ -89,12 +99,93 @@ class CredentialStore:
         return self._keyring.failure
 
     def get(self, server: str) -> Credential | None:
-        """The stored credential for ``server`` (any URL form), or None.
+        """The key to use for ``server`` (any URL form), or None. A key marked to be
+        revoked is never returned (it is in :meth:`pending_revocation`).
 
         The keyring is asked first, then the file; if both hold one (a keyring that came
         back after a fallback), the more recently created wins.
         """
+        current = self._current(normalise_server(server))
+        return None if current is None or current.revocation_pending else current
+
+    def pending_revocation(self, server: str) -> list[Credential]:
+        """The keys of ``server`` marked to be revoked, the oldest mark first: the stored
+        key once a logout could not revoke it, and marked keys that a later login moved
+        aside. Each is to be revoked, then :meth:`forget`-ed."""
         server = normalise_server(server)
+        current = self._current(server)
+        found = [current] if current is not None and current.revocation_pending else []
+        unique: dict[str, Credential] = {}
+        for credential in [*found, *self._read_superseded(server)]:
+            unique.setdefault(credential.access_token, credential)
+        return sorted(unique.values(), key=_marked_at)
+
+    def save(self, credential: Credential) -> str:
+        """Store ``credential`` (replacing any for its server) and make its server the
+        default. Returns :data:`KEYRING` or the path of the file it went to.
+
+        A stored key marked to be revoked is not lost: it moves aside, still marked, until
+        it is revoked (a login may succeed while revocation fails).
+        """
+        current = self._current(credential.server)
+        if (
+            current is not None
+            and current.revocation_pending
+            and current.access_token != credential.access_token
+        ):
+            self._add_superseded(current)  # first: never a moment where it is nowhere
+        return self._store_current(credential)
+
+    def mark_for_revocation(self, credential: Credential, *, since: datetime) -> Credential:
+        """Mark ``credential`` to be revoked (a logout could not revoke it): where it is
+        kept, in one write, so it is never used again and never lost. Its server stays
+        the default, so that the next command revokes it. Returns the marked credential."""
+        marked = credential.marked_for_revocation(since)
+        current = self._current(credential.server)
+        if current is not None and current.access_token == credential.access_token:
+            self._store_current(marked)
+        else:
+            self._add_superseded(marked)
+        return marked
+
+    def forget(self, credential: Credential) -> bool:
+        """Forget this one key of its server (once revoked, or unusable on the server),
+        wherever it is kept; True if it was kept. The server is forgotten as the default
+        only when it holds no other key."""
+        server = credential.server
+        removed = False
+        current = self._current(server)
+        if current is not None and current.access_token == credential.access_token:
+            removed = self._delete_current(server)
+            current = None
+        superseded = self._read_superseded(server)
+        remaining = [c for c in superseded if c.access_token != credential.access_token]
+        if len(remaining) != len(superseded):
+            self._write_superseded(server, remaining)
+            removed = True
+        if current is None and not remaining and self.config_dir.exists():
+            with self._file.locked():
+                self._file.forget(server)
+        return removed
+
+    def delete(self, server: str) -> bool:
+        """Forget every key for ``server`` everywhere, those marked to be revoked too;
+        True if there was one."""
+        server = normalise_server(server)
+        removed = self._delete_current(server)
+        removed = self._delete_from_keyring(server + SUPERSEDED_ENTRY) or removed
+        if not self.config_dir.exists():
+            return removed
+        with self._file.locked():
+            superseded = self._file.read_superseded()
+            if superseded.pop(server, None) is not None:
+                self._file.write_superseded(superseded)
+                removed = True
+            self._file.forget(server)
+        return removed
+
+    def _current(self, server: str) -> Credential | None:
+        """The credential stored for ``server`` (normalised), marked or not."""
         found: list[Credential] = []
         secret = self._from_keyring(server)
         if secret is not None:
@@ -102,11 +193,11 @@ class CredentialStore:
         in_file = self._file.read_credentials().get(server)
         if in_file is not None:
             found.append(in_file)
-        return max(found, key=lambda c: c.created_at, default=None)
+        # Two copies of one key (a keyring that failed while it was marked, then came
+        # back): the marked copy wins, so that a marked key is never handed out.
+        return max(found, key=lambda c: (c.created_at, c.revocation_pending), default=None)
 
-    def save(self, credential: Credential) -> str:
-        """Store ``credential`` (replacing any for its server) and make its server the
-        default. Returns :data:`KEYRING` or the path of the file it went to."""
+    def _store_current(self, credential: Credential) -> str:
         server = credential.server
         in_keyring = self._to_keyring(
             server, json.dumps(credential.to_dict(), separators=(",", ":"))
@@ -122,9 +213,9 @@ class CredentialStore:
             self._file.remember(server)
         return KEYRING if in_keyring else str(self.credentials_path)
 
-    def delete(self, server: str) -> bool:
-        """Forget the credential for ``server`` everywhere; True if there was one."""
-        server = normalise_server(server)
+    def _delete_current(self, server: str) -> bool:
+        """Remove the stored credential of ``server`` (keyring and file), leaving the
+        superseded keys and the state alone; True if there was one."""
         removed = self._delete_from_keyring(server)
         if not self.config_dir.exists():
             return removed
@@ -133,13 +224,51 @@ class CredentialStore:
             if entries.pop(server, None) is not None:
                 self._file.write_credentials(entries)
                 removed = True
-            self._file.forget(server)
         return removed
+
+    # --- keys marked to be revoked that a later login replaced -----------------------------
+
+    def _read_superseded(self, server: str) -> list[Credential]:
+        found: list[Credential] = []
+        secret = self._from_keyring(server + SUPERSEDED_ENTRY)
+        if secret is not None:
+            found.extend(self._parse_superseded_entry(server, secret))
+        found.extend(self._file.read_superseded().get(server, []))
+        unique: dict[str, Credential] = {}
+        for credential in found:
+            unique.setdefault(credential.access_token, credential)
+        return list(unique.values())
+
+    def _add_superseded(self, credential: Credential) -> None:
+        keys = self._read_superseded(credential.server)
+        if all(key.access_token != credential.access_token for key in keys):
+            self._write_superseded(credential.server, [*keys, credential])
+
+    def _write_superseded(self, server: str, keys: list[Credential]) -> None:
+        """Keep ``keys`` as the superseded keys of ``server``: in the keyring where it
+        works (like the stored key), else in the file."""
+        entry = server + SUPERSEDED_ENTRY
+        if keys:
+            secret = json.dumps([key.to_dict() for key in keys], separators=(",", ":"))
+            in_keyring = self._to_keyring(entry, secret)
+        else:
+            self._delete_from_keyring(entry)
+            in_keyring = False
+        if in_keyring and not self.config_dir.exists():
+            return
+        with self._file.locked():
+            superseded = self._file.read_superseded()
+            if in_keyring or not keys:
+                if superseded.pop(server, None) is not None:
+                    self._file.write_superseded(superseded)
+            else:
+                self._file.write_superseded({**superseded, server: keys})
 
     def servers(self) -> list[str]:
         """The servers with a stored credential, sorted. Does not ask the keyring (which
         cannot list entries): keyring servers come from ``state.json``."""
-        return sorted(set(self._file.servers()) | set(self._file.read_credentials()))
+        in_file = set(self._file.read_credentials()) | set(self._file.read_superseded())
+        return sorted(set(self._file.servers()) | in_file)
 
     def default_server(self) -> str | None:
         """The server last logged in to (and not logged out of since), or None."""
@@ -223,5 +352,28 @@ class CredentialStore:
             )
         return credential
 
+    def _parse_superseded_entry(self, server: str, secret: str) -> list[Credential]:
+        try:
+            entries = json.loads(secret)
+            if not isinstance(entries, list):
+                raise ValueError("not a list")
+            keys = [Credential.from_dict(entry) for entry in entries]
+        except ValueError as exc:
+            raise CredentialStoreError(
+                f"the keyring entry {self.service!r} / {server + SUPERSEDED_ENTRY!r} is not a "
+                f"list of {self.service} credentials ({exc}); revoke the keys of {server} on "
+                f"its devices page, then run logout --force"
+            ) from None
+        if any(key.server != server for key in keys):
+            raise CredentialStoreError(
+                f"the keyring entry for {server + SUPERSEDED_ENTRY} holds a key of another "
+                "server; revoke its keys on the server's devices page, then run logout --force"
+            )
+        return keys
 
-__all__ = ["KEYRING", "CredentialStore"]
+
+def _marked_at(credential: Credential) -> datetime:
+    return credential.revocation_pending_since or credential.created_at
+
+
+__all__ = ["KEYRING", "SUPERSEDED_ENTRY", "CredentialStore"]

@@ -1,5 +1,6 @@
 """The one canonical form of a server URL: the key of its credential, the issuer that
-discovery compares with the server's metadata (RFC 8414 section 3.3), and where requests go.
+discovery compares with the server's metadata (RFC 8414 section 3.3), and where requests go;
+and the pages of the server a message may send the user to.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from devicelink.client.errors import BadServerURL, printable
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+DEVICES_PATH: Final = "/devices"
+"""The server's page where a signed-in user sees every key issued to them and revokes any."""
 
 
 def normalise_server(server: str) -> str:
@@ -33,6 +37,11 @@ def normalise_server(server: str) -> str:
         except (ValueError, UnicodeError):  # a port out of range, a host IDNA cannot encode
             problem = "its host or port is not valid"
     raise BadServerURL(f"{printable(server, 100)!r} is not a server URL: {problem}")
+
+
+def devices_page(server: str) -> str:
+    """The URL of ``server``'s devices page, where a key can be revoked by hand."""
+    return normalise_server(server) + DEVICES_PATH
 
 
 def _problem(text: str, parts: SplitResult) -> str | None:
@@ -63,4 +72,4 @@ def _netloc(parts: SplitResult) -> str:
     return f"{host}:{port}"
 
 
-__all__ = ["normalise_server"]
+__all__ = ["DEVICES_PATH", "devices_page", "normalise_server"]

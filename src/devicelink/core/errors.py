@@ -73,6 +73,21 @@ class UnauthorizedClient(OAuthError):
     default_description = "this client may not use this grant type"
 
 
+class NotAResourceServer(UnauthorizedClient):
+    """A client that authenticated, but that no operator marked as a resource server,
+    asked the introspection endpoint (RFC 7662 section 4: its callers should be
+    specifically authorised). 403: its credentials are right, so not section 2.3's 401
+    ``invalid_client`` (nor its ``WWW-Authenticate``: other credentials of the same
+    client would not help); ``unauthorized_client`` is RFC 6749 section 5.2's code for an
+    authenticated client that may not do what it asked."""
+
+    status_code = 403
+    default_description = (
+        "this client may not introspect keys: an operator must mark it as a resource "
+        "server (devicelink clients edit CLIENT_ID --resource-server)"
+    )
+
+
 class UnsupportedGrantType(OAuthError):
     error = "unsupported_grant_type"
     default_description = "grant_type must be urn:ietf:params:oauth:grant-type:device_code"

@@ -30,6 +30,10 @@ class Client:
     confidential: bool = False
     secret_hash: bytes | None = field(default=None, repr=False)
     created_at: datetime | None = None
+    resource_server: bool = False
+    """An operator marked it as a resource server: a confidential client that may ask
+    the introspection endpoint about any key (RFC 7662 section 4 wants introspection
+    callers specifically authorised, not every confidential client)."""
 
 
 @dataclass(frozen=True, slots=True)

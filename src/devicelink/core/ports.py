@@ -46,9 +46,9 @@ class ClientRepository(Protocol):
         ...
 
     async def update(self, client: Client) -> bool:
-        """Replace the name, scopes, key lifetime, confidentiality and secret hash of the
-        client with ``client.client_id`` (never its ``created_at``); False when there is
-        no such client."""
+        """Replace the name, scopes, key lifetime, confidentiality, secret hash and
+        resource-server mark of the client with ``client.client_id`` (never its
+        ``created_at``); False when there is no such client."""
         ...
 
     async def list(self) -> list[Client]: ...
@@ -57,7 +57,10 @@ class ClientRepository(Protocol):
 class UserRepository(Protocol):
     async def get(self, user_id: int) -> User | None: ...
 
-    async def get_by_username(self, username: str) -> User | None: ...
+    async def get_by_username(self, username: str) -> User | None:
+        """The account whose name is ``username`` up to NFKC and case folding
+        (:func:`devicelink.core.names.name_key`)."""
+        ...
 
     async def get_by_subject(self, provider: str, subject: str) -> User | None: ...
 
@@ -106,6 +109,11 @@ class BrowserSessionRepository(Protocol):
     async def set_data(self, session_id: int, data: Mapping[str, str]) -> None: ...
 
     async def delete(self, session_id: int) -> None: ...
+
+    async def delete_for_user(self, user_id: int) -> int:
+        """End every session signed in as the user (expired ones too), e.g. when the
+        operator changes the user's password; how many were deleted."""
+        ...
 
 
 class DeviceAuthorizationRepository(Protocol):

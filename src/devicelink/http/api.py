@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +18,7 @@ from devicelink.http.errors import NO_STORE, DeviceLinkRoute
 from devicelink.http.openapi import (
     API_KEY_BEARER,
     INVALID_TOKEN_RESPONSE,
+    METRICS_TOKEN_RESPONSE,
     NO_STORE_HEADER_DOC,
     UNAVAILABLE_RESPONSE,
     HealthResponse,
@@ -92,13 +95,30 @@ def describe_owner(owner: KeyOwner) -> JSONResponse:
         200: {
             "description": "Prometheus text exposition format; metric names start with devicelink_",
             "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
+        },
+        401: METRICS_TOKEN_RESPONSE,
     },
 )
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (all worker processes added up)."""
-    body, content_type = runtime(request).metrics.render()
+    """Prometheus metrics (all worker processes added up); with
+    ``DEVICELINK_METRICS_TOKEN`` set, only for a request that sends it as its Bearer token."""
+    rt = runtime(request)
+    expected = rt.settings.metrics_token
+    if expected is not None and not holds_token(request, expected.get_secret_value()):
+        raise InvalidToken("send the metrics token as a Bearer token")
+    body, content_type = rt.metrics.render()
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+def holds_token(request: Request, expected: str) -> bool:
+    """Whether the request's Bearer token is ``expected``, compared in constant time: the
+    SHA-256 digests of the two are compared, so neither the token's characters nor its
+    length show in the time the answer takes."""
+    presented = bearer_token(request) or ""
+    return hmac.compare_digest(
+        hashlib.sha256(presented.encode()).digest(),
+        hashlib.sha256(expected.encode()).digest(),
+    )
 
 
 @router.get(

@@ -265,12 +265,18 @@ async def revoke(request: Request) -> Response:
     responses={
         200: documented_answer(IntrospectionResponse, "Whether the key is active, and whose it is"),
         400: documented_error("invalid_request"),
+        403: documented_error(
+            "unauthorized_client: the client authenticated, but no operator marked it as a "
+            "resource server"
+        ),
         **_CLIENT_FORM_ERRORS,
     },
 )
 async def introspect(request: Request) -> JSONResponse:
-    """RFC 7662: is this key active, and whose is it? For resource servers, which
-    authenticate as confidential clients (HTTP Basic)."""
+    """RFC 7662: is this key active, and whose is it? For resource servers: confidential
+    clients (authenticated, HTTP Basic) that an operator marked as such (``devicelink
+    clients add ID --confidential --resource-server``); any other client that
+    authenticates gets 403 ``unauthorized_client``."""
     rt = runtime(request)
     form = await read_form(request, rt.settings.max_body_bytes)
     creds = client_credentials(request, form)

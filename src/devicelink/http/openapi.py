@@ -194,6 +194,11 @@ INVALID_TOKEN_RESPONSE = documented_error(
     "invalid_token: the API key is missing, unknown, revoked or expired (RFC 6750)",
     _www_authenticate("Bearer"),
 )
+METRICS_TOKEN_RESPONSE = documented_error(
+    "invalid_token: DEVICELINK_METRICS_TOKEN is set, and the request did not send it as "
+    "its Bearer token",
+    _www_authenticate("Bearer"),
+)
 TOO_LARGE_RESPONSE = documented_error("invalid_request: the request body is too large")
 RATE_LIMITED_RESPONSE = documented_error(
     "temporarily_unavailable: too many requests from this address", RETRY_AFTER_HEADER_DOC

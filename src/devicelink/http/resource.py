@@ -68,7 +68,8 @@ class LocalVerifier:
 
 class IntrospectionVerifier:
     """Asks a remote devicelink's introspection endpoint (RFC 7662), authenticated as a
-    confidential client (``devicelink clients add NAME --confidential``).
+    confidential client marked as a resource server (``devicelink clients add NAME
+    --confidential --resource-server``).
 
     Keys of any shape are asked about: devicelink's ``dlk_`` keys (checksum checked
     here first) and those an embedding application's issuer minted. ``key_shape``

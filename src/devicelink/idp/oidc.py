@@ -27,6 +27,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from devicelink.core.models import Identity
+from devicelink.core.names import printable_name
 from devicelink.core.ports import LoginFailed, LoginRedirect
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,41 @@ LEEWAY_SECONDS = 60
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 
+def name_from_claims(claims: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """The first of the claims ``names`` that is a printable name of bounded length
+    (:func:`devicelink.core.names.printable_name`). ``email`` counts only when
+    ``email_verified`` is true: anyone may type a colleague's address at a provider
+    that lets users pick it. The name is what pages and lists show; the account is
+    keyed by the provider's ``iss`` and ``sub``, never by this name."""
+    for claim in names:
+        value = claims.get(claim)
+        if not isinstance(value, str):
+            continue
+        if claim == "email" and claims.get("email_verified") is not True:
+            continue
+        name = printable_name(value)
+        if name is not None:
+            return name
+    return None
+
+
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")
+
+
+def insecure_endpoints(metadata: Mapping[str, Any]) -> list[str]:
+    """The endpoints of a discovery document that are not on https: codes, tokens and
+    the keys that sign identities would cross them in clear, or from an impostor."""
+    return [
+        f"{name} {metadata[name]}"
+        for name in ENDPOINTS
+        if isinstance(metadata.get(name), str) and urlsplit(metadata[name]).scheme != "https"
+    ]
+
+
 class OidcAuthenticator:
-    """The :class:`devicelink.core.ports.Authenticator` of one OpenID Connect provider."""
+    """The :class:`devicelink.core.ports.Authenticator` of one OpenID Connect provider.
+    ``require_https`` (outside development): every endpoint its discovery document
+    names must be https, or sign-in is refused as misconfigured."""
 
     name = "oidc"
 
@@ -55,6 +89,7 @@ class OidcAuthenticator:
         http: httpx.AsyncClient | None = None,
         label: str | None = None,
         timeout: float = 10.0,
+        require_https: bool = False,
     ) -> None:
         if not username_claims:
             raise ValueError("username_claims must name at least one claim")
@@ -66,6 +101,7 @@ class OidcAuthenticator:
         self._http = http
         self._owns_http = http is None
         self._timeout = timeout
+        self._require_https = require_https
         self._metadata: dict[str, Any] | None = None
         self._jwks: KeySet | None = None
 
@@ -132,11 +168,9 @@ class OidcAuthenticator:
         claims = await self.validate_id_token(tokens.get("id_token"), nonce=nonce)
         if self.username_claims[0] not in claims and isinstance(tokens.get("access_token"), str):
             claims = {**await self._userinfo(metadata, tokens["access_token"], claims), **claims}
-        username = next(
-            (v for c in self.username_claims if isinstance(v := claims.get(c), str) and v), None
-        )
+        username = name_from_claims(claims, self.username_claims)
         if username is None:
-            raise LoginFailed("the sign-in provider did not share a username")
+            raise LoginFailed("the sign-in provider did not share a usable username")
         return Identity(
             provider=self.name, subject=f"{self.issuer}|{claims['sub']}", username=username
         )
@@ -220,8 +254,40 @@ class OidcAuthenticator:
                     "oidc: discovery issuer %r is not %r", metadata.get("issuer"), self.issuer
                 )
                 raise LoginFailed("the sign-in provider is misconfigured")
+            insecure = insecure_endpoints(metadata) if self._require_https else []
+            if insecure:
+                log.error("oidc: refused outside development, not https: %s", ", ".join(insecure))
+                raise LoginFailed("the sign-in provider is misconfigured")
             self._metadata = metadata
         return self._metadata
+
+    async def discovery_problems(self) -> list[str] | None:
+        """For ``config check``: what in the provider's discovery document would stop
+        sign-in (incomplete, another issuer, http endpoints), in an operator's words;
+        None when it cannot be read from here."""
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        try:
+            metadata = await self._get_json(url)
+        except LoginFailed:
+            return None
+        if not isinstance(metadata, dict):
+            return [f"the upstream's discovery document {url} is not a JSON object"]
+        problems = [
+            f"the upstream's discovery document lacks {name}"
+            for name in ENDPOINTS[:3]
+            if not isinstance(metadata.get(name), str)
+        ]
+        if metadata.get("issuer") != self.issuer:
+            problems.append(
+                f"the upstream's discovery document names the issuer {metadata.get('issuer')!r}, "
+                f"not DEVICELINK_OIDC_ISSUER {self.issuer!r}"
+            )
+        if self._require_https:
+            problems.extend(
+                f"the upstream's {endpoint} must be https:// outside development"
+                for endpoint in insecure_endpoints(metadata)
+            )
+        return problems
 
     async def _keys(self, *, refresh: bool = False) -> KeySet:
         if self._jwks is None or refresh:

@@ -74,6 +74,12 @@ def public_url_problems(settings: Settings) -> list[str]:
             "DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters "
             "(`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
         )
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    if token and is_weak_secret(token):
+        problems.append(
+            "DEVICELINK_METRICS_TOKEN is too weak: use 32 or more random characters "
+            "(`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
     problems.extend(default_password_problems(settings))
     return problems
 

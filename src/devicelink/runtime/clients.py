@@ -4,8 +4,8 @@ application registers from code (``DeviceLink(settings, clients=[ClientSpec(...)
 
 Both are written at start-up, in one transaction each: created when missing, brought
 in line with the code when they differ. A client registered from code belongs to the
-code: a name, scope or lifetime changed with ``clients add`` elsewhere is set back at
-the next start.
+code: a name, scope, lifetime or resource-server mark changed with ``clients add`` or
+``clients edit`` elsewhere is set back at the next start.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ class ClientSpec:
     - ``scopes``: what the client may ask for; a request without ``scope`` gets them all;
     - ``key_lifetime``: seconds its keys live; ``None`` (default) takes
       ``DEVICELINK_KEY_LIFETIME``, ``0`` means keys that never expire;
-    - ``client_secret``: makes it a confidential client (e.g. a resource server that
-      calls the introspection endpoint); only its keyed hash is stored.
+    - ``client_secret``: makes it a confidential client; only its keyed hash is stored;
+    - ``resource_server``: a confidential client (it needs ``client_secret``) that may
+      call the introspection endpoint, such as another service of the host's that
+      checks keys (:class:`devicelink.http.resource.IntrospectionVerifier`); no other
+      client may.
     """
 
     client_id: str
@@ -46,6 +49,7 @@ class ClientSpec:
     scopes: tuple[str, ...] = DEFAULT_SCOPES
     key_lifetime: int | None = None
     client_secret: str | None = field(default=None, repr=False)
+    resource_server: bool = False
 
     def problems(self) -> list[str]:
         """What is wrong with this specification (empty: nothing)."""
@@ -63,6 +67,11 @@ class ClientSpec:
             problems.append(f"client {self.client_id!r}: key_lifetime must not be negative")
         if self.client_secret is not None and len(self.client_secret) < 16:
             problems.append(f"client {self.client_id!r}: client_secret is shorter than 16")
+        if self.resource_server and self.client_secret is None:
+            problems.append(
+                f"client {self.client_id!r}: a resource server authenticates: give it a "
+                "client_secret"
+            )
         return problems
 
     def to_client(self, settings: Settings, hasher: CodeHasher, *, now: datetime) -> Client:
@@ -76,6 +85,7 @@ class ClientSpec:
             confidential=secret is not None,
             secret_hash=hasher.client_secret(secret) if secret is not None else None,
             created_at=now,
+            resource_server=self.resource_server,
         )
 
 
@@ -139,12 +149,14 @@ def _differs(stored: Client, wanted: Client) -> bool:
         stored.key_lifetime,
         stored.confidential,
         stored.secret_hash,
+        stored.resource_server,
     ) != (
         wanted.name,
         wanted.scopes,
         wanted.key_lifetime,
         wanted.confidential,
         wanted.secret_hash,
+        wanted.resource_server,
     )
 
 

@@ -122,6 +122,11 @@ class RateLimiter:
         """True when ``limit`` has room left, without spending any of it."""
         return bool(await self._limiter_call("test", limit, *identifiers))
 
+    async def spent(self, limit: RateLimitItem, *identifiers: str) -> int:
+        """How much of ``limit`` the current window has used."""
+        stats = await self._limiter_call("get_window_stats", limit, *identifiers)
+        return int(limit.amount - stats.remaining)
+
     async def retry_after(
         self, limit: RateLimitItem, *identifiers: str, counter: bool = False
     ) -> int:

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         default=None,
         description="Serve /metrics (Prometheus). Default: on standalone, off embedded",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, /metrics answers only requests with "
+        "'Authorization: Bearer <this token>' (32+ random characters); default: none, "
+        "so keep /metrics off the public proxy",
+    )
     fast_path: bool = Field(
         default=True,
         description="On PostgreSQL, answer pending polls and key checks with one statement "
@@ -151,7 +157,13 @@ class Settings(BaseSettings):
     )
     login_limit: str = Field(
         default="10/15 minutes",
-        description="Failed password sign-ins allowed per IP address and per username",
+        description="Failed password sign-ins allowed per IP address, and per username "
+        "from one IP address",
+    )
+    login_account_limit: str = Field(
+        default="100/1 hour",
+        description="Failed password sign-ins per username from every address together; "
+        "past it, only addresses with no failed sign-in for that username may try",
     )
     local_accounts: bool = Field(default=True, description="Offer sign-in with local accounts")
     login_url: str | None = Field(
@@ -224,6 +236,11 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator(
         "default_client_id",

@@ -26,6 +26,7 @@ from devicelink.runtime.clients import (
 )
 from devicelink.runtime.limits import RateLimiter
 from devicelink.runtime.metrics import Metrics
+from devicelink.runtime.sealing import Sealer
 from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
 from devicelink.service.clock import Clock, utc_now
@@ -59,6 +60,9 @@ class Runtime:
     oidc: Authenticator | None
     code_entry_limits: dict[str, RateLimitItem]
     login_limit: RateLimitItem
+    login_account_limit: RateLimitItem
+    sealer: Sealer
+    """Seals what a browser keeps for the upstream sign-in (state, nonce, PKCE verifier)."""
     dispose: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     resolve_user: UserResolver | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -87,7 +91,8 @@ async def build_runtime(
 ) -> Runtime:
     settings.check(resolves_users=resolve_user is not None)
     check_client_specs(clients)
-    hasher = CodeHasher(settings.secret_bytes())
+    secret = settings.secret_bytes()
+    hasher = CodeHasher(secret)
     disposers: list[Callable[[], Awaitable[None]]] = []
     fast_path: FastPathStore | None = None
     if store is None:
@@ -171,6 +176,8 @@ async def build_runtime(
             "account": parse(settings.code_entry_limit_account),
         },
         login_limit=parse(settings.login_limit),
+        login_account_limit=parse(settings.login_account_limit),
+        sealer=Sealer(secret, "upstream-sign-in", clock=clock),
         dispose=disposers,
         resolve_user=resolve_user,
         metrics=metrics,
@@ -189,4 +196,5 @@ def oidc_authenticator(settings: Settings) -> Authenticator | None:
         secret.get_secret_value() if secret else None,
         username_claims=tuple(settings.oidc_username_claims.split()),
         label=settings.oidc_label,
+        require_https=not settings.is_development(),
     )

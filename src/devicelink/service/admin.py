@@ -82,6 +82,21 @@ class AdminService:
         await self._deliver(queued)
         return True
 
+    async def change_password(self, username: str, password_hash: str) -> int:
+        """Give the local account ``username`` a new password (hashed by the caller) and
+        end its browser sessions in the same transaction: a browser signed in with the
+        old password, or holding a stolen session cookie, must sign in again. How many
+        sessions ended; :class:`NotFound` when there is no such local account."""
+        async with self._store.transaction() as tx:
+            user = await tx.users.get_by_username(username)
+            if (
+                user is None
+                or user.provider != "local"
+                or not await tx.users.set_password(user.id, password_hash)
+            ):
+                raise NotFound(f"no local account named {username!r}")
+            return await tx.browser_sessions.delete_for_user(user.id)
+
     async def disable_user(self, username: str, *, actor: str = "an administrator") -> bool:
         """Disable an account: its keys stop working at once and are revoked (their
         issuer told, as for any revocation), its sessions end, and an approval it gave
@@ -93,6 +108,9 @@ class AdminService:
             user = await _user_named(tx, username)
             if not await tx.users.disable(user.id, now=now):
                 return False
+            # A disabled account's sessions already read as signed out; deleting them
+            # also keeps them from ever counting again.
+            await tx.browser_sessions.delete_for_user(user.id)
             await tx.audit.record(
                 AuditEvent(
                     kind=AuditKind.USER_DISABLED,

@@ -8,7 +8,12 @@ from datetime import datetime, timedelta
 
 from devicelink.core.apikeys import KeyShape, worth_a_lookup
 from devicelink.core.codes import CodeHasher
-from devicelink.core.errors import InvalidClient, InvalidToken, UnauthorizedClient
+from devicelink.core.errors import (
+    InvalidClient,
+    InvalidToken,
+    NotAResourceServer,
+    UnauthorizedClient,
+)
 from devicelink.core.events import DeviceLinkEvent, EventKind
 from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
 from devicelink.core.ports import FastPathStore, KeyIssuer, Store, Transaction
@@ -209,12 +214,17 @@ class KeyService:
         """RFC 7662: the owner of an active key, for an authenticated resource server.
 
         Only confidential clients may introspect (section 2.1: the endpoint must be
-        protected against token scanning); anything else is ``invalid_client``.
+        protected against token scanning); anything else is ``invalid_client``. Of
+        those, only the ones an operator marked as resource servers (section 4: callers
+        specifically authorised); the others, once authenticated, get
+        :class:`NotAResourceServer`.
         """
         async with self._store.transaction() as tx:
             client = await self._clients.authenticate(tx, creds)
             if not client.confidential:
                 raise InvalidClient("introspection needs a confidential client's credentials")
+            if not client.resource_server:
+                raise NotAResourceServer()
             found = await self._lookup(tx, presented)
         if found is None:
             return None

@@ -1,6 +1,7 @@
-"""Browser sessions of the sign-in pages: created anonymous (for CSRF and the upstream
-login's state), rotated on sign-in, ended on sign-out. Kept in the database, so any
-server process can serve any request."""
+"""Browser sessions of the sign-in pages: anonymous in the cookie alone until a sign-in
+(the sign-in form's CSRF token derives from the cookie's token), then rotated into a
+new signed-in session, ended on sign-out. Signed-in sessions are kept in the database,
+so any server process can serve any request."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ from datetime import datetime, timedelta
 
 from devicelink.core.codes import CodeHasher
 from devicelink.core.models import BrowserSession, Identity, User
+from devicelink.core.names import NAME_LENGTH, printable_name
 from devicelink.core.ports import LoginFailed, Store, Transaction
 from devicelink.service.clock import Clock, utc_now
 
 ANONYMOUS_LIFETIME = 3600
-NAME_LENGTH = 200
-"""The longest account or display name kept (``users.username``, ``display_name``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,9 @@ class OpenSession:
     token: str
     record: BrowserSession
     user: User | None = None
+    saved: bool = True
+    """False for an anonymous session that lives in its cookie alone
+    (:meth:`BrowserSessions.unsaved`)."""
 
 
 class BrowserSessions:
@@ -62,13 +65,35 @@ class BrowserSessions:
         return OpenSession(token=token, record=record, user=user)
 
     async def start(self, data: Mapping[str, str] | None = None) -> OpenSession:
-        """A new anonymous session (it carries the CSRF token of the sign-in form)."""
+        """A new anonymous session, kept in the database."""
         return await self._create(None, data or {}, ANONYMOUS_LIFETIME)
 
+    def unsaved(self, token: str | None = None) -> OpenSession:
+        """An anonymous session that lives in its cookie alone: its token's CSRF token
+        protects the sign-in form, and no row is written until one is needed (a
+        sign-in, or data to keep), so visits of the sign-in page cost nothing stored.
+        ``token``: the browser's cookie when it names no row (a new token otherwise)."""
+        if not token or len(token) > 128 or not token.isascii() or not token.isprintable():
+            token = secrets.token_urlsafe(32)
+        now = self._clock()
+        record = BrowserSession(
+            id=0,
+            user_id=None,
+            data={},
+            created_at=now,
+            expires_at=now + timedelta(seconds=ANONYMOUS_LIFETIME),
+        )
+        return OpenSession(token=token, record=record, saved=False)
+
     async def _create(
-        self, user: User | None, data: Mapping[str, str], lifetime: int
+        self,
+        user: User | None,
+        data: Mapping[str, str],
+        lifetime: int,
+        *,
+        token: str | None = None,
     ) -> OpenSession:
-        token = secrets.token_urlsafe(32)
+        token = token or secrets.token_urlsafe(32)
         now = self._clock()
         async with self._store.transaction() as tx:
             record = await tx.browser_sessions.add(
@@ -81,6 +106,8 @@ class BrowserSessions:
         return OpenSession(token=token, record=record, user=user)
 
     async def save_data(self, session: OpenSession, data: Mapping[str, str]) -> OpenSession:
+        if not session.saved:  # its row, under the cookie's token, now that it is needed
+            return await self._create(None, data, ANONYMOUS_LIFETIME, token=session.token)
         async with self._store.transaction() as tx:
             await tx.browser_sessions.set_data(session.record.id, data)
         record = BrowserSession(
@@ -103,7 +130,7 @@ class BrowserSessions:
                 user = await account_of(tx, identity, now=now)
             if user is None or user.disabled:
                 raise LoginFailed("this account cannot sign in")
-            if previous is not None:
+            if previous is not None and previous.saved:
                 await tx.browser_sessions.delete(previous.record.id)
         return await self._create(user, {}, self._lifetime)
 
@@ -118,6 +145,8 @@ class BrowserSessions:
         return OpenSession(token=session.token, record=session.record, user=user)
 
     async def sign_out(self, session: OpenSession) -> None:
+        if not session.saved:
+            return
         async with self._store.transaction() as tx:
             await tx.browser_sessions.delete(session.record.id)
 
@@ -151,13 +180,18 @@ async def account_of(tx: Transaction, identity: Identity, *, now: datetime) -> U
 
 
 def shown_name(identity: Identity) -> str:
-    return (identity.username.strip() or identity.subject)[:NAME_LENGTH]
+    """The name the upstream or the host gives the user, if it is printable and not too
+    long (:func:`devicelink.core.names.printable_name`); else ``user``, which
+    :func:`free_username` tells apart by a suffix."""
+    return printable_name(identity.username) or "user"
 
 
 async def free_username(tx: Transaction, identity: Identity, name: str) -> str:
-    """The name itself when no account has it, else the name and a suffix derived from
+    """The name itself when no account has it (up to case and width:
+    :func:`devicelink.core.names.name_key`), else the name and a suffix derived from
     the user's provider and subject (``sam~1f0c2e9a``): the same user always gets the
-    same one, and ``sub`` tells apart two users the host gives one name."""
+    same one, and ``sub`` tells apart two users the host gives one name, or a user who
+    calls themself ``Admin`` from the local ``admin``."""
     if await tx.users.get_by_username(name) is None:
         return name
     digest = hashlib.sha256(f"{identity.provider}\0{identity.subject}".encode()).hexdigest()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -84,6 +85,8 @@ class ClientRow(Base):
     confidential: Mapped[bool] = mapped_column(Boolean, default=False)
     secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     created_at: Mapped[datetime]
+    # May call the introspection endpoint (an operator's decision, never implied).
+    resource_server: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class UserRow(Base):
@@ -92,6 +95,8 @@ class UserRow(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(200), unique=True)
+    # devicelink.core.names.name_key(username): "Admin" and "admin" are one name.
+    username_key: Mapped[str] = mapped_column(String(220), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     disabled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

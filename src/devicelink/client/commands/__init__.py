@@ -31,6 +31,7 @@ from devicelink.client.commands.invocation import (
     AuthCommand,
     AuthConfig,
     ClientHooks,
+    force_option,
     json_option,
     server_option,
 )
@@ -47,7 +48,19 @@ def auth_commands(config: AuthConfig) -> list[click.Command]:
         login_command(config),
         AuthCommand("status", config, status, [server_option(config), json_option()]),
         AuthCommand("token", config, token, [server_option(config)]),
-        AuthCommand("logout", config, logout, [server_option(config), json_option()]),
+        AuthCommand(
+            "logout",
+            config,
+            logout,
+            [
+                server_option(config),
+                json_option(),
+                force_option(
+                    "Forget the key here even when it cannot be revoked on the server "
+                    "(after one try)."
+                ),
+            ],
+        ),
     ]
 
 

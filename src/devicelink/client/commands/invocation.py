@@ -19,6 +19,7 @@ from devicelink.client.api import DEFAULT_SERVER, BrowserOpener, resolve_server
 from devicelink.client.commands.failures import ENDINGS, failure_of
 from devicelink.client.commands.output import Output
 from devicelink.client.http import DEFAULT_CLIENT_ID, DeviceFlowClient
+from devicelink.client.revocation import ClientFor
 from devicelink.client.store import CredentialStore
 
 
@@ -86,8 +87,12 @@ class Invocation:
     @property
     def login_command(self) -> str:
         """``login`` as the user types it here: ``devicelink login``, ``mycli auth login``."""
+        return self.command_line("login")
+
+    def command_line(self, verb: str) -> str:
+        """The auth command ``verb`` as the user types it here (``mycli auth logout``)."""
         parent = self.ctx.parent
-        return f"{(parent or self.ctx).command_path} login"
+        return f"{(parent or self.ctx).command_path} {verb}"
 
     def store(self, *, warn: bool = False) -> CredentialStore:
         """The credential store; its warning that no keyring works (and keys go to a file)
@@ -105,6 +110,11 @@ class Invocation:
         return resolve_server(
             explicit, store=store, env_var=config.server_env, default=config.server
         )
+
+    def client_for(self, target: str) -> ClientFor:
+        """Clients of ``target`` for revoking a key with its own client id (a key without
+        one: the host's)."""
+        return lambda client_id: self.client(target, client_id or self.config.client_id)
 
     def client(
         self, target: str, client_id: str | None, scope: str | None = None
@@ -171,6 +181,10 @@ def server_option(config: AuthConfig) -> click.Option:
     )
 
 
+def force_option(help: str) -> click.Option:  # Click's own name for it
+    return click.Option(["--force"], is_flag=True, help=help)
+
+
 def json_option() -> click.Option:
     return click.Option(
         ["--json", "as_json"], is_flag=True, help="Print one JSON object on standard output."
@@ -182,6 +196,7 @@ __all__ = [
     "AuthConfig",
     "ClientHooks",
     "Invocation",
+    "force_option",
     "json_option",
     "server_option",
 ]

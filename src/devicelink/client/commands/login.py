@@ -18,14 +18,23 @@ from devicelink.client.commands.invocation import (
     AuthCommand,
     AuthConfig,
     Invocation,
+    force_option,
     json_option,
     server_option,
 )
 from devicelink.client.commands.login_view import LoginView
-from devicelink.client.commands.output import Output, describe_expiry, describe_storage, iso
+from devicelink.client.commands.marked import (
+    by_hand,
+    revoke_marked_keys,
+    still_valid,
+    warn_still_marked,
+    what_revokes_it,
+)
+from devicelink.client.commands.output import describe_expiry, describe_storage, iso
 from devicelink.client.credentials import Credential
 from devicelink.client.errors import DeviceFlowError, KeyRefused, ServerUnreachable
 from devicelink.client.http import DeviceFlowClient
+from devicelink.client.revocation import revoke_keys
 from devicelink.client.store import CredentialStore
 
 
@@ -46,7 +55,7 @@ def login_command(config: AuthConfig) -> AuthCommand:
         click.Option(["--no-browser"], is_flag=True, help="Do not open a browser; print the link."),
         click.Option(["--qr"], is_flag=True, help="Also draw the link as a QR code (for a phone)."),
         json_option(),
-        click.Option(["--force"], is_flag=True, help="Log in again even if already logged in."),
+        force_option("Log in again even if already logged in."),
     ]
     return AuthCommand("login", config, login, params)
 
@@ -77,6 +86,12 @@ def login(
             f"{invocation.config.token_env} is set: commands use its key, not the one stored "
             "by this login."
         )
+    marked = revoke_marked_keys(invocation, store, target)
+    if marked.keys:
+        # Signing in anew is still useful; the old key stays marked (never lost) beside it.
+        warn_still_marked(invocation, marked)
+        if isinstance(marked.error, ServerUnreachable) and marked.error.status_code is None:
+            raise marked.error  # no connection at all: the sign-in could not get one either
     with invocation.client(target, client_id, scope) as client:
         previous = store.get(target) if force else None
         existing = None if force else _existing_login(invocation, client, store, client_id, scope)
@@ -102,9 +117,13 @@ def login(
             )
         finally:
             view.stop()
+        replaced = None
+        if previous is not None and previous.access_token != credential.access_token:
+            # Marked before it is replaced: an interrupted login cannot lose it.
+            replaced = store.mark_for_revocation(previous, since=invocation.now())
         where = store.save(credential)
-        if force:
-            _revoke_replaced(client, previous, credential, output)
+        if replaced is not None:
+            _revoke_replaced(invocation, store, replaced)
     _say_logged_in(invocation, credential, where)
 
 
@@ -141,16 +160,19 @@ def _existing_login(
     return credential, owner
 
 
-def _revoke_replaced(
-    client: DeviceFlowClient, previous: Credential | None, current: Credential, output: Output
-) -> None:
-    """After ``login --force``: the key it replaced is revoked, not left working."""
-    if previous is None or previous.access_token == current.access_token:
-        return
-    try:
-        client.revoke(previous.access_token)
-    except DeviceFlowError as exc:
-        output.warn(f"the previous key was not revoked on the server ({exc})")
+def _revoke_replaced(invocation: Invocation, store: CredentialStore, replaced: Credential) -> None:
+    """After ``login --force``: the key it replaced is revoked, not left working; if it
+    cannot be, it stays marked to be revoked (and is revoked by the next command)."""
+    target = replaced.server
+    (revocation,) = revoke_keys(
+        store, [replaced], client_for=invocation.client_for(target), now=invocation.now()
+    )
+    if not revocation.gone:
+        invocation.output.warn(
+            f"the previous key was not revoked on the server ({revocation.error}); it is "
+            f"{still_valid(invocation, [replaced])}, marked to be revoked and no longer "
+            f"used: {what_revokes_it(invocation)}. To revoke it now, {by_hand(target)}."
+        )
 
 
 def _login_result(

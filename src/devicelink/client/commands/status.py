@@ -8,6 +8,11 @@ from typing import Any
 from devicelink.client.api import owner_key_expiry, owner_name
 from devicelink.client.commands.failures import CommandFailed, ExitCode, failure_for
 from devicelink.client.commands.invocation import Invocation
+from devicelink.client.commands.marked import (
+    revoke_marked_keys,
+    still_marked_failure,
+    warn_still_marked,
+)
 from devicelink.client.commands.output import (
     ENVIRONMENT,
     describe_expiry,
@@ -23,7 +28,8 @@ def status(invocation: Invocation, *, server: str | None, as_json: bool) -> None
     """Show the server, the user and the key's expiry; check the key with the server.
 
     Exit codes: 0 logged in and the key works, 6 not logged in, 7 the key was refused
-    or has expired, 5 server unreachable.
+    or has expired, 5 server unreachable, 8 the key is marked to be revoked (a logout
+    could not revoke it) and still cannot be revoked.
     """
     store = invocation.store()
     target = invocation.target(server, store)
@@ -84,7 +90,9 @@ def token(invocation: Invocation, *, server: str | None) -> None:
         curl -H "Authorization: Bearer $({cmd})" ...
 
     Prints nothing on standard output when there is no usable key (exit 6 not logged
-    in, 7 expired). The key in the environment variable, when set, wins.
+    in, 7 expired, 8 marked to be revoked: a key that a logout could not revoke is never
+    printed; this command revokes it first). The key in the environment variable, when
+    set, wins.
     """
     store = invocation.store()
     credential, _ = current_key(invocation, store, invocation.target(server, store))
@@ -97,11 +105,19 @@ def current_key(
     invocation: Invocation, store: CredentialStore, target: str
 ) -> tuple[Credential, str]:
     """The key to use for ``target`` (the environment's first) and where it is; fails
-    with exit 6 when there is none and 7 when it has expired."""
+    with exit 6 when there is none, 7 when it has expired, and 8 when the only key is
+    marked to be revoked and still cannot be revoked (it is never handed out).
+
+    Keys marked to be revoked are revoked first (nothing is sent when there are none)."""
+    marked = revoke_marked_keys(invocation, store, target)
     from_env = store.from_environment(target)
     if from_env is not None:
+        warn_still_marked(invocation, marked)
         return from_env, ENVIRONMENT
     credential = store.get(target)
+    if credential is None and marked.keys:
+        raise still_marked_failure(invocation, marked)
+    warn_still_marked(invocation, marked)
     if credential is None:
         raise CommandFailed(
             ExitCode.NOT_LOGGED_IN,

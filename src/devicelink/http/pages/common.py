@@ -60,6 +60,15 @@ async def current_session(request: Request) -> OpenSession | None:
     return await with_host_user(request, rt, session)
 
 
+async def session_or_anonymous(request: Request) -> OpenSession:
+    """The browser's session, or an anonymous one in its cookie alone (the cookie's own
+    token while it names no row, so the sign-in form's CSRF token holds across visits):
+    visiting the sign-in page writes nothing (issue 13, finding 8)."""
+    rt = runtime(request)
+    session = await current_session(request)
+    return session or rt.sessions.unsaved(request.cookies.get(cookie_name(rt)))
+
+
 def href(request: Request, path: str) -> str:
     """A path of this server, under the path PUBLIC_URL puts devicelink at."""
     return runtime(request).base_path + path
@@ -221,12 +230,10 @@ def page_post(
     def register(handler: PagePost) -> PagePost:
         async def endpoint(request: Request) -> Response:
             rt = runtime(request)
-            session = await current_session(request)
+            session = await session_or_anonymous(request)
             form = await read_page_form(request, rt)
-            if (
-                session is None
-                or not same_origin(request, rt)
-                or not rt.sessions.check_csrf(session, form.get("csrf_token"))
+            if not same_origin(request, rt) or not rt.sessions.check_csrf(
+                session, form.get("csrf_token")
             ):
                 return forbidden(request, session)
             if sign_in_first is not None and session.user is None:

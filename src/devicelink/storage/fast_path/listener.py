@@ -34,6 +34,9 @@ class KeyChangeListener:
     RECONNECT_SECONDS = 1.0
     HEARTBEAT_SECONDS = 10.0
     HEARTBEAT_TIMEOUT = 5.0
+    CLOSE_SECONDS = 3.0
+    """How long :meth:`close` lets a connection attempt finish before cancelling it
+    (asyncpg's connect, cancelled half-way, can leave its socket to the collector)."""
 
     def __init__(
         self, pool: asyncpg.Pool, dsn: str, cache: KeyCache, *, schema: str | None = None
@@ -55,10 +58,14 @@ class KeyChangeListener:
     async def close(self) -> None:
         self._closed = True
         self._forget()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=self.CLOSE_SECONDS)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         if self.connection is not None and not self.connection.is_closed():
             with contextlib.suppress(*UNAVAILABLE):
                 await self.connection.close(timeout=5)
@@ -70,6 +77,8 @@ class KeyChangeListener:
                 if not await self._connect():
                     await self._pause(self.RECONNECT_SECONDS)
                     continue
+                if self._closed:
+                    break  # close() closes the connection just made
             if await self._heartbeat():
                 if not self._cache.live:
                     self._cache.clear()  # nothing kept from before it heard
@@ -84,9 +93,18 @@ class KeyChangeListener:
             connection = await asyncpg.connect(
                 self._dsn, timeout=10, server_settings=connection_settings(self._schema)
             )
+        except _FAILURES as exc:
+            log.debug("cannot listen for key changes yet: %s", type(exc).__name__)
+            return False
+        try:
             connection.add_termination_listener(self._lost)
             await connection.add_listener(CHANNEL, self._notified)
-        except _FAILURES as exc:
+        except BaseException as exc:
+            # Failed, or cancelled by close() while it was being set up: a connection
+            # nobody holds must not be left open (garbage collection would find it).
+            connection.terminate()
+            if not isinstance(exc, _FAILURES):
+                raise
             log.debug("cannot listen for key changes yet: %s", type(exc).__name__)
             return False
         self.connection = connection

@@ -58,3 +58,9 @@ class SqlBrowserSessionRepository(Repository):
         await self._conn.execute(
             delete(browser_sessions).where(browser_sessions.c.id == session_id)
         )
+
+    async def delete_for_user(self, user_id: int) -> int:
+        result = await self._conn.execute(
+            delete(browser_sessions).where(browser_sessions.c.user_id == user_id)
+        )
+        return result.rowcount

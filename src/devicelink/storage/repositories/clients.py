@@ -34,6 +34,7 @@ class SqlClientRepository(Repository):
                 key_lifetime=client.key_lifetime,
                 confidential=client.confidential,
                 secret_hash=client.secret_hash,
+                resource_server=client.resource_server,
             )
         )
 

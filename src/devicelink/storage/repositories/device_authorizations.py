@@ -95,6 +95,7 @@ class SqlDeviceAuthorizationRepository(Repository):
                 clients.c.confidential,
                 clients.c.secret_hash,
                 clients.c.created_at.label("client_created_at"),
+                clients.c.resource_server,
             )
             .join(clients, clients.c.client_id == _t.c.client_id)
             .where(_t.c.device_code_hash == device_code_hash),

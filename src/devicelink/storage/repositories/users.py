@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 
 from devicelink.core.models import User
+from devicelink.core.names import name_key
 from devicelink.storage.keycache import user_changed
 from devicelink.storage.repositories.base import AnnouncingRepository
 from devicelink.storage.rows import user_from_row
@@ -20,7 +21,15 @@ class SqlUserRepository(AnnouncingRepository):
         return await self._first(select(users).where(users.c.id == user_id), user_from_row)
 
     async def get_by_username(self, username: str) -> User | None:
-        return await self._first(select(users).where(users.c.username == username), user_from_row)
+        # The exact name first: two accounts from before migration 0008 may share a key.
+        exact = users.c.username == username
+        return await self._first(
+            select(users)
+            .where(exact | (users.c.username_key == name_key(username)))
+            .order_by(exact.desc(), users.c.id)
+            .limit(1),
+            user_from_row,
+        )
 
     async def get_by_subject(self, provider: str, subject: str) -> User | None:
         return await self._first(
@@ -43,6 +52,7 @@ class SqlUserRepository(AnnouncingRepository):
                 insert(users)
                 .values(
                     username=username,
+                    username_key=name_key(username),
                     password_hash=password_hash,
                     created_at=now,
                     provider=provider,
