@@ -60,6 +60,7 @@ from devicelink.client.revocation import (
 )
 from devicelink.client.store import CredentialStore
 from devicelink.client.urls import normalise_server
+from devicelink.core.names import terminal_safe
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 """The server of ``devicelink serve`` on its embedded default."""
@@ -158,11 +159,12 @@ def resolve_server(
 
 
 def owner_name(owner: Mapping[str, Any]) -> str | None:
-    """The user named by an ``/api/me`` answer (``username``, else ``sub``)."""
+    """The user named by an ``/api/me`` answer (``username``, else ``sub``), with what a
+    terminal would obey shown escaped (:func:`devicelink.core.names.terminal_safe`)."""
     for field_name in ("username", "sub"):
         value = owner.get(field_name)
         if isinstance(value, str) and value:
-            return value
+            return terminal_safe(value[:200])
     return None
 
 
