@@ -53,6 +53,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from devicelink.core.names import name_key
+
 CODE_LIFETIME = timedelta(minutes=10)  # the server's default DEVICELINK_CODE_LIFETIME
 KEY_LIFETIME = timedelta(days=30)  # the server's default DEVICELINK_KEY_LIFETIME
 OLDEST = timedelta(days=120)
@@ -220,9 +222,11 @@ def _key_rows(
 
 def _user_rows(ids: list[int], tag: str, now: datetime) -> Iterator[dict[str, Any]]:
     for n, row_id in enumerate(ids):
+        username = f"seed-{tag}-{n}"
         yield {
             "id": row_id,
-            "username": f"seed-{tag}-{n}",
+            "username": username,
+            "username_key": name_key(username),
             "password_hash": None,
             "disabled_at": None,
             "created_at": now - OLDEST - timedelta(days=1),
