@@ -6,7 +6,7 @@ plugin, loaded by tests/conftest.py (``pytest_plugins``).
 
 1. What is handed out is recorded, where it is born: the results of
    ``DeviceFlowService.start`` (device and user code) and ``.poll`` (the key), the
-   tokens of ``BrowserSessions.start``/``.sign_in`` and the secrets of
+   tokens of ``BrowserSessions.unsaved``/``.sign_in`` and the secrets of
    ``OidcAuthenticator.login_redirect``, for every app running in this process; and,
    for servers running in other processes, the JSON answers and session cookies httpx
    receives over a real connection (``network_stream`` in the response's extensions,
@@ -234,7 +234,16 @@ class SecretsAudit:
 
         self._patch(DeviceFlowService, "start", _recording("device_code", "user_code"))
         self._patch(DeviceFlowService, "poll", _recording("access_token"))
-        self._patch(BrowserSessions, "start", _recording(token="session_token"))
+
+        def token_of(original: Any) -> Any:
+            def unsaved(self: Any, *args: Any, **kwargs: Any) -> Any:
+                session = original(self, *args, **kwargs)
+                REGISTRY.add("session_token", session.token)
+                return session
+
+            return unsaved
+
+        self._patch(BrowserSessions, "unsaved", token_of)
         self._patch(BrowserSessions, "sign_in", _recording(token="session_token"))
         from devicelink.idp.oidc import OidcAuthenticator
 

@@ -64,10 +64,6 @@ class BrowserSessions:
             user = None
         return OpenSession(token=token, record=record, user=user)
 
-    async def start(self, data: Mapping[str, str] | None = None) -> OpenSession:
-        """A new anonymous session, kept in the database."""
-        return await self._create(None, data or {}, ANONYMOUS_LIFETIME)
-
     def unsaved(self, token: str | None = None) -> OpenSession:
         """An anonymous session that lives in its cookie alone: its token's CSRF token
         protects the sign-in form, and no row is written until one is needed (a

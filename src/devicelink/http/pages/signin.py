@@ -72,7 +72,7 @@ async def login_submit(
     ip = rt.limit_subject(client_ip(request))
     account = name_key(username)
     async with rt.limiter.serialized(("login-ip", ip), ("login-user", account)):
-        return await _sign_in(request, rt, session, form, username, ip, next_path)
+        return await _sign_in(request, rt, session, form, username, account, ip, next_path)
 
 
 async def _sign_in(
@@ -81,12 +81,13 @@ async def _sign_in(
     session: OpenSession,
     form: dict[str, str],
     username: str,
+    account: str,
     ip: str,
     next_path: str,
 ) -> Response:
-    """Check the limits, verify the password, count a failure."""
+    """Check the limits, verify the password, count a failure. ``account``: the
+    username's key (:func:`devicelink.core.names.name_key`), which the limits count."""
     assert rt.local_accounts is not None
-    account = name_key(username)
     wait = await _login_wait(rt, account, ip)
     if wait is not None:
         rt.metrics.refusals.labels("login").inc()
