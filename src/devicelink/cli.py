@@ -11,7 +11,7 @@ import click
 import devicelink
 from devicelink.client.commands import make_auth_group
 
-SERVER_VERBS = ("serve", "db", "clients", "users", "keys", "audit", "config", "purge")
+SERVER_VERBS = ("serve", "db", "clients", "users", "keys", "audit", "config", "purge", "secret")
 
 
 class DevicelinkGroup(click.Group):

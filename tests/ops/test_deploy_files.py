@@ -5,12 +5,14 @@ placeholders are filled in."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from pathlib import Path
 
 import pytest
 
+from devicelink.runtime.settings import Settings
 from tests.support.processes import config_check
 from tests.support.servers import STRONG_SECRET
 
@@ -58,6 +60,34 @@ def test_config_check_accepts_the_environment_file_once_filled_in(tmp_path: Path
     # No warning but that the example's provider cannot be reached from this machine.
     warnings = [line for line in output.splitlines() if "warning" in line]
     assert [line for line in warnings if "could not be reached from here" not in line] == []
+
+
+def test_the_guide_counts_connections_to_postgresql_as_config_check_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18, item 9: the guide's 2 machines of 4 workers fit PostgreSQL's default
+    max_connections (100, 3 of them kept for superusers) with the example file, with room
+    for admin commands and backups; the figures it prints are the ones config check says."""
+    for name in [name for name in os.environ if name.startswith("DEVICELINK_")]:
+        monkeypatch.delenv(name)
+    env = systemd_environment(ENV_FILE.read_text())
+    serve = re.search(r"^ExecStart=.* serve .*--workers (\d+)$", UNIT_FILE.read_text(), re.M)
+    assert serve
+    workers = int(serve.group(1))
+    machines = 2  # the diagram at the top of the guide
+    defaults = Settings(database_url=env["DEVICELINK_DATABASE_URL"])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    guide = Settings()
+    for settings in (defaults, guide):
+        per_worker = settings.max_connections_per_worker()
+        assert per_worker is not None
+        all_workers = machines * workers
+        assert f"{all_workers} x {per_worker} = {all_workers * per_worker}" in GUIDE
+    guide_per_worker = guide.max_connections_per_worker()
+    assert guide_per_worker is not None
+    assert f"at most {guide_per_worker} per worker, {guide_per_worker * workers} for" in GUIDE
+    assert machines * workers * guide_per_worker <= 97 - 10
 
 
 def test_the_unit_checks_and_serves_with_the_same_workers_on_its_own_address() -> None:

@@ -146,6 +146,13 @@ def test_the_first_account_with_its_printed_password_is_refused_outside_developm
     assert changed.returncode == 0, changed.stderr
     code, output = config_check(public, workdir)
     assert code == 0, output
+    # The database was set up with the development secret: serve refuses the new one
+    # until the operator adopts it (issue 18, item 2).
+    code, output = serve_once(public, workdir)
+    assert code != 0
+    assert "not the secret this database was set up with" in output
+    adopted = run_devicelink("secret", "adopt", "--yes", env=public, cwd=workdir)
+    assert adopted.returncode == 0, adopted.stderr
     server = launch(env=public, cwd=workdir)
     assert one_time_passwords(server.stderr()) == []
     assert server.stop() == 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -62,6 +65,40 @@ def test_two_workers_serve_a_complete_flow_with_the_command_line_settings(
     served_by = {r["pid"] for r in server.access_lines(strict=False)}
     assert served_by <= workers
 
+    assert server.stop() == 0, server.logs()
+
+
+def test_a_worker_that_dies_is_a_warning_and_is_replaced(workdir: Path, launch: Launcher) -> None:
+    """uvicorn's supervisor starts another worker in its place; the death itself is a
+    warning in devicelink's log (uvicorn says it at info), with the worker and its exit
+    code. /metrics names every live worker's process (and only those) and the build."""
+    server = launch("--workers", "2", env=clean_env(), cwd=workdir)
+    workers = _started_workers(server, expected=2)
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)  # a worker of the server this test started
+
+    deadline = time.monotonic() + 40
+    while True:
+        deaths = [r for r in server.json_lines(strict=False) if r["event"] == "worker process died"]
+        if deaths or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(deaths) == 1, server.logs()
+    (death,) = deaths
+    assert death["level"] == "warning"
+    assert death["worker_pid"] == victim
+    assert death["exit_code"] == -signal.SIGKILL
+    assert death["pid"] == server.process.pid  # the supervisor says it
+
+    live = _started_workers(server, expected=3) - {victim}
+    assert len(live) == 2
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        metrics = http.get("/metrics").text
+    for pid in live:
+        assert _sample(metrics, f'process_resident_memory_bytes{{pid="{pid}"}}') > 0, metrics
+    assert f'pid="{victim}"' not in metrics
+    assert _sample(metrics, f'devicelink_build_info{{version="{version("devicelink")}"}}') == 1
+    server.assert_healthy()
     assert server.stop() == 0, server.logs()
 
 

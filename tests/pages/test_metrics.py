@@ -1,9 +1,11 @@
-"""/metrics counts what happened: flows, polls by answer, keys, refusals, latency."""
+"""/metrics counts what happened: flows, polls by answer, keys, refusals, latency,
+requests by route and status; and names the build and the process."""
 
 from __future__ import annotations
 
 import re
 from contextlib import nullcontext
+from importlib.metadata import version
 
 import pytest
 from pydantic import SecretStr
@@ -76,6 +78,43 @@ async def test_unknown_paths_share_one_latency_series(site: Site) -> None:
     text = (await site.device.get("/metrics")).text
     assert "nowhere" not in text
     assert sample(text, "devicelink_request_duration_seconds_count", route="other") == 5
+
+
+async def test_requests_are_counted_by_route_template_and_status(site: Site) -> None:
+    """Counted once each, whether the fast path answers them (on PostgreSQL) or the full
+    stack; by the route's template, never the raw path."""
+    flow = await site.start_flow()
+    await site.poll(flow["device_code"])
+    await site.poll(flow["device_code"])
+    await site.device.get("/api/me")  # no key: handed to the full stack
+    await site.device.get("/api/me", headers={"Authorization": "Bearer dlk_unknown"})
+    await site.device.delete("/api/keys/12345", headers={"Authorization": "Bearer dlk_unknown"})
+    for n in range(3):
+        await site.device.get(f"/nowhere-{n}")
+    await site.device.get("/healthz")
+
+    text = (await site.device.get("/metrics")).text
+
+    def requests(route: str, status: str) -> float:
+        return sample(text, "devicelink_requests_total", route=route, status=status)
+
+    assert requests("/oauth/device/authorize", "200") == 1
+    assert requests("/oauth/device/token", "400") == 2
+    assert requests("/api/me", "401") == 2
+    assert requests("/api/keys/{key_id}", "401") == 1
+    assert requests("other", "404") == 3
+    assert requests("/healthz", "200") == 1
+    assert "12345" not in text
+    assert "nowhere" not in text
+
+
+async def test_metrics_name_the_build_and_the_process(site: Site) -> None:
+    text = (await site.device.get("/metrics")).text
+    assert sample(text, "devicelink_build_info", version=version("devicelink")) == 1
+    assert sample(text, "process_resident_memory_bytes") > 0
+    assert sample(text, "process_open_fds") > 0
+    assert "process_cpu_seconds_total" in text
+    assert "python_info{" in text
 
 
 METRICS_TOKEN = "metrics-token-" + "k3Y9" * 8

@@ -6,10 +6,10 @@ import click
 
 from devicelink.admin.config import config
 from devicelink.admin.directory import audit, clients, keys, users
-from devicelink.admin.maintenance import purge
+from devicelink.admin.maintenance import purge, secret
 from devicelink.admin.serve import db, serve
 
 
 def register(group: click.Group) -> None:
-    for command in (serve, db, clients, users, keys, audit, config, purge):
+    for command in (serve, db, clients, users, keys, audit, config, purge, secret):
         group.add_command(command)

@@ -18,6 +18,9 @@ from devicelink.runtime.settings import SECRET_FILE, ConfigurationError, Setting
 from devicelink.runtime.wiring import oidc_authenticator
 
 MASK = "********"
+POSTGRES_DEFAULT_AVAILABLE = 97
+"""Connections PostgreSQL's defaults leave to applications: max_connections 100 less the
+3 of superuser_reserved_connections."""
 _URL_SETTINGS = ("database_url", "redis_url")
 _SECRET_WORDS = ("pass", "secret", "token", "key")
 
@@ -127,7 +130,7 @@ def config_check(host: str, port: int, data_dir: Path | None, workers: int) -> N
         public_url_note = " (not set: the listening address, as serve does)"
     if updates:
         settings = settings.model_copy(update=updates)
-    _print_settings(settings, public_url_note)
+    _print_settings(settings, public_url_note, workers)
     unshared = settings.unshared_limits(workers)
     if unshared and settings.is_development():
         click.echo(f"devicelink: warning: {unshared}", err=True)
@@ -143,7 +146,7 @@ def config_check(host: str, port: int, data_dir: Path | None, workers: int) -> N
     click.echo("\nconfiguration OK: devicelink serve would start with it")
 
 
-def _print_settings(settings: Settings, public_url_note: str) -> None:
+def _print_settings(settings: Settings, public_url_note: str, workers: int) -> None:
     explicit = settings.model_fields_set
     width = max(len(name) for name in Settings.model_fields) + len("DEVICELINK_")
     for name in Settings.model_fields:
@@ -155,6 +158,24 @@ def _print_settings(settings: Settings, public_url_note: str) -> None:
             note = " (default)"
         click.echo(f"{variable:<{width}}  {describe(settings, name)}{note}")
     click.echo(f"{'development':<{width}}  {'yes' if settings.is_development() else 'no'}")
+    per_worker = settings.max_connections_per_worker()
+    if per_worker is None:
+        return
+    total = per_worker * workers
+    processes = "worker" if workers == 1 else "workers"
+    click.echo(
+        f"{'postgres connections':<{width}}  at most {per_worker} per worker, "
+        f"{total} for {workers} {processes}"
+    )
+    if total > POSTGRES_DEFAULT_AVAILABLE:
+        click.echo(
+            f"devicelink: warning: {total} connections to PostgreSQL from this machine alone "
+            f"exceed the {POSTGRES_DEFAULT_AVAILABLE} its defaults allow (max_connections 100, "
+            "3 reserved for superusers): raise max_connections, or lower "
+            "DEVICELINK_DATABASE_POOL_SIZE, DEVICELINK_DATABASE_MAX_OVERFLOW and "
+            "DEVICELINK_FAST_PATH_POOL_SIZE (docs/deploy.md, Connections to PostgreSQL)",
+            err=True,
+        )
 
 
 async def _upstream_problems(settings: Settings) -> list[str]:

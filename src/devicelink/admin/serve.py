@@ -3,6 +3,7 @@ once, then uvicorn with one or several workers."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import secrets
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import click
+from sqlalchemy.pool import NullPool
 
 from devicelink.admin.common import (
     FIRST_ACCOUNT,
@@ -22,12 +24,14 @@ from devicelink.admin.common import (
     run_with_store,
     settings_options,
 )
+from devicelink.core.codes import CodeHasher
 from devicelink.idp.local import hash_password
 from devicelink.runtime.checks import FIRST_PASSWORD_MARKER
 from devicelink.runtime.metrics import MULTIPROCESS_ENV
 from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.service.clock import utc_now
-from devicelink.storage import SqlStore, upgrade_database
+from devicelink.service.instance import SecretMismatch, check_secret
+from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.storage.migrate import SchemaOutOfDate, check_schema_at
 
 
@@ -53,8 +57,7 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
     With no configuration it uses an embedded SQLite database in ./devicelink-data,
     migrates it, creates the secret and the default client `devicelink-cli`.
     """
-    import uvicorn
-
+    from devicelink.admin.workers import run_server
     from devicelink.runtime.logging import configure_logging, get_logger
 
     settings = load_settings(data_dir, log_level=log_level.lower() if log_level else None)
@@ -80,6 +83,10 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
             check_schema_at(settings.effective_database_url(), schema=settings.database_schema)
         except SchemaOutOfDate as exc:
             fail(str(exc))
+    try:
+        asyncio.run(_check_secret(settings))
+    except SecretMismatch as exc:
+        fail(str(exc))
     if settings.embedded and settings.local_accounts:
         _create_first_account(settings)
     # Each worker builds its app from the environment: hand it what was decided here.
@@ -107,7 +114,7 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
     )
     # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 then.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
+    run_server(  # uvicorn.run, with a worker's death logged as a warning
         "devicelink.server.app:create_app_from_environment",
         factory=True,
         host=host,
@@ -198,3 +205,15 @@ def _create_first_account(settings: Settings) -> None:
             f"`devicelink users passwd {FIRST_ACCOUNT}`.\n",
             err=True,
         )
+
+
+async def _check_secret(settings: Settings) -> None:
+    """Once, before any worker starts: the secret is the database's (each worker checks
+    again as it builds its app; here the refusal is one clear message)."""
+    engine = create_engine_for_url(
+        settings.effective_database_url(), schema=settings.database_schema, poolclass=NullPool
+    )
+    try:
+        await check_secret(SqlStore(engine), CodeHasher(settings.secret_bytes()))
+    finally:
+        await engine.dispose()

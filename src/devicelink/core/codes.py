@@ -93,7 +93,15 @@ class CodeHasher:
     be matched against a hash of a user code or of an API key.
     """
 
-    __slots__ = ("_api_key", "_client_secret", "_csrf", "_device_code", "_session", "_user_code")
+    __slots__ = (
+        "_api_key",
+        "_client_secret",
+        "_csrf",
+        "_device_code",
+        "_session",
+        "_user_code",
+        "fingerprint",
+    )
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 32:
@@ -108,6 +116,8 @@ class CodeHasher:
         self._client_secret = derive(b"client_secret")
         self._session = derive(b"session")
         self._csrf = derive(b"csrf")
+        self.fingerprint = derive(b"fingerprint").hex()[:32]
+        """Names the secret without revealing it: processes that must agree compare it."""
 
     @staticmethod
     def _mac(key: bytes, value: str) -> bytes:

@@ -192,6 +192,16 @@ class ApiKeyRepository(Protocol):
         ...
 
 
+class InstanceFacts(Protocol):
+    """What every process of a deployment must agree on, kept by name."""
+
+    async def claim(self, name: str, value: str) -> str:
+        """The value kept under ``name``, keeping ``value`` first when there is none."""
+        ...
+
+    async def replace(self, name: str, value: str) -> None: ...
+
+
 class IssuerRevocationRepository(Protocol):
     """The outbox of revocations the key issuer has yet to hear of. A row is written in
     the transaction that revokes the key (so it exists exactly when the revocation
@@ -262,6 +272,9 @@ class Transaction(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def instance(self) -> InstanceFacts: ...
 
 
 class Store(Protocol):

@@ -24,6 +24,7 @@ from devicelink.http.openapi import (
     HealthResponse,
     KeyListResponse,
     KeyOwnerResponse,
+    ReadinessResponse,
     documented_answer,
     documented_error,
 )
@@ -137,19 +138,36 @@ async def healthz() -> JSONResponse:
     tags=["health"],
     summary="Readiness",
     responses={
-        200: {"model": HealthResponse, "description": "Ready to serve"},
+        200: {
+            "model": ReadinessResponse,
+            "description": "Ready to serve (degraded: without the key-change listener or Redis)",
+        },
         503: UNAVAILABLE_RESPONSE,
     },
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers, and the server is not shutting down."""
-    if runtime(request).draining:
+    """Readiness: the database answers, and the server is not shutting down (else 503).
+    The key-change listener and Redis, when in use, are named too: without them the
+    server still serves, degraded (200). Cheap: one database round trip, and a Redis
+    ``PING`` unless Redis is already known to be down."""
+    rt = runtime(request)
+    if rt.draining:
         raise TemporarilyUnavailable("the server is shutting down")
     try:
-        await runtime(request).store.ping()
+        await rt.store.ping()
     except StorageUnavailable:
         raise TemporarilyUnavailable("the database is unreachable") from None
-    return JSONResponse({"status": "ready"})
+    checks = {"database": "ok"}
+    degraded = False
+    if rt.key_changes is not None:
+        listening = rt.key_changes.listening
+        checks["key_changes"] = "listening" if listening else "not listening"
+        degraded |= not listening
+    redis = await rt.limiter.shared_reachable()
+    if redis is not None:
+        checks["redis"] = "ok" if redis else "unreachable"
+        degraded |= not redis
+    return JSONResponse({"status": "degraded" if degraded else "ready", "checks": checks})
 
 
 async def _key_owner(request: Request) -> User:

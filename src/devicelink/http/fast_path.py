@@ -9,7 +9,7 @@ the bearer header itself, calls the same functions the FastAPI routes call
 (:func:`devicelink.http.oauth.answer_authorization`,
 :func:`devicelink.http.oauth.answer_poll`, :func:`devicelink.http.api.describe_owner`),
 and does what the middlewares would have done, with their own pieces: the request id
-and the header-size limit, the security headers, the latency metric, the access log.
+and the header-size limit, the security headers, the request metrics, the access log.
 Anything out of the ordinary (client authentication, an odd body, a form that does not
 parse, another method) is handed to the full stack untouched, which answers it as always.
 """
@@ -72,7 +72,9 @@ class FastPath:
         try:
             await response(scope, receive, send)
         finally:
-            rt.metrics.observe_latency(scope["path"], time.perf_counter() - started)
+            rt.metrics.observe_request(
+                scope["path"], response.status_code, time.perf_counter() - started
+            )
             if self.access_log.enabled():
                 self.access_log.write(scope, response.status_code, started, request_id)
 

@@ -140,7 +140,32 @@ class KeyListResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description="ok (liveness) or ready (readiness)")
+    status: str = Field(description="ok: the process answers")
+
+
+class ReadinessChecks(BaseModel):
+    """Each dependency in use, by name; one that is not in use is absent."""
+
+    database: Literal["ok"] = Field(description="Required: without it /readyz answers 503")
+    key_changes: Literal["listening", "not listening"] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="With the fast path's key cache (PostgreSQL): whether this process "
+        "hears of key and account changes; not listening, key checks go to the "
+        "database uncached (degraded)",
+    )
+    redis: Literal["ok", "unreachable"] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="With DEVICELINK_REDIS_URL: unreachable, the rate limits are counted "
+        "in this process alone until it answers again (degraded)",
+    )
+
+
+class ReadinessResponse(BaseModel):
+    status: Literal["ready", "degraded"] = Field(
+        description="ready: every dependency answers; degraded: serving, without the "
+        "key-change listener or Redis (see checks)"
+    )
+    checks: ReadinessChecks
 
 
 # --- headers, documented errors, security schemes, form bodies ---------------------------

@@ -160,6 +160,27 @@ def operations_problems(settings: Settings) -> list[str]:
     return problems
 
 
+POOL_LIMIT = 100
+"""The most connections one pool of one process may be given: more than PostgreSQL's
+default max_connections for the whole server is a typo, not a sizing."""
+
+
+def pool_problems(settings: Settings) -> list[str]:
+    """The sizes of each server process's connection pools to PostgreSQL."""
+    problems: list[str] = []
+    for name, least in (
+        ("database_pool_size", 1),
+        ("database_max_overflow", 0),
+        ("fast_path_pool_size", 1),
+    ):
+        if not least <= getattr(settings, name) <= POOL_LIMIT:
+            problems.append(
+                f"DEVICELINK_{name.upper()} must be between {least} and {POOL_LIMIT} "
+                "(connections of each server process; docs/deploy.md says how to size them)"
+            )
+    return problems
+
+
 def is_weak_secret(secret: str) -> bool:
     """Shorter than 32 characters, a known placeholder, a short pattern repeated, or
     fewer than 6 distinct characters."""

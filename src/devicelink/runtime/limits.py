@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from limits import RateLimitItem
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.aio.strategies import RateLimiter as RateLimiter_
 from limits.errors import StorageError
@@ -102,15 +103,37 @@ class RateLimiter:
                     timeout=self.TIMEOUT_SECONDS,
                 )
             except (StorageError, TimeoutError, OSError, ConnectionError) as exc:
-                self._shared_down_until = time.monotonic() + self.RETRY_SECONDS
-                log.warning(
-                    "Redis is unreachable (%s): counting rate limits in this process alone for now",
-                    type(exc).__name__,
-                )
-                if self._on_fallback is not None:
-                    self._on_fallback()
+                self._fall_back(type(exc).__name__)
         local = self._local_counter if counter else self._local
         return await getattr(local, method)(limit, *identifiers)
+
+    def _fall_back(self, reason: str) -> None:
+        self._shared_down_until = time.monotonic() + self.RETRY_SECONDS
+        log.warning(
+            "Redis is unreachable (%s): counting rate limits in this process alone for now",
+            reason,
+        )
+        if self._on_fallback is not None:
+            self._on_fallback()
+
+    async def shared_reachable(self) -> bool | None:
+        """Whether Redis answers (None: no Redis, the limits are this process's anyway),
+        for ``/readyz``. Within :attr:`RETRY_SECONDS` of a failure the answer is the one
+        known, with no round trip; otherwise one ``PING`` on the pooled connection,
+        given :attr:`TIMEOUT_SECONDS`. A failed ``PING`` falls back as a failed limit
+        does: the limits are counted in this process until the next try."""
+        storage = self._shared_storage
+        if not isinstance(storage, AsyncStorage):  # None: no Redis URL
+            return None
+        if time.monotonic() < self._shared_down_until:
+            return False
+        try:
+            answered = bool(await asyncio.wait_for(storage.check(), timeout=self.TIMEOUT_SECONDS))
+        except (StorageError, TimeoutError, OSError, ConnectionError):
+            answered = False
+        if not answered:
+            self._fall_back("no answer to PING")
+        return answered
 
     async def hit(self, limit: RateLimitItem, *identifiers: str, counter: bool = False) -> bool:
         """Spend one of ``limit``. ``counter``: a sliding window counter (two counters

@@ -17,6 +17,7 @@ from devicelink.runtime.checks import (
     flow_problems,
     is_loopback_url,
     operations_problems,
+    pool_problems,
     public_url_problems,
 )
 from devicelink.runtime.embedding import database_problems, sign_in_problems
@@ -110,6 +111,22 @@ class Settings(BaseSettings):
         description="On PostgreSQL with the fast path, how many API keys each process "
         "remembers between checks; a revocation or a disabled account reaches every "
         "process at once (PostgreSQL NOTIFY). 0: every check reads the database",
+    )
+    # --- connections to PostgreSQL (docs/deploy.md, "Connections to PostgreSQL") -----
+    database_pool_size: int = Field(
+        default=10,
+        description="On PostgreSQL, connections each server process keeps open for the "
+        "general path (pages, approvals, revocations, the purge), opened as needed",
+    )
+    database_max_overflow: int = Field(
+        default=5,
+        description="On PostgreSQL, connections each server process may open beyond "
+        "DATABASE_POOL_SIZE when busy, closed again once used",
+    )
+    fast_path_pool_size: int = Field(
+        default=10,
+        description="On PostgreSQL with the fast path, the most connections of each server "
+        "process's fast-path pool (new flows, pending polls, key checks)",
     )
     auto_migrate: bool | None = Field(
         default=None,
@@ -297,11 +314,25 @@ class Settings(BaseSettings):
         problems.extend(database_problems(self))
         problems.extend(flow_problems(self))
         problems.extend(operations_problems(self))
+        problems.extend(pool_problems(self))
         unshared = self.unshared_limits(workers)
         if unshared and not self.is_development():
             problems.append(unshared)
         if problems:
             raise ConfigurationError("refusing to start:\n  - " + "\n  - ".join(problems))
+
+    def max_connections_per_worker(self) -> int | None:
+        """The most connections one server process opens to PostgreSQL (None on SQLite):
+        the general path's pool and its overflow, the fast path's pool, and the
+        connection that listens for key changes (with the fast path and a key cache)."""
+        if not self.effective_database_url().startswith("postgres"):
+            return None
+        connections = self.database_pool_size + self.database_max_overflow
+        if self.fast_path:
+            connections += self.fast_path_pool_size
+            if self.key_cache_size > 0:
+                connections += 1
+        return connections
 
     def unshared_limits(self, workers: int) -> str | None:
         """What goes wrong when several workers each count the rate limits on their own:

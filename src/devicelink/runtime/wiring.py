@@ -31,9 +31,11 @@ from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import EventSink
+from devicelink.service.instance import SecretMismatch, check_secret
 from devicelink.service.sessions import BrowserSessions
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
+from devicelink.storage.fast_path.listener import KeyChangeListener
 from devicelink.storage.migrate import SchemaOutOfDate, check_schema, upgrade_engine
 
 log = logging.getLogger("devicelink")
@@ -68,6 +70,8 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
     """Set when the server is asked to stop: /readyz answers 503 from then on."""
+    key_changes: KeyChangeListener | None = None
+    """What keeps the fast path's key cache live, when there is one: /readyz reports it."""
 
     def limit_subject(self, ip: str | None) -> str:
         """Under which name per-address limits count ``ip`` (IPv6 per prefix)."""
@@ -95,10 +99,16 @@ async def build_runtime(
     hasher = CodeHasher(secret)
     disposers: list[Callable[[], Awaitable[None]]] = []
     fast_path: FastPathStore | None = None
+    key_changes: KeyChangeListener | None = None
     if store is None:
         url = settings.effective_database_url()
         schema = settings.database_schema
-        engine = create_engine_for_url(url, schema=schema)
+        engine = create_engine_for_url(
+            url,
+            schema=schema,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
         try:
             if settings.should_migrate():
                 await upgrade_engine(engine, schema=schema)
@@ -115,11 +125,22 @@ async def build_runtime(
         store = cast(Store, sql_store)
         if settings.fast_path and engine.dialect.name == "postgresql":
             hot = await AsyncpgFastPath.connect(
-                url, key_cache_size=settings.key_cache_size, schema=schema
+                url,
+                max_size=settings.fast_path_pool_size,
+                key_cache_size=settings.key_cache_size,
+                schema=schema,
             )
             sql_store.on_commit_announce(hot.changed)
             disposers.append(hot.close)
             fast_path = hot
+            if settings.key_cache_size > 0:
+                key_changes = hot.listener
+    try:
+        await check_secret(store, hasher)
+    except SecretMismatch as exc:
+        for dispose in reversed(disposers):
+            await dispose()
+        raise ConfigurationError(str(exc)) from None
     await register_clients(store, clients, settings, hasher, now=clock())
     await ensure_default_client(store, settings, now=clock(), registered=clients)
     policy = FlowPolicy(
@@ -181,6 +202,7 @@ async def build_runtime(
         dispose=disposers,
         resolve_user=resolve_user,
         metrics=metrics,
+        key_changes=key_changes,
     )
 
 

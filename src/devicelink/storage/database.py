@@ -21,6 +21,7 @@ from devicelink.storage.repositories import (
     SqlBrowserSessionRepository,
     SqlClientRepository,
     SqlDeviceAuthorizationRepository,
+    SqlInstanceFacts,
     SqlIssuerRevocationRepository,
     SqlUserRepository,
 )
@@ -90,9 +91,20 @@ def connection_settings(schema: str | None = None) -> dict[str, str]:
     return settings
 
 
-def create_engine_for_url(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
+def create_engine_for_url(
+    url: str,
+    *,
+    schema: str | None = None,
+    pool_size: int = 10,
+    max_overflow: int = 5,
+    **kwargs: Any,
+) -> AsyncEngine:
     """An engine on ``url``; on PostgreSQL with a ``schema``, its tables are there (see
-    :func:`connection_settings`). SQLite has no schemas: a ``schema`` is refused."""
+    :func:`connection_settings`). SQLite has no schemas: a ``schema`` is refused.
+
+    On PostgreSQL (unless a ``poolclass`` is given) the engine holds at most
+    ``pool_size + max_overflow`` connections: ``pool_size`` kept open once opened, the
+    overflow closed again when returned. SQLite ignores both."""
     url = normalise_database_url(url)
     # Statement parameters hold hashes, user agents and IPs: keep them out of error
     # messages, which end up in logs.
@@ -104,10 +116,11 @@ def create_engine_for_url(url: str, *, schema: str | None = None, **kwargs: Any)
         _configure_sqlite(engine)
         return engine
     if "poolclass" not in kwargs:
-        # Steady connections for the cold paths (the fast path has its own asyncpg pool
-        # of 10): several processes on one PostgreSQL stay well under max_connections.
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 5)
+        # Steady connections for the cold paths (the fast path has its own asyncpg pool):
+        # the server's are settings, whose sum over every process must stay under
+        # PostgreSQL's max_connections (Settings.max_connections_per_worker).
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = max_overflow
         kwargs.setdefault("pool_timeout", 10)
     connect_args = kwargs.pop("connect_args", {})
     url, tls = libpq_tls(url)
@@ -153,6 +166,7 @@ class SqlTransaction:
         "clients",
         "connection",
         "device_authorizations",
+        "instance",
         "issuer_revocations",
         "users",
     )
@@ -169,6 +183,7 @@ class SqlTransaction:
         self.issuer_revocations = SqlIssuerRevocationRepository(connection)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
         self.audit = SqlAuditLog(connection)
+        self.instance = SqlInstanceFacts(connection)
 
 
 # Raised by SQLAlchemy when the database is gone or does not answer. InternalError

@@ -212,8 +212,19 @@ class AuditEventRow(Base):
 
 metadata = Base.metadata
 
+
 # The tables for SQLAlchemy Core statements (the repositories and the purge write Core,
 # not ORM sessions).
+class InstanceFactRow(Base):
+    """What a deployment must agree on, by name: ``secret_fingerprint``, a value derived
+    from the server secret that every process checks at start."""
+
+    __tablename__ = "instance_facts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
 clients = cast(Table, ClientRow.__table__)
 users = cast(Table, UserRow.__table__)
 device_authorizations = cast(Table, DeviceAuthorizationRow.__table__)
@@ -221,3 +232,4 @@ api_keys = cast(Table, ApiKeyRow.__table__)
 issuer_revocations = cast(Table, IssuerRevocationRow.__table__)
 browser_sessions = cast(Table, BrowserSessionRow.__table__)
 audit_events = cast(Table, AuditEventRow.__table__)
+instance_facts = cast(Table, InstanceFactRow.__table__)

@@ -52,6 +52,12 @@ class KeyChangeListener:
         self._pong: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
 
+    @property
+    def listening(self) -> bool:
+        """Whether this process hears key changes now (the key cache is live); if not,
+        key checks go to the database, uncached."""
+        return self._cache.live
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_listening(), name="devicelink key changes")
 

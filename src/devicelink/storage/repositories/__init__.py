@@ -9,6 +9,7 @@ from devicelink.storage.repositories.clients import SqlClientRepository
 from devicelink.storage.repositories.device_authorizations import (
     SqlDeviceAuthorizationRepository,
 )
+from devicelink.storage.repositories.instance_facts import SqlInstanceFacts
 from devicelink.storage.repositories.issuer_revocations import SqlIssuerRevocationRepository
 from devicelink.storage.repositories.users import SqlUserRepository
 
@@ -18,6 +19,7 @@ __all__ = [
     "SqlBrowserSessionRepository",
     "SqlClientRepository",
     "SqlDeviceAuthorizationRepository",
+    "SqlInstanceFacts",
     "SqlIssuerRevocationRepository",
     "SqlUserRepository",
 ]
