@@ -99,3 +99,30 @@ def test_the_unit_checks_and_serves_with_the_same_workers_on_its_own_address() -
     assert check
     assert serve
     assert check.group(1) == serve.group(1)
+
+
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+def test_the_container_image_installs_as_the_guide_does_and_runs_unprivileged() -> None:
+    """The suite's machines run no container daemon, so the image is not built here;
+    what can be checked without one is: the guide's install (the wheel, with
+    requirements.lock as constraints), a user of its own, the port and health check of
+    serve, the Python the project requires, and files it copies that exist."""
+    text = DOCKERFILE.read_text()
+    assert "pip wheel --no-deps" in text
+    assert "--constraint requirements.lock" in text
+    assert '"devicelink[server] @ file://' in text
+    assert "USER devicelink" in text
+    assert 'CMD ["devicelink", "serve", "--host", "0.0.0.0", "--port", "8000"]' in text
+    assert "/readyz" in text
+    required = re.search(r'requires-python = ">=(\d+\.\d+)"', (ROOT / "pyproject.toml").read_text())
+    assert required is not None
+    assert all(
+        f"python:{required.group(1)}-slim" in line
+        for line in text.splitlines()
+        if line.startswith("FROM")
+    )
+    for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+        for name in copied.split():
+            assert (ROOT / name).exists(), name
