@@ -298,7 +298,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             "hot": KeyService(store, hasher, self.clock, fast_path=hot),
             "sql": KeyService(store, hasher, self.clock),
         }
-        self.admin = AdminService(store, self.clock)
+        # The issuer is told of the revocations of `disable` at once, as in the server's
+        # own process; without it they would wait in the outbox for a drain this machine
+        # never runs, and the purge keeps a key until its issuer has heard.
+        self.admin = AdminService(store, self.clock, key_issuer=self.issuer)
         self.maintenance = Maintenance(
             SqlPurger(store.engine),
             self.clock,

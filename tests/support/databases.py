@@ -20,20 +20,14 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from devicelink.storage import create_engine_for_url, upgrade_database
+from devicelink.storage.tables import metadata
 
 ADMIN_POSTGRES_URL = os.environ.get(
     "DEVICELINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-TABLES = (
-    "audit_events",
-    "browser_sessions",
-    "issuer_revocations",
-    "api_keys",
-    "device_authorizations",
-    "users",
-    "clients",
-)
-"""devicelink's tables, children first."""
+TABLES = tuple(table.name for table in reversed(metadata.sorted_tables))
+"""devicelink's tables, children first (all of them: a table left out keeps its rows
+from one test to the next, as the secret's fingerprint in ``instance_facts`` would)."""
 
 
 async def delete_all_rows(conn: AsyncConnection) -> None:
