@@ -43,6 +43,9 @@ SAMPLE_POLL_BODY = (
 )
 PENDING = "400 authorization_pending"
 SLOW_DOWN = "400 slow_down"
+INVALID_GRANT = "400 invalid_grant"  # a device code never issued (SAMPLE_POLL_BODY's)
+EXPIRED_TOKEN = "400 expired_token"
+ACCESS_DENIED = "400 access_denied"
 # Lifetime of the pre-created codes: the largest devicelink accepts, so that the pools
 # outlive any run, seeding 10^6 rows included. It is a timestamp in the row: it changes
 # no work the server does per request.

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import (
+    ACCESS_DENIED,
     CLIENT_ID,
+    EXPIRED_TOKEN,
+    INVALID_GRANT,
     PEER_CLIENT_ID,
     PENDING,
     SAMPLE_POLL_BODY,
@@ -23,7 +26,7 @@ from bench.common import (
     rows_label,
 )
 from bench.machine import wait_until_idle
-from bench.pools import CodePool, KeyPool
+from bench.pools import CodePool, KeyPool, SettledCodePool
 from bench.results import Summary
 from bench.scenarios import (
     BearerScenario,
@@ -32,6 +35,7 @@ from bench.scenarios import (
     PollScenario,
     PurgeScenario,
     Scenario,
+    SettledPollScenario,
 )
 from bench.targets import (
     DevicelinkPostgresTarget,
@@ -73,11 +77,29 @@ def devicelink_scenarios(
                      body=f"client_id={CLIENT_ID}"),
         PollScenario(f"{prefix}-poll{suffix}", f"token poll, pending [{label}]", target,
                      "/oauth/device/token", "poll.lua", expect=(PENDING,), pool=poll_pool),
+        FormScenario(f"{prefix}-unknown{suffix}", f"token poll, unknown code [{label}]", target,
+                     "/oauth/device/token", "post_form_classified.lua", expect=(INVALID_GRANT,),
+                     body=SAMPLE_POLL_BODY),
         PollScenario(f"{prefix}-slow-down{suffix}", f"token poll, slow_down [{label}]", target,
                      "/oauth/device/token", "poll.lua", expect=(SLOW_DOWN,), pool=slow_pool,
                      check_interval=False),
         BearerScenario(f"{prefix}-me{suffix}", f"GET /api/me, valid key [{label}]", target,
                        "/api/me", "bearer.lua", expect=("200",), method="GET", keys=keys),
+    ]  # fmt: skip
+
+
+def settled_poll_scenarios(target: DevicelinkTarget, *, label: str, count: int) -> list[Scenario]:
+    """Polls of codes that no longer wait, on PostgreSQL: expired, and denied by the key
+    issuer (with its reason); ``count`` codes each (8 x --slow-codes), polled flat out."""
+    authorize = "/oauth/device/authorize"
+    return [
+        SettledPollScenario(
+            f"pg-{state}", f"token poll, {state} code [{label}]", target, "/oauth/device/token",
+            "poll.lua", expect=(answer,),
+            pool=SettledCodePool(f"pg-{state}-codes", target, count, authorize, CLIENT_ID,
+                                 state=state),
+        )
+        for state, answer in (("expired", EXPIRED_TOKEN), ("denied", ACCESS_DENIED))
     ]  # fmt: skip
 
 
@@ -133,6 +155,8 @@ def build_plan(options: argparse.Namespace) -> list[Phase]:
                      "poll.lua", expect=(PENDING,), pool=peer_pool),
         *devicelink_scenarios(pg, prefix="pg", label=f"postgres, {rows_label(first)} rows",
                               suffix="", **pg_pools),
+        *settled_poll_scenarios(pg, label=f"postgres, {rows_label(first)} rows",
+                                count=8 * options.slow_codes),
         *devicelink_scenarios(sqlite, prefix="sqlite", label=f"sqlite, {rows_label(first)} rows",
                               suffix="", **sqlite_pools),
     ]  # fmt: skip

@@ -184,3 +184,69 @@ def _sample_poll(url: str, device_code: str, client_id: str) -> str:
 
     response = httpx.post(url, data=token_form(device_code, client_id))
     return f"{response.status_code} {response.text.strip()[:300]}"
+
+
+@dataclass(eq=False)
+class SettledCodePool(CodePool):
+    """Device codes that no longer wait: created as a :class:`CodePool`'s, then each
+    ``state`` in the server's own database (setup, not measured). "expired": its
+    ``expires_at`` moved into the past (the servers run with a lifetime of a day);
+    "denied": denied through the repositories as the key issuer denies, with a reason.
+    A poll of such a code changes nothing, so a small pool polled as fast as wrk can
+    measures what a flood of stale codes costs."""
+
+    state: str = "expired"
+
+    def ensure(self, ctx: Context) -> None:
+        if self.file is not None:
+            return
+        super().ensure(ctx)
+        assert isinstance(self.target, DevicelinkTarget)
+        asyncio.run(
+            _settle(
+                self.target.database_url, ctx.secret_key.encode("utf-8"), self.codes, self.state
+            )
+        )
+        self.sample = _sample_poll(
+            self.target.base_url + self.token_path, self.codes[0], self.client_id
+        )
+        log(f"{self.name}: {len(self.codes):,} codes {self.state}; a poll answers {self.sample}")
+
+
+async def _settle(database_url: str, secret: bytes, codes: list[str], state: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from devicelink.core.codes import CodeHasher
+    from devicelink.core.models import Status
+    from devicelink.service.clock import utc_now
+    from devicelink.storage import SqlStore, create_engine_for_url
+    from devicelink.storage.tables import device_authorizations
+
+    hasher = CodeHasher(secret)
+    hashes = [hasher.device_code(code) for code in codes]
+    store = SqlStore(create_engine_for_url(database_url))
+    now = utc_now()
+    try:
+        if state == "expired":
+            async with store.engine.begin() as conn:
+                await conn.execute(
+                    update(device_authorizations)
+                    .where(device_authorizations.c.device_code_hash.in_(hashes))
+                    .values(expires_at=now - timedelta(seconds=1))
+                )
+            return
+        async with store.transaction() as tx:
+            for code_hash in hashes:
+                found = await tx.device_authorizations.get_by_device_code(code_hash)
+                if found is None or not await tx.device_authorizations.transition(
+                    found.id,
+                    from_status=Status.PENDING,
+                    to_status=Status.DENIED,
+                    now=now,
+                    reason="bench: refused by the key issuer",
+                ):
+                    raise BenchError(f"could not deny a code of the pool ({found})")
+    finally:
+        await store.dispose()

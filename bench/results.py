@@ -40,6 +40,8 @@ TARGET_ME_VS_ASGI = 0.30
 TARGET_ROWS_TOLERANCE = 0.10
 TARGET_PURGE_STALL_MS = 100.0
 TARGET_MEMORY_DELTA_MB = 50.0
+TARGET_SQLITE_VS_PG = 0.5  # the embedded default against PostgreSQL, same request, same run
+TARGET_SQLITE_P99_MS = 100.0
 
 
 @dataclass
@@ -179,8 +181,11 @@ class Goals:
             return None, f"{scenario_id} got unexpected answers"
         return s, ""
 
-    def ratio(self, attach: str, other: str, label: str, test: Callable[[float], bool]) -> None:
-        """A goal on the req/s of ``attach`` divided by that of ``other``."""
+    def ratio(
+        self, attach: str, other: str, label: str, test: Callable[[float], bool | None]
+    ) -> None:
+        """A goal on the req/s of ``attach`` divided by that of ``other`` (a test that
+        answers None: a figure reported, with no target)."""
         if attach not in self.by_id:
             return
         a, why_a = self.usable(attach)
@@ -189,7 +194,9 @@ class Goals:
             self.goals.append(Goal(attach, label, why=why_a or why_b))
             return
         value = a.rps / b.rps
-        self.goals.append(Goal(attach, label, value, f"{value:.2f}", test(value)))
+        met = test(value)
+        why = "" if met is not None else "reported, no target"
+        self.goals.append(Goal(attach, label, value, f"{value:.2f}", met, why))
 
     def limit(
         self, attach: str, label: str, figure: Callable[[Summary], float], shown: str, most: float
@@ -216,6 +223,18 @@ def evaluate_goals(summaries: list[Summary], options: argparse.Namespace) -> lis
                  lambda v: v >= TARGET_AUTHORIZE_VS_PEER)  # fmt: skip
     judged.ratio("pg-me", "asgi", f"req/s >= {TARGET_ME_VS_ASGI:.2f} x bare ASGI",
                  lambda v: v >= TARGET_ME_VS_ASGI)  # fmt: skip
+    for name in ("unknown", "expired", "denied"):
+        judged.ratio(f"pg-{name}", "node-poll",
+                     f"req/s >= {TARGET_POLL_VS_PEER:.2f} x node pending poll",
+                     lambda v: v >= TARGET_POLL_VS_PEER)  # fmt: skip
+    judged.ratio("pg-slow-down", "node-poll", "req/s / node pending poll (reported, no target)",
+                 lambda v: None)  # fmt: skip
+    for name in ("authorize", "unknown"):
+        judged.ratio(f"sqlite-{name}", f"pg-{name}",
+                     f"req/s >= {TARGET_SQLITE_VS_PG:.2f} x pg-{name}",
+                     lambda v: v >= TARGET_SQLITE_VS_PG)  # fmt: skip
+        judged.limit(f"sqlite-{name}", f"p99 < {TARGET_SQLITE_P99_MS:g} ms", lambda s: s.p99,
+                     "{:.2f} ms", TARGET_SQLITE_P99_MS)  # fmt: skip
     levels = options.rows_list
     for rows in levels[1:]:
         for name in ("poll", "authorize", "me"):

@@ -173,6 +173,18 @@ class PollScenario(Scenario):
 
 
 @dataclass(eq=False)
+class SettledPollScenario(PollScenario):
+    """The token poll over a :class:`~bench.pools.SettledCodePool` (expired or denied
+    codes), walked round-robin as fast as wrk can: every poll gets the same final answer
+    and changes nothing, so there is nothing to prime and no interval to keep."""
+
+    check_interval: bool = False
+
+    def before_run(self, ctx: Context) -> None:
+        pass
+
+
+@dataclass(eq=False)
 class BearerScenario(Scenario):
     """GET with a bearer key of a :class:`KeyPool` (bearer.lua), each request another key."""
 

@@ -1,8 +1,10 @@
 """Shared fixtures: real SQLite and PostgreSQL databases, a movable clock, the app.
 
 PostgreSQL is required: the suite fails (it does not skip) when the server at
-``DEVICELINK_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
-cannot be reached. Deselect with ``-m "not postgres"`` to run without it on purpose.
+``DEVICELINK_TEST_POSTGRES`` cannot be reached. Where that variable is unset and nothing
+answers at the default ``postgresql://postgres@127.0.0.1:5432/postgres``, the run starts
+a private server of its own, and likewise for Redis (``DEVICELINK_TEST_REDIS``, default
+``redis://127.0.0.1:6379``): tests/support/private_servers.py.
 The helpers behind these fixtures are in tests/support/.
 """
 
@@ -23,6 +25,7 @@ from devicelink.runtime.settings import Settings
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from tests.support.app import PUBLIC_URL, TEST_SECRET, FakeClock, Server, running
 from tests.support.databases import Database, fresh_postgres_database
+from tests.support.private_servers import redis_for_run, report_lines
 from tests.support.servers import Launcher, attach_logs, launcher
 
 # At the end of the session no code or key the tests handled may be found in clear in the
@@ -38,7 +41,11 @@ CLOCK_SHIFT_ENV = "DEVICELINK_TEST_CLOCK_SHIFT_DAYS"
 def pytest_configure(config: pytest.Config) -> None:
     """With ``DEVICELINK_TEST_CLOCK_SHIFT_DAYS=N`` the whole run happens N days from now
     (``scripts/test`` runs the unit and client tests again a year ahead): a test that
-    reads the real date instead of passing ``now`` fails there."""
+    reads the real date instead of passing ``now`` fails there.
+
+    Redis is settled here, before the test modules that read ``DEVICELINK_TEST_REDIS``
+    are imported (PostgreSQL is, as tests/support/databases.py is imported)."""
+    redis_for_run()
     days = os.environ.get(CLOCK_SHIFT_ENV)
     if days:
         traveller = time_machine.travel(timedelta(days=int(days)), tick=True)
@@ -47,6 +54,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # --- reports: the RFC clauses covered, the output of the servers a failed test left ------
+
+
+def pytest_report_header() -> list[str]:
+    """Which PostgreSQL and Redis the run uses (private ones where the machine has none)."""
+    return report_lines()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,3 +1,3 @@
-from devicelink.cli import main
+from devicelink.launcher import main
 
 main()

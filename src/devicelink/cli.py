@@ -1,7 +1,8 @@
 """The ``devicelink`` command. Server verbs appear when the ``[server]`` extra is installed.
 
-The server verbs are imported only when one of them runs (or for ``--help``): ``devicelink
-token`` in a script stays as quick as the client alone.
+The server verbs are imported only when one of them runs (or for ``--help``). The console
+script is ``devicelink.launcher``, which answers ``devicelink token`` with a usable key
+without loading this module (nor Click), and hands every other command line to ``main``.
 """
 
 from __future__ import annotations

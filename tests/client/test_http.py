@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # the server side, only for the fixture's type
 
 PUBLIC_URL = "https://login.example.com"  # tests/conftest.py's
 TOKEN_PATH = "/oauth/device/token"
+SERVER_TOKEN_PATH = "/oauth/token"  # the server's token_endpoint, for both grants
 USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
 
 
@@ -61,7 +62,7 @@ class Recorder(httpx.AsyncBaseTransport):
         return [
             answer.json().get("error", "granted") if answer.status_code != 200 else "granted"
             for request, answer in self.exchanges
-            if request.url.path == TOKEN_PATH
+            if request.url.path == SERVER_TOKEN_PATH
         ]
 
 
@@ -146,7 +147,9 @@ async def test_async_login_against_the_server(
     assert all(seconds == 5 + POLL_MARGIN for seconds, _ in waits)
     assert all(r.headers["user-agent"] == USER_AGENT for r, _ in recorder.exchanges)
     polls = [
-        parse_qs(r.content.decode()) for r, _ in recorder.exchanges if r.url.path == TOKEN_PATH
+        parse_qs(r.content.decode())
+        for r, _ in recorder.exchanges
+        if r.url.path == SERVER_TOKEN_PATH
     ]
     assert {p["device_code"][0] for p in polls}
     assert len({p["device_code"][0] for p in polls}) == 1

@@ -44,6 +44,7 @@ ENVIRONMENT = (
     "SSH_TTY",
     "DISPLAY",
     "WAYLAND_DISPLAY",
+    "BROWSER",
 )
 
 

@@ -23,6 +23,7 @@ LOGIN_RESULT_KEYS = {
     "client_id",
     "stored_in",
     "already_logged_in",
+    "method",
 }
 
 
@@ -66,6 +67,7 @@ def test_login_json_prints_one_object_and_the_code_as_a_json_line(cli: Cli) -> N
     assert document["scope"] == "api"
     assert document["stored_in"] == str(cli.credentials_file)
     assert document["already_logged_in"] is False
+    assert document["method"] == "device"
     events = json_lines(result.stderr)  # every line of stderr is JSON too
     assert events[0] == {
         "event": "code",

@@ -97,8 +97,8 @@ class User:
         return CliRunner().invoke(main, list(args), obj=hooks, prog_name="devicelink")
 
     def login(self, *args: str) -> str:
-        """Log in (approved in the browser); the new key."""
-        result = self("login", "--server", self.server.url, *args)
+        """Log in with the device flow (approved in the browser); the new key."""
+        result = self("login", "--server", self.server.url, "--device-code", *args)
         assert result.exit_code == 0, result.output
         key = self.key()
         assert key is not None

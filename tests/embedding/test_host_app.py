@@ -44,7 +44,7 @@ async def test_device_gets_the_hosts_key_and_revoking_the_device_revokes_it_ther
 ) -> None:
     metadata = (await host.get("/auth/.well-known/oauth-authorization-server")).json()
     assert metadata["issuer"] == f"{PUBLIC}/auth"
-    assert metadata["token_endpoint"] == f"{PUBLIC}/auth/oauth/device/token"
+    assert metadata["token_endpoint"] == f"{PUBLIC}/auth/oauth/token"  # both grants (issue 12)
 
     flow = (await host.post("/auth/oauth/device/authorize", data={})).json()
     assert flow["verification_uri"] == f"{PUBLIC}/auth/oauth/device/verify"

@@ -57,7 +57,7 @@ async def host_tables(url: str) -> list[tuple[str, str]]:
 def fast_path_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The fast path's statements run in this test, by name."""
     calls: list[str] = []
-    for name in ("start_flow", "record_pending_poll", "key_with_owner"):
+    for name in ("start_flow", "poll", "key_with_owner"):
         original: Callable[..., Awaitable[Any]] = getattr(AsyncpgFastPath, name)
 
         def spy(original: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Any]:
@@ -106,7 +106,7 @@ async def test_devicelink_in_a_schema_beside_the_hosts_users_table(
                 assert await tx.users.count() == 1  # devicelink's users: alice alone
 
         # Every request the fast path answers on PostgreSQL took it, in the schema.
-        assert {"start_flow", "record_pending_poll", "key_with_owner"} <= set(fast_path_calls)
+        assert {"start_flow", "poll", "key_with_owner"} <= set(fast_path_calls)
 
     tables = await host_tables(host_database)
     assert ("public", "users") in tables

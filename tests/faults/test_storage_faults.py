@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from devicelink.core.lifecycle import FlowPolicy
 from devicelink.core.ports import StorageUnavailable
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath, asyncpg_dsn
@@ -107,12 +108,8 @@ async def test_ping_when_postgresql_is_stopped_is_storage_unavailable(
 
 def _pending_poll(fast_path: AsyncpgFastPath) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
-        return await fast_path.record_pending_poll(
-            b"\x00" * 32,
-            client_id="devicelink-cli",
-            now=datetime.now(UTC),
-            slow_down_step=5,
-            max_interval=60,
+        return await fast_path.poll(
+            b"\x00" * 32, client_id="devicelink-cli", now=datetime.now(UTC), policy=FlowPolicy()
         )
 
     return call

@@ -4,7 +4,8 @@ A real ``devicelink serve`` runs on a free loopback port, once on its embedded S
 database and once on a PostgreSQL database created for the run (where the token poll and
 the key check take the thin asyncpg route). Schemathesis takes the schema the server
 serves at ``/openapi.json`` and, for every operation in it (metadata, device
-authorization, token, revocation, introspection, /api/me, /api/keys,
+authorization, both token endpoints, the authorization endpoint of same-device sign-in,
+revocation, introspection, /api/me, /api/keys,
 DELETE /api/keys/{key_id}, /healthz, /readyz, /metrics), generates requests that follow
 the schema and requests that break it (its coverage and fuzzing phases, positive and
 negative), sends them to the server and checks every answer:
@@ -18,6 +19,9 @@ negative), sends them to the server and checks every answer:
   request without them, or with wrong ones;
 - :func:`rfc6749_error_body`: every 4xx/5xx is RFC 6749 section 5.2 JSON: an object with
   a string ``error``, never a ``detail`` key, never status 422;
+- :func:`authorization_answers_stay_home`: the authorization endpoint redirects only to
+  this server's sign-in or a registered loopback redirect URI, and its errors are pages
+  (the one operation whose 4xx are not section 5.2 JSON);
 - :func:`echoes_request_id`: every answer carries ``X-Request-ID``.
 
 The schema is built from the application code in this process when pytest collects the
@@ -54,6 +58,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import html
 import json
 import os
 import re
@@ -64,6 +70,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -81,7 +88,7 @@ from schemathesis.specs.openapi.checks import (
 
 from devicelink.runtime.settings import Settings
 from devicelink.server.app import create_app
-from tests.support.accounts import approve_through_service
+from tests.support.accounts import approve_through_service, open_sessions
 from tests.support.databases import fresh_postgres_database
 from tests.support.http import DEVICE_CODE_GRANT, token_form
 from tests.support.processes import clean_env, free_port, run_devicelink
@@ -94,6 +101,7 @@ EXAMPLES = int(os.environ.get("DEVICELINK_FUZZ_EXAMPLES", "25"))
 LONG_RUN = "DEVICELINK_FUZZ_EXAMPLES" in os.environ
 BACKENDS = os.environ.get("DEVICELINK_FUZZ_BACKENDS", "sqlite,postgres").split(",")
 PUBLIC_CLIENT = "devicelink-cli"
+AUTHORIZE = "/oauth/authorize"
 RESOURCE_CLIENT = "fuzz-resource-server"
 FUZZ_USER = "fuzzer"
 
@@ -102,8 +110,10 @@ FUZZ_USER = "fuzzer"
 
 
 def rfc6749_error_body(ctx: CheckContext, response: schemathesis.Response, case: Any) -> None:
-    """Every error answer is RFC 6749 section 5.2 JSON: never 422, never ``detail``."""
-    if response.status_code < 400:
+    """Every error answer is RFC 6749 section 5.2 JSON: never 422, never ``detail``
+    (but the browser's authorization endpoint's, which are pages:
+    :func:`authorization_answers_stay_home`)."""
+    if response.status_code < 400 or _the_authorization_page(case):
         return None
     assert response.status_code != 422, "a 422: errors are RFC 6749 section 5.2, status 400"
     content_type = response.headers.get("content-type", [""])[0]
@@ -120,6 +130,32 @@ def rfc6749_error_body(ctx: CheckContext, response: schemathesis.Response, case:
     return None
 
 
+def authorization_answers_stay_home(
+    ctx: CheckContext, response: schemathesis.Response, case: Any
+) -> None:
+    """The authorization endpoint never redirects anywhere but to this server's sign-in
+    or to a registered loopback redirect URI (RFC 6749 section 4.1.2.1: an unknown client
+    or redirect URI is an error page, never a redirect), and its errors are pages."""
+    if not _the_authorization_page(case):
+        return None
+    if response.status_code == 303:
+        location = response.headers["location"][0]
+        assert location.startswith("/login?next=") or re.match(
+            r"^http://(127\.0\.0\.1|\[::1\])(:\d+)?/callback\?", location
+        ), f"a redirect away from home: {location!r}"
+    else:
+        assert "location" not in response.headers, response.headers
+        content_type = response.headers.get("content-type", [""])[0]
+        assert content_type.startswith("text/html"), content_type
+    return None
+
+
+def _the_authorization_page(case: Any) -> bool:
+    """A browser's GET of the authorization endpoint (another method is a machine's
+    mistake, answered 405 in section 5.2 JSON like any other)."""
+    return bool(case.operation.path == AUTHORIZE and case.method.upper() == "GET")
+
+
 def echoes_request_id(ctx: CheckContext, response: schemathesis.Response, case: Any) -> None:
     """Every answer carries ``X-Request-ID`` (the caller's, or a new one)."""
     assert response.headers.get("x-request-id"), "no X-Request-ID on the answer"
@@ -134,6 +170,7 @@ CHECKS = [
     response_headers_conformance,
     ignored_auth,
     rfc6749_error_body,
+    authorization_answers_stay_home,
     echoes_request_id,
 ]
 
@@ -381,12 +418,15 @@ def send(
     body: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
     path_parameters: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
 ) -> schemathesis.Response:
     """One request built by hand for an operation of the schema, sent to the server and
     checked as the generated ones are (``ignored_auth`` aside: it judges generated
     credentials)."""
     operation = schema[path][method]
     extra: dict[str, Any] = {"body": body, "media_type": FORM} if body is not None else {}
+    if query is not None:
+        extra["query"] = query
     case = operation.Case(headers=headers, path_parameters=path_parameters, **extra)
     response = case.call(base_url=target.base_url, timeout=30)
     assert response.status_code == status, response.text
@@ -450,6 +490,55 @@ def test_the_answers_of_a_whole_flow_match_the_schema(target: FuzzTarget) -> Non
     too_large = {"device_code": "x" * 70_000}
     send(target, "POST", "/oauth/device/token", 413, body=too_large)
     send(target, "POST", "/oauth/device/authorize", 413, body={"scope": "x" * 70_000})
+
+
+def test_the_answers_of_a_same_device_sign_in_match_the_schema(target: FuzzTarget) -> None:
+    """Same-device sign-in by hand (random requests never hold a session or a code):
+    the authorization endpoint's answers, the consent page, the code redeemed once at
+    /oauth/token and refused the second time, each checked against the schema."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    redirect_uri = "http://127.0.0.1:50123/callback"
+    request = {
+        "response_type": "code",
+        "client_id": PUBLIC_CLIENT,
+        "redirect_uri": redirect_uri,
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+        "state": "fuzz",
+    }
+    send(target, "GET", AUTHORIZE, 303, query=request)  # to sign-in
+    send(target, "GET", AUTHORIZE, 400, query={**request, "client_id": "nobody"})
+    (session,) = open_sessions(target.database_url, target.secret.decode(), [FUZZ_USER])
+    cookie = {"Cookie": f"devicelink_session={session}"}
+    consent = send(target, "GET", AUTHORIZE, 200, query=request, headers=cookie)
+    sealed = re.search(r'name="request" value="([^"]*)"', consent.text)
+    csrf = re.search(r'name="csrf_token" value="([^"]*)"', consent.text)
+    assert sealed is not None
+    assert csrf is not None
+    decided = target.http.post(
+        "/oauth/authorize/decide",
+        data={
+            "action": "approve",
+            "csrf_token": html.unescape(csrf.group(1)),
+            "request": html.unescape(sealed.group(1)),
+        },
+        headers=cookie,
+    )
+    assert decided.status_code == 303, decided.text
+    (code,) = parse_qs(urlsplit(decided.headers["location"]).query)["code"]
+    redeem = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": PUBLIC_CLIENT,
+        "code_verifier": verifier,
+    }
+    granted = send(target, "POST", "/oauth/token", 200, body=redeem)
+    replayed = send(target, "POST", "/oauth/token", 400, body=redeem)
+    assert replayed.json()["error"] == "invalid_grant"
+    bearer = {"Authorization": f"Bearer {granted.json()['access_token']}"}
+    send(target, "GET", "/api/me", 401, headers=bearer)  # revoked by the replay
 
 
 # --- after the fuzzing ---------------------------------------------------------------------

@@ -125,7 +125,7 @@ async def test_metadata_names_the_issuer_and_the_endpoints(server: Server) -> No
     assert body["issuer"] == PUBLIC_URL
     assert not body["issuer"].endswith("/")
     assert body["device_authorization_endpoint"] == f"{PUBLIC_URL}/oauth/device/authorize"
-    assert body["token_endpoint"] == f"{PUBLIC_URL}/oauth/device/token"
+    assert body["token_endpoint"] == f"{PUBLIC_URL}/oauth/token"  # both grants (issue 12)
     assert DEVICE_CODE_GRANT in body["grant_types_supported"]
     assert {"none", "client_secret_basic", "client_secret_post"} <= set(
         body["token_endpoint_auth_methods_supported"]
@@ -151,7 +151,10 @@ async def test_every_advertised_endpoint_is_served(server: Server) -> None:
     for name, url in endpoints.items():
         assert url.startswith(PUBLIC_URL + "/"), (name, url)
         path = url[len(PUBLIC_URL) :]
-        response = await server.http.post(path, data={"client_id": "devicelink-cli"})
+        if name == "authorization_endpoint":  # a browser's GET (RFC 6749 section 3.1)
+            response = await server.http.get(path, params={"client_id": "devicelink-cli"})
+        else:
+            response = await server.http.post(path, data={"client_id": "devicelink-cli"})
         assert response.status_code not in (404, 405), (name, response.status_code)
 
 

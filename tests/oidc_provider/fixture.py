@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO
@@ -70,6 +70,8 @@ def start_oidc_provider(
     *,
     id_token_claims: bool = False,
     accounts: Mapping[str, Mapping[str, object]] | None = None,
+    backchannel_logout_uri: str = "",
+    signing_jwk: Mapping[str, object] | None = None,
     timeout: float = 30.0,
 ) -> Iterator[str]:
     """Run ``node provider.mjs`` on 127.0.0.1:``port`` (0: a free port) and yield its issuer.
@@ -77,8 +79,11 @@ def start_oidc_provider(
     ``id_token_claims`` puts ``preferred_username`` and ``email`` in the ID token too; by
     default they are only served by the userinfo endpoint. ``accounts`` adds users:
     ``{account id: {"username": ..., "password": ..., "claims": {...}}}``, with whatever
-    claims a test needs (``sub`` is the account id). The process is stopped (and its
-    log closed) when the block ends."""
+    claims a test needs (``sub`` is the account id). ``backchannel_logout_uri``: where
+    the client gets its logout tokens when a session ends (:func:`sign_out_at_provider`).
+    ``signing_jwk``: the private RSA JWK (with a ``kid``) that signs its tokens, for a
+    test that signs tokens as the provider would. The process is stopped (and its log
+    closed) when the block ends."""
     ensure_node_modules()
     node = shutil.which("node")
     if node is None:
@@ -91,6 +96,8 @@ def start_oidc_provider(
         "OIDC_TEST_PASSWORD": TEST_PASSWORD,
         "OIDC_ID_TOKEN_CLAIMS": "1" if id_token_claims else "0",
         "OIDC_EXTRA_ACCOUNTS": json.dumps(accounts or {}),
+        "OIDC_BACKCHANNEL_LOGOUT_URI": backchannel_logout_uri,
+        "OIDC_SIGNING_JWK": json.dumps(signing_jwk) if signing_jwk else "",
     }
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as log:
         process = subprocess.Popen(
@@ -146,10 +153,15 @@ class _Forms(HTMLParser):
             fields[attributes["name"]] = attributes.get("value", "")
 
 
-def _drive(login_url: str, form_id: str, fill: Callable[[dict[str, str]], None]) -> str:
+def _drive(
+    login_url: str,
+    form_id: str,
+    fill: Callable[[dict[str, str]], None],
+    http: httpx.Client | None = None,
+) -> str:
     redirect_uri = parse_qs(urlsplit(login_url).query)["redirect_uri"][0]
     target = urlsplit(redirect_uri)
-    with httpx.Client(timeout=10.0) as http:
+    with httpx.Client(timeout=10.0) if http is None else nullcontext(http) as http:
         response = http.get(login_url)
         for _ in range(20):
             if response.is_redirect:
@@ -173,14 +185,37 @@ def _drive(login_url: str, form_id: str, fill: Callable[[dict[str, str]], None])
         raise AssertionError("the provider never redirected back to the redirect_uri")
 
 
-def sign_in_with_httpx(login_url: str, username: str, password: str) -> str:
+def sign_in_with_httpx(
+    login_url: str, username: str, password: str, http: httpx.Client | None = None
+) -> str:
     """Follow the authorization URL, fill the provider's login form and return the URL it
-    redirects to at the client's redirect_uri (``?code=...&state=...&iss=...``), unrequested."""
+    redirects to at the client's redirect_uri (``?code=...&state=...&iss=...``), unrequested.
+    ``http``: the browser, whose cookies keep the session at the provider (for
+    :func:`sign_out_at_provider`); default: one for this sign-in alone."""
 
     def fill(fields: dict[str, str]) -> None:
         fields.update(username=username, password=password)
 
-    return _drive(login_url, "login-form", fill)
+    return _drive(login_url, "login-form", fill, http)
+
+
+def sign_out_at_provider(issuer: str, http: httpx.Client) -> None:
+    """End the session ``http`` holds at the provider (RP-initiated logout: its page,
+    then "Sign out"). Before this returns, the provider has posted a logout token to
+    the ``backchannel_logout_uri`` of every client of the session."""
+    page = http.get(f"{issuer}/session/end")
+    if page.status_code != 200:
+        raise AssertionError(f"provider answered {page.status_code}: {page.text}")
+    parser = _Forms()
+    parser.feed(page.text)
+    form = next((f for f in parser.forms if f.get("id") == "logout-form"), None)
+    if form is None:
+        raise AssertionError(f"no sign-out form on the provider's page: {page.text}")
+    fields = dict(form["fields"])  # type: ignore[call-overload]
+    fields["logout"] = "yes"
+    done = http.post(urljoin(str(page.url), str(form["action"])), data=fields)
+    if done.status_code != 303:
+        raise AssertionError(f"sign-out answered {done.status_code}: {done.text}")
 
 
 def cancel_sign_in_with_httpx(login_url: str) -> str:

@@ -14,6 +14,12 @@
 //   OIDC_ID_TOKEN_CLAIMS "1" puts the profile/email claims in the ID token as well; by
 //                        default (oidc-provider's conformIdTokenClaims) they are only at
 //                        the userinfo endpoint, and the ID token carries "sub" alone.
+//   OIDC_BACKCHANNEL_LOGOUT_URI  the client's backchannel_logout_uri (OpenID Connect
+//                        Back-Channel Logout 1.0), with backchannel_logout_session_required
+//                        as Keycloak's default (the logout token carries sub and sid)
+//   OIDC_SIGNING_JWK     the private RSA JWK (JSON, with its "kid") that signs ID and
+//                        logout tokens, so that a test can sign tokens as the provider
+//                        would; default: a key generated at start
 //
 // Prints "listening on http://127.0.0.1:PORT" on stdout once requests can be served; the
 // issuer is that URL exactly. PKCE (S256) is required for every authorization request.
@@ -23,6 +29,12 @@
 // /interaction/<uid>/login; a second form (id "cancel-form", button "Cancel") posts to
 // /interaction/<uid>/abort and ends the request with error=access_denied. Consent is
 // granted automatically: no page, no button.
+//
+// Sign-out (RP-initiated logout): GET /session/end shows a form (id "logout-form") with a
+// hidden "xsrf" input and a "Sign out" button (name "logout", value "yes") posting to
+// /session/end/confirm; the session ends and every client of it with a
+// backchannel_logout_uri gets a logout token before the answer (a line "back-channel
+// logout <status> <client>" on stdout says how it went).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -49,6 +61,9 @@ const clientSecret = process.env.OIDC_CLIENT_SECRET || '';
 const redirectUris = (process.env.OIDC_REDIRECT_URIS || 'http://127.0.0.1:8000/login/oidc/callback')
   .split(/[\s,]+/).filter(Boolean);
 
+const backchannelLogoutUri = process.env.OIDC_BACKCHANNEL_LOGOUT_URI || '';
+const signingJwk = process.env.OIDC_SIGNING_JWK ? JSON.parse(process.env.OIDC_SIGNING_JWK) : null;
+
 const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function loginPage(uid, error) {
@@ -69,6 +84,21 @@ function loginPage(uid, error) {
     <form id="cancel-form" method="post" action="/interaction/${uid}/abort">
       <button type="submit">Cancel</button>
     </form>
+  </main>
+</body>
+</html>`;
+}
+
+// The provider's sign-out confirmation; `form` is oidc-provider's hidden form (its xsrf).
+async function logoutSource(ctx, form) {
+  ctx.body = `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Test provider: sign out</title></head>
+<body>
+  <main>
+    <h1>Test provider: sign out</h1>
+    ${form.replace('id="op.logoutForm"', 'id="logout-form"')}
+    <button type="submit" form="logout-form" name="logout" value="yes">Sign out</button>
   </main>
 </body>
 </html>`;
@@ -146,9 +176,16 @@ server.listen(port, '127.0.0.1', () => {
       redirect_uris: redirectUris,
       grant_types: ['authorization_code'],
       response_types: ['code'],
+      ...(backchannelLogoutUri
+        ? { backchannel_logout_uri: backchannelLogoutUri, backchannel_logout_session_required: true }
+        : {}),
     }],
     pkce: { required: () => true },
-    jwks: { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: 'test-rsa-1', use: 'sig', alg: 'RS256' }] },
+    jwks: {
+      keys: [signingJwk
+        ? { use: 'sig', alg: 'RS256', ...signingJwk }
+        : { ...privateKey.export({ format: 'jwk' }), kid: 'test-rsa-1', use: 'sig', alg: 'RS256' }],
+    },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     claims: {
       openid: ['sub'],
@@ -156,7 +193,17 @@ server.listen(port, '127.0.0.1', () => {
       email: ['email', 'email_verified'],
     },
     conformIdTokenClaims: process.env.OIDC_ID_TOKEN_CLAIMS !== '1',
-    features: { devInteractions: { enabled: false } },
+    features: {
+      devInteractions: { enabled: false },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: true, logoutSource },
+    },
+    // Outgoing requests (the logout tokens) go to devicelink on loopback, which
+    // oidc-provider's SSRF guard refuses by default: a test provider may reach it.
+    fetch: (url, options) => {
+      const { dispatcher, ...rest } = options;
+      return globalThis.fetch(url, rest);
+    },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     ttl: { AccessToken: 600, AuthorizationCode: 60, IdToken: 600, Interaction: 600, Session: 3600, Grant: 3600 },
     async findAccount(ctx, id) {
@@ -164,6 +211,12 @@ server.listen(port, '127.0.0.1', () => {
       if (!account) return undefined;
       return { accountId: id, claims: async () => ({ sub: id, ...account.claims }) };
     },
+  });
+  provider.on('backchannel.success', (ctx, client) => {
+    console.log(`back-channel logout 200 ${client.clientId}`);
+  });
+  provider.on('backchannel.error', (ctx, error, client) => {
+    console.log(`back-channel logout failed ${client.clientId}: ${error.message}`);
   });
   const handle = provider.callback();
   server.on('request', (req, res) => {

@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import delete
 
+from devicelink.core import lifecycle
 from devicelink.core.models import NewApiKey
 from devicelink.storage import create_engine_for_url
 from devicelink.storage.tables import metadata
@@ -34,6 +35,14 @@ def new_key(
     return NewApiKey(
         key_hash, name, user_id, client_id, device_authorization_id, scope, created_at, expires_at
     )
+
+
+def as_answered(decision: lifecycle.PollDecision | None) -> object:
+    """A poll's decision as the device would see it: a refusal as its status and body
+    (errors do not compare equal), anything else as itself."""
+    if isinstance(decision, lifecycle.Refuse):
+        return decision.error.status_code, decision.error.body()
+    return decision
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """The PostgreSQL fast path answers exactly as the rules it restates (RFC 8628 §3.5, §3.1).
 
-``AsyncpgFastPath.record_pending_poll`` folds reading, deciding and recording a poll into
-one statement; ``lifecycle.decide_poll`` is the specification. Every state a record can
-be in is put through both, and the stored bookkeeping must match too. A flow started in
+``AsyncpgFastPath.poll`` folds reading and recording a poll into one statement, and
+``lifecycle.decide_poll`` decides on the row it returns; the statement restates when a
+poll is recorded and its pace. Each kind of state a record can be in is put through both,
+and the stored bookkeeping must match too (``test_poll_implementations.py`` generates
+every state and holds the statement to the repositories' poll). A flow started in
 one statement must be the flow the repositories would store, and a key's last use the
 compare-and-set the repositories make.
 """
@@ -19,18 +21,18 @@ import pytest
 from sqlalchemy import text
 
 from devicelink.core import lifecycle
+from devicelink.core.errors import InvalidGrant
 from devicelink.core.models import (
     Client,
     DeviceAuthorization,
     NewDeviceAuthorization,
-    PendingPoll,
     Status,
 )
 from devicelink.core.ports import Transaction
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
 
-from .conftest import digest, new_key
+from .conftest import as_answered, digest, new_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -82,13 +84,11 @@ def new_flow(client_id: str, device: str = "d", user: str = "u") -> NewDeviceAut
 
 async def poll(
     hot: AsyncpgFastPath, device: str, now: datetime, client_id: str = "public"
-) -> PendingPoll | None:
-    return await hot.record_pending_poll(
-        digest(device), client_id=client_id, now=now, slow_down_step=5, max_interval=60
-    )
+) -> lifecycle.PollDecision | None:
+    return await hot.poll(digest(device), client_id=client_id, now=now, policy=POLICY)
 
 
-# --- a pending poll in one statement ---------------------------------------------------
+# --- a poll in one statement ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,8 @@ class PollCase:
     owner: str = "public"
     asker: str | None = None
     """The client that polls; None: the owner."""
+    reason: str | None = None
+    """Why the key issuer denied it (a denied code)."""
 
     @property
     def poller(self) -> str:
@@ -122,7 +124,11 @@ CASES = {
     "denied": PollCase(Status.DENIED, last=0, interval=5, now=1),
     "consumed": PollCase(Status.CONSUMED, last=0, interval=5, now=30),
     "another client's code": PollCase(Status.PENDING, last=None, interval=5, now=10, asker="other"),
+    "denied by the issuer": PollCase(Status.DENIED, last=0, interval=5, now=1, reason="quota"),
+    "expired and denied": PollCase(Status.DENIED, last=0, interval=5, now=700),
     "confidential client": PollCase(Status.PENDING, last=None, interval=5, now=10, owner="secret"),
+    "a confidential client's code":
+        PollCase(Status.PENDING, last=None, interval=5, now=10, owner="secret", asker="public"),
     "unknown code": PollCase(None, last=None, interval=5, now=10),
 }  # fmt: skip
 
@@ -147,11 +153,13 @@ async def stored_as(store: SqlStore, case: PollCase) -> DeviceAuthorization | No
                 record.id, previous_poll=None, now=at(case.last), interval=case.interval
             )
         if case.status is not Status.PENDING:
-            await settle(tx, record, case.status)
+            await settle(tx, record, case.status, case.reason)
         return await repo.get_by_device_code(digest("d"))
 
 
-async def settle(tx: Transaction, record: DeviceAuthorization, status: Status) -> None:
+async def settle(
+    tx: Transaction, record: DeviceAuthorization, status: Status, reason: str | None = None
+) -> None:
     """Take a pending record to ``status``: decided by alice and, once consumed, its key
     issued."""
     user = await tx.users.get_by_username("alice")
@@ -162,6 +170,7 @@ async def settle(tx: Transaction, record: DeviceAuthorization, status: Status) -
         to_status=Status.DENIED if status is Status.DENIED else Status.APPROVED,
         now=T0,
         user_id=user.id,
+        reason=reason,
     )
     if status is not Status.CONSUMED:
         return
@@ -182,18 +191,12 @@ async def settle(tx: Transaction, record: DeviceAuthorization, status: Status) -
 
 def expected_outcome(
     record: DeviceAuthorization | None, case: PollCase, now: datetime
-) -> PendingPoll | None:
-    """What the fast path must answer: the decision when it is to keep waiting or to slow
-    down, else None (the full path answers everything else)."""
-    if case.owner == "secret":
+) -> lifecycle.PollDecision | None:
+    """What the fast path must answer: the decision, but None for a confidential client
+    (the full path authenticates it)."""
+    if case.poller == "secret":
         return None  # a confidential client is never on the fast path
-    match lifecycle.decide_poll(record, client_id=case.poller, now=now, policy=POLICY):
-        case lifecycle.KeepWaiting(interval=interval):
-            return PendingPoll(interval=interval, too_fast=False)
-        case lifecycle.SlowDownTo(interval=interval):
-            return PendingPoll(interval=interval, too_fast=True)
-        case _:
-            return None
+    return lifecycle.decide_poll(record, client_id=case.poller, now=now, policy=POLICY)
 
 
 @pytest.mark.rfc("8628", "3.5")
@@ -207,15 +210,15 @@ async def test_fast_path_agrees_with_the_decision(
 
     outcome = await poll(hot, "d", now, client_id=case.poller)
 
-    assert outcome == expected_outcome(record, case, now)
+    assert as_answered(outcome) == as_answered(expected_outcome(record, case, now))
     async with store.transaction() as tx:
         after = await tx.device_authorizations.get_by_device_code(digest("d"))
-    if outcome is None:
-        assert after == record  # nothing changed
-    else:
+    if isinstance(outcome, lifecycle.KeepWaiting | lifecycle.SlowDownTo):
         assert after is not None
         assert after.last_polled_at == now
         assert after.interval == outcome.interval
+    else:
+        assert after == record  # nothing changed
 
 
 async def test_concurrent_polls_of_one_code_are_judged_one_after_the_other(
@@ -228,8 +231,8 @@ async def test_concurrent_polls_of_one_code_are_judged_one_after_the_other(
             replace(new_flow("public"), request_ip=None, user_agent=None)
         )
     outcomes = await asyncio.gather(*(poll(hot, "d", at(1)) for _ in range(10)))
-    assert sum(1 for o in outcomes if o is not None and not o.too_fast) == 1
-    assert sorted(o.interval for o in outcomes if o is not None) == [
+    assert sum(1 for o in outcomes if isinstance(o, lifecycle.KeepWaiting)) == 1
+    assert sorted(paced(o).interval for o in outcomes) == [
         5,
         10,
         15,
@@ -255,14 +258,48 @@ async def test_polls_that_arrive_together_share_statements_and_are_judged_alone(
     outcomes = await asyncio.gather(*(poll(hot, f"d{n % 30}", at(1)) for n in range(60)))
     for n in range(30):
         mine = [outcomes[n], outcomes[n + 30]]
-        assert all(o is not None for o in mine)
-        assert sorted((o.too_fast, o.interval) for o in mine if o is not None) == [
-            (False, 5),
-            (True, 10),
+        assert sorted(mine, key=lambda o: paced(o).interval) == [
+            lifecycle.KeepWaiting(5),
+            lifecycle.SlowDownTo(10),
         ]
     (batcher,) = hot._poll_batchers.values()
     assert batcher.requests == 60
     assert batcher.batches < 60
+
+
+async def test_polls_of_one_code_that_change_nothing_share_statements(
+    pg: tuple[SqlStore, AsyncpgFastPath],
+) -> None:
+    """A flood of one forged code and of one denied code, with a pending code's polls
+    among them: the refusals leave together (no poll waits for another poll of its
+    code), the pending code's polls are still judged one after the other."""
+    store, hot = pg
+    async with store.transaction() as tx:
+        await tx.device_authorizations.add(new_flow("public", "pending", "u1"))
+        denied = await tx.device_authorizations.add(new_flow("public", "denied", "u2"))
+    async with store.transaction() as tx:
+        await settle(tx, denied, Status.DENIED, "quota")
+    codes = ["forged"] * 30 + ["denied"] * 30 + ["pending"] * 3
+    outcomes = await asyncio.gather(*(poll(hot, code, at(1)) for code in codes))
+    assert [as_answered(o) for o in outcomes[:30]] == [
+        (400, {"error": "invalid_grant", "error_description": InvalidGrant().description})
+    ] * 30
+    assert [as_answered(o) for o in outcomes[30:60]] == [
+        (400, {"error": "access_denied", "error_description": "quota"})
+    ] * 30
+    assert sorted(outcomes[60:], key=lambda o: paced(o).interval) == [
+        lifecycle.KeepWaiting(5),
+        lifecycle.SlowDownTo(10),
+        lifecycle.SlowDownTo(15),
+    ]
+    (batcher,) = hot._poll_batchers.values()
+    assert batcher.requests == 63
+    assert batcher.batches < 10
+
+
+def paced(outcome: lifecycle.PollDecision | None) -> lifecycle.KeepWaiting | lifecycle.SlowDownTo:
+    assert isinstance(outcome, lifecycle.KeepWaiting | lifecycle.SlowDownTo), outcome
+    return outcome
 
 
 # --- device authorization in one statement -------------------------------------------

@@ -1,8 +1,9 @@
 """PostgreSQL databases of the tests: created on the shared server, read, dumped, emptied.
 
 The server is ``DEVICELINK_TEST_POSTGRES`` (default
-``postgresql://postgres@127.0.0.1:5432/postgres``). It is required: when it cannot be
-reached a test fails, it does not skip.
+``postgresql://postgres@127.0.0.1:5432/postgres``; where that variable is unset and
+nothing answers there, a private server started for the run: tests/support/private_servers.py).
+A configured server is required: when it cannot be reached a test fails, it does not skip.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from devicelink.storage import create_engine_for_url, upgrade_database
 from devicelink.storage.tables import metadata
+from tests.support.private_servers import postgres_for_run
 
-ADMIN_POSTGRES_URL = os.environ.get(
-    "DEVICELINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+ADMIN_POSTGRES_URL = postgres_for_run()
 TABLES = tuple(table.name for table in reversed(metadata.sorted_tables))
 """devicelink's tables, children first (all of them: a table left out keeps its rows
 from one test to the next, as the secret's fingerprint in ``instance_facts`` would)."""

@@ -3,6 +3,7 @@ environment without the caller's ``DEVICELINK_*`` settings, a free port, output 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -88,8 +89,13 @@ def run_without_server_packages(
 
 
 def one_time_passwords(output: str) -> list[str]:
-    """The passwords ``serve`` printed for a first local account it created."""
-    return re.findall(r"^\s*password: (\S+)\s*$", output, flags=re.MULTILINE)
+    """The passwords ``serve`` showed for a first local account it created: a line of
+    the banner on a console, a field of a JSON event in JSON logs."""
+    found = re.findall(r"^\s*password: (\S+)\s*$", output, flags=re.MULTILINE)
+    for line in output.splitlines():
+        if line.startswith("{") and '"password"' in line:
+            found.append(json.loads(line)["password"])
+    return found
 
 
 def config_check(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:

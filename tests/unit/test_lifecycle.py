@@ -25,7 +25,9 @@ from devicelink.core.lifecycle import (
     decide_poll,
     decide_review,
     granted_scope,
+    pace_poll,
     parse_scope,
+    poll_refusal,
 )
 from devicelink.core.models import DeviceAuthorization, Status
 
@@ -301,6 +303,40 @@ def test_refusals_carry_an_answerable_oauth_error(
     assert isinstance(decision, Refuse)
     assert decision.error.status_code == 400
     assert set(decision.error.body()) == {"error", "error_description"}
+
+
+@pytest.mark.rfc("8628", "3.5")
+@settings(database=None)
+@given(
+    status=st.sampled_from(list(Status)),
+    client_id=st.sampled_from([CLIENT, OTHER_CLIENT]),
+    expires_in=st.integers(min_value=-3, max_value=3),
+    last_polled_ago=st.one_of(st.none(), st.integers(min_value=0, max_value=12)),
+    interval=st.integers(min_value=1, max_value=60),
+)
+def test_a_poll_is_paced_exactly_when_no_refusal_applies_and_the_code_is_pending(
+    status: Status,
+    client_id: str,
+    expires_in: int,
+    last_polled_ago: int | None,
+    interval: int,
+) -> None:
+    """The condition the one-statement poll (storage/fast_path/statements.py, POLL)
+    records a poll on, stated through core's own pieces."""
+    authorization = record(
+        status, expires_in=expires_in, last_polled_ago=last_polled_ago, interval=interval
+    )
+    decision = decide_poll(authorization, client_id=client_id, now=now, policy=POLICY)
+    refusal = poll_refusal(authorization, client_id=client_id, now=now)
+    paced = refusal is None and status is PENDING
+    assert isinstance(decision, KeepWaiting | SlowDownTo) == paced
+    if paced:
+        assert decision == pace_poll(authorization, now=now, policy=POLICY)
+    elif refusal is not None:
+        assert isinstance(decision, Refuse)
+        assert decision.error.body() == refusal.body()
+    else:
+        assert decision == Issue()
 
 
 # --- decide_review: the verification page (RFC 8628 section 3.3) --------------------

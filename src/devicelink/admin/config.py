@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -13,6 +16,8 @@ import click
 from pydantic import SecretStr, ValidationError
 
 from devicelink.admin.common import settings_options
+from devicelink.client.credentials import DEFAULT_TOKEN_ENV
+from devicelink.client.servers import DEFAULT_SERVER_ENV
 from devicelink.idp.oidc import OidcAuthenticator
 from devicelink.runtime.settings import SECRET_FILE, ConfigurationError, Settings
 from devicelink.runtime.wiring import oidc_authenticator
@@ -22,6 +27,13 @@ POSTGRES_DEFAULT_AVAILABLE = 97
 """Connections PostgreSQL's defaults leave to applications: max_connections 100 less the
 3 of superuser_reserved_connections."""
 _URL_SETTINGS = ("database_url", "redis_url")
+_TOOL_PREFIXES = (
+    "DEVICELINK_TEST_",
+    "DEVICELINK_FUZZ_",
+    "DEVICELINK_BENCH_",
+    "DEVICELINK_STATEFUL_",
+)
+"""Variables of the repository's own tools (tests/, scripts/fuzz, bench/), not settings."""
 _SECRET_WORDS = ("pass", "secret", "token", "key")
 
 
@@ -88,6 +100,24 @@ def _describe_plain(value: object) -> str:
     return str(value)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``DEVICELINK_`` variable in ``environ`` that nothing reads (a
+    misspelt setting is otherwise ignored in silence), naming the nearest known one."""
+    known = [f"DEVICELINK_{name.upper()}" for name in Settings.model_fields]
+    known += [DEFAULT_SERVER_ENV, DEFAULT_TOKEN_ENV]  # the command line's own
+    warnings = []
+    for variable in sorted(environ):
+        if not variable.startswith("DEVICELINK_") or variable in known:
+            continue
+        if variable.startswith(_TOOL_PREFIXES):
+            continue
+        # Compared without the prefix, which every name shares.
+        near = difflib.get_close_matches(variable[11:], [name[11:] for name in known], 1, 0.7)
+        hint = f" (did you mean DEVICELINK_{near[0]}?)" if near else ""
+        warnings.append(f"{variable} is not a devicelink setting and is ignored{hint}")
+    return warnings
+
+
 def _validation_problems(error: ValidationError) -> list[str]:
     # Never the input: a malformed value may be a secret.
     return [
@@ -131,6 +161,8 @@ def config_check(host: str, port: int, data_dir: Path | None, workers: int) -> N
     if updates:
         settings = settings.model_copy(update=updates)
     _print_settings(settings, public_url_note, workers)
+    for warning in unknown_variables(os.environ):
+        click.echo(f"devicelink: warning: {warning}", err=True)
     unshared = settings.unshared_limits(workers)
     if unshared and settings.is_development():
         click.echo(f"devicelink: warning: {unshared}", err=True)

@@ -27,12 +27,29 @@ from devicelink.core.models import Client
 from devicelink.core.names import printable_name
 from devicelink.idp.local import hash_password
 from devicelink.runtime.checks import FIRST_PASSWORD_MARKER
+from devicelink.runtime.clients import GRANT_NAMES, canonical_grants, client_grant_problems
 from devicelink.runtime.settings import ConfigurationError
 from devicelink.service.admin import AdminService, NotFound
 from devicelink.service.clock import utc_now
 from devicelink.storage import SqlStore
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+_GRANT_OPTION = click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    type=click.Choice(sorted(GRANT_NAMES)),
+    help="A grant the client may use (repeatable): authorization_code (same-device "
+    "sign-in), device_code (the device flow) [default: device_code].",
+)
+_REDIRECT_URI_OPTION = click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="A loopback redirect URI for authorization_code (repeatable): "
+    "http://127.0.0.1/PATH or http://[::1]/PATH; any port matches.",
+)
 
 
 @click.group()
@@ -56,6 +73,8 @@ def clients() -> None:
     default=None,
     help="Seconds its keys live; 0 for keys that never expire [default: DEVICELINK_KEY_LIFETIME].",
 )
+@_GRANT_OPTION
+@_REDIRECT_URI_OPTION
 @settings_options
 def clients_add(
     client_id: str,
@@ -64,6 +83,8 @@ def clients_add(
     confidential: bool,
     resource_server: bool,
     key_lifetime: int | None,
+    grants: tuple[str, ...],
+    redirect_uris: tuple[str, ...],
     data_dir: Path | None,
 ) -> None:
     """Register a client called CLIENT_ID."""
@@ -71,6 +92,7 @@ def clients_add(
         fail("a client id is 1 to 128 letters, digits, dots, dashes or underscores")
     if resource_server and not confidential:
         fail(_RESOURCE_SERVER_AUTHENTICATES)
+    grant_types = _checked_grants(grants or ("device_code",), redirect_uris)
     try:
         scope = parse_scope(scopes) or ()
     except ValueError:
@@ -93,6 +115,8 @@ def clients_add(
         secret_hash=hasher.client_secret(secret) if secret else None,
         created_at=utc_now(),
         resource_server=resource_server,
+        grant_types=grant_types,
+        redirect_uris=tuple(dict.fromkeys(redirect_uris)),
     )
 
     async def add(store: SqlStore) -> None:
@@ -117,11 +141,23 @@ def clients_add(
     help="Allow, or no longer allow, the client to call the introspection endpoint "
     "(RFC 7662); allowing needs a confidential client.",
 )
+@_GRANT_OPTION
+@_REDIRECT_URI_OPTION
 @settings_options
-def clients_edit(client_id: str, resource_server: bool | None, data_dir: Path | None) -> None:
-    """Change the registered client CLIENT_ID (what is not given stays)."""
-    if resource_server is None:
-        fail("nothing to change: give --resource-server or --no-resource-server")
+def clients_edit(
+    client_id: str,
+    resource_server: bool | None,
+    grants: tuple[str, ...],
+    redirect_uris: tuple[str, ...],
+    data_dir: Path | None,
+) -> None:
+    """Change the registered client CLIENT_ID (what is not given stays; --grant and
+    --redirect-uri replace the client's grants and redirect URIs)."""
+    if resource_server is None and not grants and not redirect_uris:
+        fail(
+            "nothing to change: give --resource-server, --no-resource-server, --grant "
+            "or --redirect-uri"
+        )
         return
     settings = load_settings(data_dir)
 
@@ -132,14 +168,38 @@ def clients_edit(client_id: str, resource_server: bool | None, data_dir: Path | 
                 return f"no client {client_id!r}"
             if resource_server and not stored.confidential:
                 return _RESOURCE_SERVER_AUTHENTICATES
-            await tx.clients.update(replace(stored, resource_server=resource_server))
+            uris = tuple(dict.fromkeys(redirect_uris)) or stored.redirect_uris
+            problems = client_grant_problems(grants or stored.grant_types, uris)
+            if problems:
+                return "; ".join(problems)
+            await tx.clients.update(
+                replace(
+                    stored,
+                    resource_server=stored.resource_server
+                    if resource_server is None
+                    else resource_server,
+                    grant_types=canonical_grants(grants) if grants else stored.grant_types,
+                    redirect_uris=uris,
+                )
+            )
             return None
 
     refusal = run_with_store(settings, edit)
     if refusal is not None:
         fail(refusal)
-    state = "is" if resource_server else "is not"
-    click.echo(f"client {client_id} {state} a resource server")
+    if resource_server is not None:
+        state = "is" if resource_server else "is not"
+        click.echo(f"client {client_id} {state} a resource server")
+    if grants or redirect_uris:
+        click.echo(f"client {client_id}: grants and redirect URIs updated")
+
+
+def _checked_grants(grants: tuple[str, ...], redirect_uris: tuple[str, ...]) -> tuple[str, ...]:
+    """The grants as stored, or the command fails saying what is wrong."""
+    problems = client_grant_problems(grants, redirect_uris)
+    if problems:
+        fail("; ".join(problems))
+    return canonical_grants(grants)
 
 
 _RESOURCE_SERVER_AUTHENTICATES = (

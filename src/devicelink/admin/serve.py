@@ -24,11 +24,11 @@ from devicelink.admin.common import (
     run_with_store,
     settings_options,
 )
-from devicelink.core.codes import CodeHasher
 from devicelink.idp.local import hash_password
 from devicelink.runtime.checks import FIRST_PASSWORD_MARKER
 from devicelink.runtime.metrics import MULTIPROCESS_ENV
 from devicelink.runtime.settings import ConfigurationError, Settings
+from devicelink.runtime.wiring import code_hasher
 from devicelink.service.clock import utc_now
 from devicelink.service.instance import SecretMismatch, check_secret
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
@@ -51,25 +51,47 @@ from devicelink.storage.migrate import SchemaOutOfDate, check_schema_at
     type=click.IntRange(1, 256),
     help="Worker processes sharing the port.",
 )
-def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, workers: int) -> None:
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve https with this certificate (PEM, the chain after it); with --ssl-keyfile.",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The certificate's private key (PEM, unencrypted); with --ssl-certfile.",
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    log_level: str | None,
+    workers: int,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+) -> None:
     """Run the devicelink server.
 
     With no configuration it uses an embedded SQLite database in ./devicelink-data,
-    migrates it, creates the secret and the default client `devicelink-cli`.
+    migrates it, creates the secret and the default client `devicelink-cli`. With
+    --ssl-certfile and --ssl-keyfile it terminates TLS itself (no proxy needed, say, to
+    approve from a phone on the local network).
     """
     from devicelink.admin.workers import run_server
     from devicelink.runtime.logging import configure_logging, get_logger
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
     settings = load_settings(data_dir, log_level=log_level.lower() if log_level else None)
-    if not settings.public_url:
-        shown = f"[{host}]" if ":" in host else host
-        settings = settings.model_copy(update={"public_url": f"http://{shown}:{port}"})
+    settings, other_scheme = _public_url(settings, host, port, "https" if ssl_certfile else "http")
     try:
         settings.check(workers=workers)
         settings.secret_bytes()
     except ConfigurationError as exc:
         fail(str(exc))
     log_format = configure_logging(settings.log_format, settings.log_level)
+    if other_scheme:  # a proxy in front may change it; said at once, in case none does
+        get_logger("devicelink").warning(other_scheme)
     unshared = settings.unshared_limits(workers)
     if unshared:  # development only: check() refuses it elsewhere
         get_logger("devicelink").warning("rate limits not shared", problem=unshared)
@@ -87,8 +109,7 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
         asyncio.run(_check_secret(settings))
     except SecretMismatch as exc:
         fail(str(exc))
-    if settings.embedded and settings.local_accounts:
-        _create_first_account(settings)
+    first_password = _create_first_account(settings)
     # Each worker builds its app from the environment: hand it what was decided here.
     os.environ.update(
         {
@@ -112,6 +133,7 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
         workers=workers,
         trusted_proxies=proxies,
     )
+    _tell_the_operator(settings, log_format, first_password)
     # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 then.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     run_server(  # uvicorn.run, with a worker's death logged as a warning
@@ -127,6 +149,22 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None, wo
         forwarded_allow_ips=",".join(proxies) if proxies else None,
         timeout_graceful_shutdown=settings.graceful_timeout,
         server_header=False,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )
+
+
+def _public_url(settings: Settings, host: str, port: int, scheme: str) -> tuple[Settings, str]:
+    """``settings`` with the listening address as PUBLIC_URL when none is set; a warning
+    when the one set has another scheme than the one served."""
+    if not settings.public_url:
+        shown = f"[{host}]" if ":" in host else host
+        return settings.model_copy(update={"public_url": f"{scheme}://{shown}:{port}"}), ""
+    if settings.issuer.startswith(f"{scheme}://"):
+        return settings, ""
+    return settings, (
+        f"serving {scheme}, and DEVICELINK_PUBLIC_URL is {settings.issuer}: the links "
+        "devicelink hands out use the latter"
     )
 
 
@@ -165,15 +203,18 @@ def db_upgrade(data_dir: Path | None) -> None:
     click.echo(f"database at {_describe_db(settings)}{where} is up to date")
 
 
-def _create_first_account(settings: Settings) -> None:
-    """On the embedded default, the first start with no account creates one and prints
-    its one-time password, once; nothing else ever shows it.
+def _create_first_account(settings: Settings) -> str | None:
+    """On the embedded default, the first start with no account creates one; its
+    one-time password, which :func:`_tell_the_operator` shows once; nothing else ever
+    shows it.
 
     In development only: elsewhere a printed password would be a default password left
     on (and in the service's log), so the operator adds accounts with `users add`. A
     marker file next to the database remembers that the password is the printed one
     until `users passwd admin`; outside development `serve` refuses to start while it
     is there (Settings.check)."""
+    if not (settings.embedded and settings.local_accounts):
+        return None
     development = settings.is_development()
     password = secrets.token_urlsafe(12)
 
@@ -188,23 +229,74 @@ def _create_first_account(settings: Settings) -> None:
 
     created = run_with_store(settings, create)
     if created is None:
-        click.echo(
-            "devicelink: no local account yet; add one with "
-            "`devicelink users add NAME --password-stdin`",
-            err=True,
+        from devicelink.runtime.logging import get_logger
+
+        get_logger("devicelink").warning(
+            "no local account yet: add one with `devicelink users add NAME --password-stdin`"
         )
-    elif created:
-        marker = settings.data_dir / FIRST_PASSWORD_MARKER
-        with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
-            out.write(f"the account {FIRST_ACCOUNT} still has its printed one-time password\n")
+        return None
+    if not created:
+        return None
+    marker = settings.data_dir / FIRST_PASSWORD_MARKER
+    with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(f"the account {FIRST_ACCOUNT} still has its printed one-time password\n")
+    return password
+
+
+def _tell_the_operator(settings: Settings, log_format: str, first_password: str | None) -> None:
+    """The first start ends with the one-time password and the next step (the pages,
+    and the login command); later starts remind that the password was never changed.
+
+    In the log stream's own format: JSON events when the logs are JSON (a plain line
+    would break every reader of the stream), else lines for the person at the terminal.
+    The password is written only here, once, where the operator reads the server."""
+    from devicelink.runtime.logging import get_logger
+
+    log = get_logger("devicelink")
+    change = f"devicelink users passwd {FIRST_ACCOUNT}"
+    login = f"{_devicelink_command()} login --server {settings.issuer}"
+    pages = f"{settings.issuer}/"
+    if first_password is not None:
+        if log_format == "json":
+            log.warning(
+                "created the first account; its one-time password is shown only now",
+                username=FIRST_ACCOUNT,
+                password=first_password,
+                change_it_with=change,
+            )
+            log.info("next step: sign a command line in", pages=pages, login=login)
+            return
         click.echo(
             "\n  Created the first account. Sign in to approve devices with:\n"
             f"    username: {FIRST_ACCOUNT}\n"
-            f"    password: {password}\n"
-            "  This password is shown only now; change it with "
-            f"`devicelink users passwd {FIRST_ACCOUNT}`.\n",
+            f"    password: {first_password}\n"
+            f"  This password is shown only now; change it with `{change}`.\n"
+            "\n"
+            f"  Next: the pages are at {pages}; sign a command line in with\n"
+            f"    {login}\n",
             err=True,
         )
+        return
+    if not (settings.embedded and (settings.data_dir / FIRST_PASSWORD_MARKER).exists()):
+        return
+    unchanged = f"the account {FIRST_ACCOUNT} still has the one-time password of its first start"
+    if log_format == "json":
+        log.warning(unchanged, username=FIRST_ACCOUNT, change_it_with=change)
+    else:
+        click.echo(f"\n  Note: {unchanged}; change it with `{change}`.\n", err=True)
+
+
+def _devicelink_command() -> str:
+    """How the operator runs this program: ``devicelink`` when that is it on PATH, else
+    its path (``./scripts/serve`` runs .venv/bin/devicelink, on no PATH until the
+    virtualenv is activated)."""
+    program = Path(sys.argv[0])
+    if program.name != "devicelink":
+        return "devicelink"
+    found = shutil.which("devicelink")
+    if found and Path(found).resolve() == program.resolve():
+        return "devicelink"
+    return str(program.absolute())
 
 
 async def _check_secret(settings: Settings) -> None:
@@ -214,6 +306,6 @@ async def _check_secret(settings: Settings) -> None:
         settings.effective_database_url(), schema=settings.database_schema, poolclass=NullPool
     )
     try:
-        await check_secret(SqlStore(engine), CodeHasher(settings.secret_bytes()))
+        await check_secret(SqlStore(engine), code_hasher(settings), now=utc_now())
     finally:
         await engine.dispose()

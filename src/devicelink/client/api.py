@@ -16,14 +16,19 @@ kept, marked to be revoked, and never used again; :func:`revoke_pending` (which
 :func:`login` and the next :func:`logout` call) revokes it when the server answers, then
 forgets it (``devicelink.client.revocation``).
 
-:func:`login` runs the device flow (RFC 8628) with :class:`DeviceFlowClient`, shows the
-code and the link through ``on_code`` (on standard error by default), opens a browser
-where one is plausible (:func:`browser_plausible`), asks ``/api/me`` who approved, and
-stores the key. An async program runs :class:`AsyncDeviceFlowClient` itself and turns the
-:class:`~devicelink.client.flow.Token` into a credential with :func:`credential_from_token`.
+:func:`login` signs in with :class:`DeviceFlowClient`. Where a browser can open on this
+machine (:func:`browser_plausible`) and the server offers it, it runs the loopback flow
+(authorization code + PKCE, redirected to a listener on 127.0.0.1:
+``devicelink.client.loopback``); otherwise the device flow (RFC 8628), which shows the
+code and the link through ``on_code`` (on standard error by default) and opens a browser
+where one is plausible. :func:`choose_method` decides. Then it asks ``/api/me`` who
+signed in, and stores the key. An async program runs :class:`AsyncDeviceFlowClient`
+itself (the device flow) and turns the :class:`~devicelink.client.flow.Token` into a
+credential with :func:`credential_from_token`.
 
 The ``login`` / ``status`` / ``token`` / ``logout`` commands (``devicelink.client.commands``)
-are built on these functions. Nothing here prints, except the default ``on_code``.
+are built on these functions. Nothing here prints, except the default ``on_code`` and
+``on_link``.
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from devicelink.client.credentials import DEFAULT_TOKEN_ENV, Credential
-from devicelink.client.errors import DeviceFlowError, KeyRefused
+from devicelink.client.discovery import no_code_grant
+from devicelink.client.errors import DeviceFlowError, KeyRefused, LoopbackRefused
 from devicelink.client.http import (
     DEFAULT_CLIENT_ID,
     DEFAULT_TIMEOUT,
@@ -50,7 +56,7 @@ from devicelink.client.http import (
     OnWait,
     show_code_on_stderr,
 )
-from devicelink.client.messages import DeviceAuthorization, Token
+from devicelink.client.messages import DeviceAuthorization, Endpoints, Token
 from devicelink.client.revocation import (
     ClientFor,
     LogoutResult,
@@ -58,18 +64,28 @@ from devicelink.client.revocation import (
     log_out,
     revoke_pending_keys,
 )
+from devicelink.client.servers import DEFAULT_SERVER, DEFAULT_SERVER_ENV, resolve_server
 from devicelink.client.store import CredentialStore
-from devicelink.client.urls import normalise_server
 from devicelink.core.names import terminal_safe
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
-"""The server of ``devicelink serve`` on its embedded default."""
+if TYPE_CHECKING:
+    from devicelink.client.loopback_request import AuthorizationRequest
 
-DEFAULT_SERVER_ENV = "DEVICELINK_SERVER"
-"""The environment variable that names the server when ``--server`` is not given."""
+OnLink = Callable[["AuthorizationRequest", float], None]
+"""Shows the loopback flow's authorization URL before the browser opens it, and how many
+seconds the sign-in may take."""
+OnMethod = Callable[[Literal["loopback", "device"], "str | None"], None]
+"""Hears the flow a login runs, before it runs, and why not the loopback flow when
+``"auto"`` chose it but the server refused it for this client."""
 
 BrowserOpener = Callable[[str], bool]
 """Opens a URL in the user's browser; ``True`` if a browser was started."""
+
+LoginMethod = Literal["auto", "loopback", "device"]
+"""How :func:`login` signs in: ``"loopback"`` (authorization code + PKCE, the browser on
+this machine redirecting to a listener on 127.0.0.1), ``"device"`` (RFC 8628: a code and a
+link, for any device), or ``"auto"`` (:func:`choose_method`)."""
+LOGIN_METHODS: tuple[LoginMethod, ...] = ("auto", "loopback", "device")
 
 _GRAPHICAL_PLATFORMS = ("darwin", "win32", "cygwin")
 
@@ -78,31 +94,58 @@ _GRAPHICAL_PLATFORMS = ("darwin", "win32", "cygwin")
 
 
 def browser_plausible(env: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
-    """Whether a browser can plausibly be opened for the user here.
+    """Whether a browser can plausibly be opened for the user on this machine.
 
     Not over SSH (``SSH_CONNECTION`` or ``SSH_TTY`` set): the browser would open on the
-    remote machine, or fail. Otherwise yes on macOS and Windows; elsewhere (Linux, the
-    BSDs) only in a graphical session (``DISPLAY`` or ``WAYLAND_DISPLAY`` set).
+    remote machine, or fail, and a redirect to this machine's loopback could not reach
+    it. Otherwise yes when ``$BROWSER`` names one, on macOS and Windows, and elsewhere
+    (Linux, the BSDs) in a graphical session (``DISPLAY`` or ``WAYLAND_DISPLAY`` set).
     """
     env = os.environ if env is None else env
     platform = sys.platform if platform is None else platform
     if env.get("SSH_CONNECTION") or env.get("SSH_TTY"):
         return False
-    if platform.startswith(_GRAPHICAL_PLATFORMS):
+    if env.get("BROWSER") or platform.startswith(_GRAPHICAL_PLATFORMS):
         return True
     return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def choose_method(
+    method: LoginMethod, endpoints: Endpoints, *, browser_here: bool
+) -> Literal["loopback", "device"]:
+    """The flow a login runs.
+
+    ``"auto"`` picks the loopback flow when a browser can open on this machine
+    (``browser_here``, usually :func:`browser_plausible`) and the server offers it (its
+    metadata: ``authorization_endpoint`` with PKCE ``S256``), and the device flow
+    otherwise: the device flow works from anywhere, but anyone can start one and send
+    its code to a victim (phishing), which a redirect to this machine rules out.
+    ``"loopback"`` on a server that does not offer it is :class:`DiscoveryFailed`.
+    """
+    if method not in LOGIN_METHODS:
+        raise ValueError(f"method must be one of {', '.join(LOGIN_METHODS)}, not {method!r}")
+    if method == "device":
+        return "device"
+    if endpoints.code_grant is None:
+        if method == "loopback":
+            raise no_code_grant(endpoints.issuer)
+        return "device"
+    return "loopback" if method == "loopback" or browser_here else "device"
 
 
 def open_in_browser(url: str) -> bool:
     """Start the user's browser on ``url`` without waiting for it; ``True`` if started.
 
-    Not :mod:`webbrowser`: on Linux it may fall back to a text browser that takes over the
-    terminal, and browsers it starts inherit standard output (which ``--json`` keeps for
-    its one object). ``xdg-open`` (which honours ``$BROWSER``), ``open`` on macOS,
+    With ``$BROWSER`` set, :mod:`webbrowser` (which honours it), in a process of its own.
+    Otherwise not :mod:`webbrowser`: on Linux it may fall back to a text browser that
+    takes over the terminal, and browsers it starts inherit standard output (which
+    ``--json`` keeps for its one object). ``xdg-open``, ``open`` on macOS,
     ``os.startfile`` on Windows; their output is discarded.
     """
     if not url.startswith(("https://", "http://")):
         return False
+    if os.environ.get("BROWSER"):
+        return _open_with_webbrowser(url)
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         startfile = getattr(os, "startfile", None)
         if startfile is None:
@@ -131,31 +174,35 @@ def open_in_browser(url: str) -> bool:
     return True
 
 
+def _open_with_webbrowser(url: str) -> bool:
+    """``$BROWSER`` set: Python's :mod:`webbrowser`, which honours it, in an interpreter
+    of its own (``python -m webbrowser``), so that what the browser prints never reaches
+    this command's output and a ``$BROWSER`` that runs until the page is done never
+    blocks the wait."""
+    try:
+        process = subprocess.Popen(  # noqa: S603 - this interpreter and an http(s) URL
+            [sys.executable, "-m", "webbrowser", url],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        return False
+    threading.Thread(target=process.wait, name="devicelink-browser", daemon=True).start()
+    return True
+
+
+def show_link_on_stderr(request: AuthorizationRequest, lifetime: float) -> None:
+    """The fallback ``on_link``: the loopback flow's link, on standard error."""
+    print(
+        f"To sign in, open {request.url} in a browser on this computer",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 # --- servers and credentials -------------------------------------------------------------
-
-
-def resolve_server(
-    explicit: str | None,
-    *,
-    store: CredentialStore | None = None,
-    env_var: str = DEFAULT_SERVER_ENV,
-    default: str = DEFAULT_SERVER,
-    env: Mapping[str, str] | None = None,
-) -> str:
-    """The server a command talks to, normalised: ``explicit`` (``--server``), else the
-    ``env_var`` variable, else the server last logged in to (``store``), else ``default``.
-
-    Raises :class:`~devicelink.client.errors.BadServerURL` (a ``ValueError``) for a URL
-    that is not one.
-    """
-    env = os.environ if env is None else env
-    from_env = env.get(env_var, "").strip()
-    if explicit is not None and explicit.strip():
-        return normalise_server(explicit)
-    if from_env:
-        return normalise_server(from_env)
-    remembered = store.default_server() if store is not None else None
-    return normalise_server(remembered or default)
 
 
 def owner_name(owner: Mapping[str, Any]) -> str | None:
@@ -231,24 +278,59 @@ def sign_in(
     open_browser: bool | None = None,
     browser: BrowserOpener | None = None,
     clock: Callable[[], datetime] | None = None,
+    method: LoginMethod = "auto",
+    on_link: OnLink | None = None,
+    on_method: OnMethod | None = None,
 ) -> Credential:
-    """Run the device flow on ``client`` and return the credential, without storing it.
+    """Sign in on ``client`` and return the credential, without storing it.
 
-    ``on_code`` shows the code and the link (first); then, if ``open_browser`` (``None``:
-    :func:`browser_plausible`), ``browser`` (default :func:`open_in_browser`) opens
-    ``verification_uri_complete``. The owner's name and the key's expiry come from
-    ``/api/me`` when the server answers it. ``clock`` (default: the wall clock, in UTC)
-    dates the key's arrival.
+    ``method`` (:func:`choose_method`) picks the flow; ``open_browser`` (``None``:
+    :func:`browser_plausible`) says whether ``browser`` (default :func:`open_in_browser`)
+    opens the link. ``on_method(flow, why)`` hears which flow runs, before it does.
+    When ``"auto"`` picked the loopback flow but the server does not accept it for this
+    client (:class:`~devicelink.client.errors.LoopbackRefused`, found before anything
+    is shown), the device flow runs instead, and ``why`` says so.
+
+    - The device flow: ``on_code`` shows the code and the link (first), then the browser
+      opens ``verification_uri_complete``.
+    - The loopback flow (``devicelink.client.loopback``): ``on_link(request, lifetime)``
+      shows the authorization URL (default: on standard error), then the browser opens
+      it; the redirect to 127.0.0.1 brings the code, redeemed for the key.
+
+    ``on_wait(seconds, remaining)`` is called before each wait of either. The owner's
+    name and the key's expiry come from ``/api/me`` when the server answers it. ``clock``
+    (default: the wall clock, in UTC) dates the key's arrival.
     """
     should_open = browser_plausible() if open_browser is None else open_browser
+    opener = browser or open_in_browser
+    chosen = choose_method(method, client.discover(), browser_here=should_open)
 
     def code_issued(authorization: DeviceAuthorization) -> None:
         (on_code or show_code_on_stderr)(authorization)
         if should_open:
-            opener = browser or open_in_browser
             opener(authorization.verification_uri_complete or authorization.verification_uri)
 
-    token = client.login(on_code=code_issued, on_wait=on_wait)
+    heard = on_method or _ignore_method
+    token: Token | None = None
+    if chosen == "loopback":
+        from devicelink.client.loopback import loopback_sign_in  # http.server: only here
+
+        heard("loopback", None)
+        try:
+            token = loopback_sign_in(
+                client,
+                open_link=opener if should_open else None,
+                on_link=on_link or show_link_on_stderr,
+                on_wait=on_wait,
+            )
+        except LoopbackRefused as refused:
+            if method != "auto":
+                raise
+            heard("device", str(refused))
+    else:
+        heard("device", None)
+    if token is None:
+        token = client.login(on_code=code_issued, on_wait=on_wait)
     arrived = clock() if clock is not None else datetime.now(UTC)
     owner: dict[str, Any] | None
     try:
@@ -258,14 +340,20 @@ def sign_in(
     return credential_from_token(token, client_id=client.client_id, owner=owner, now=arrived)
 
 
+def _ignore_method(method: Literal["loopback", "device"], why: str | None) -> None:
+    pass
+
+
 def login(
     server: str | None = None,
     *,
     client_id: str | None = DEFAULT_CLIENT_ID,
     scope: str | Iterable[str] | None = None,
     store: CredentialStore | None = None,
+    method: LoginMethod = "auto",
     open_browser: bool | None = None,
     on_code: OnCode | None = None,
+    on_link: OnLink | None = None,
     on_wait: OnWait | None = None,
     browser: BrowserOpener | None = None,
     timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
@@ -277,13 +365,18 @@ def login(
 
     - ``server``: the server URL (default: ``$DEVICELINK_SERVER``, the server last logged
       in to, then :data:`DEFAULT_SERVER`);
-    - ``client_id``, ``scope``: sent with the device authorization request;
+    - ``client_id``, ``scope``: what the sign-in asks for;
     - ``store``: where the key goes (default: ``CredentialStore()``, devicelink's own);
+    - ``method``: ``"auto"`` (the loopback flow when a browser can open here and the
+      server offers it, else the device flow: :func:`choose_method`), ``"loopback"`` or
+      ``"device"``;
     - ``open_browser``: ``True``/``False``, or ``None`` to open one where plausible
       (:func:`browser_plausible`); ``browser(url)`` opens it (default
-      :func:`open_in_browser`);
+      :func:`open_in_browser`); ``False`` also means ``"auto"`` picks the device flow;
     - ``on_code(authorization)``: shows ``user_code`` and ``verification_uri`` (default:
-      one line on standard error); ``on_wait(seconds, remaining)``: before each wait;
+      one line on standard error); ``on_link(request, lifetime)``: shows the loopback
+      flow's link (default: one line on standard error); ``on_wait(seconds, remaining)``:
+      before each wait;
     - ``timeout``, ``transport``, ``sleep``: passed to :class:`DeviceFlowClient` (tests give
       an ``httpx.MockTransport`` and a ``sleep`` that does not wait); ``user_agent``: the
       host CLI's product token, sent before devicelink's in the User-Agent.
@@ -292,7 +385,8 @@ def login(
     one that still cannot be stays marked to be revoked, beside the new key.
 
     Raises the :class:`~devicelink.client.errors.DeviceFlowError` subclasses
-    (``LoginDenied``, ``LoginExpired``, ``ServerUnreachable`` ...) and
+    (``LoginDenied``, ``LoginExpired``, ``ServerUnreachable`` ...; ``LoginExpired`` too
+    when no redirect came back to the loopback listener in time) and
     :class:`~devicelink.client.credentials.CredentialStoreError`.
     """
     store, target = _store_and_target(server, store)
@@ -308,7 +402,13 @@ def login(
         user_agent=user_agent,
     ) as client:
         credential = sign_in(
-            client, on_code=on_code, on_wait=on_wait, open_browser=open_browser, browser=browser
+            client,
+            on_code=on_code,
+            on_link=on_link,
+            on_wait=on_wait,
+            open_browser=open_browser,
+            browser=browser,
+            method=method,
         )
     store.save(credential)
     return credential
@@ -425,10 +525,15 @@ __all__ = [
     "DEFAULT_SERVER",
     "DEFAULT_SERVER_ENV",
     "DEFAULT_TOKEN_ENV",
+    "LOGIN_METHODS",
     "BrowserOpener",
+    "LoginMethod",
     "LogoutResult",
+    "OnLink",
+    "OnMethod",
     "Revocation",
     "browser_plausible",
+    "choose_method",
     "credential_from_token",
     "login",
     "logout",
@@ -438,6 +543,7 @@ __all__ = [
     "resolve_server",
     "revoke_pending",
     "scope_covers",
+    "show_link_on_stderr",
     "sign_in",
     "whoami",
 ]

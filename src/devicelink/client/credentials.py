@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
 
 from devicelink.client.urls import normalise_server
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 DEFAULT_TOKEN_ENV: Final = "DEVICELINK_TOKEN"  # noqa: S105 - a variable name
 """The environment variable whose key overrides the stored one (a name, not a secret)."""

@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 
 from devicelink.client.errors import BadServerURL, DiscoveryFailed, printable
-from devicelink.client.messages import Endpoints, Flow
+from devicelink.client.messages import CodeGrant, Endpoints, Flow
 from devicelink.client.pacing import Clock, exchange
 from devicelink.client.urls import normalise_server
 from devicelink.client.wire import get_request, json_body
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+AUTHORIZATION_CODE_GRANT = "authorization_code"
+PKCE_METHOD = "S256"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 
 
@@ -48,6 +50,14 @@ def discover(
     return _endpoints(metadata, issuer, url)
 
 
+def no_code_grant(issuer: str) -> DiscoveryFailed:
+    """The error of a loopback sign-in asked of a server whose metadata does not offer it."""
+    return DiscoveryFailed(
+        f"{issuer} does not offer sign-in in a browser on this computer (authorization "
+        "code with PKCE); use the device flow"
+    )
+
+
 def metadata_urls(issuer: str) -> list[str]:
     """Where RFC 8414 metadata may be, most standard first."""
     url = httpx.URL(issuer)
@@ -60,7 +70,7 @@ def metadata_urls(issuer: str) -> list[str]:
 
 def _endpoints(metadata: dict[str, Any], issuer: str, url: str) -> Endpoints:
     named = metadata.get("issuer")
-    if not _names_issuer(named, issuer):
+    if not isinstance(named, str) or not _names_issuer(named, issuer):
         raise DiscoveryFailed(
             f"the metadata at {url} names issuer {printable(named, 100)!r}, not {issuer}; "
             "check the server address"
@@ -73,6 +83,31 @@ def _endpoints(metadata: dict[str, Any], issuer: str, url: str) -> Endpoints:
         device_authorization_endpoint=_endpoint(metadata, "device_authorization_endpoint", issuer),
         token_endpoint=_endpoint(metadata, "token_endpoint", issuer),
         revocation_endpoint=_optional_endpoint(metadata, "revocation_endpoint", issuer),
+        code_grant=_code_grant(metadata, named, issuer),
+    )
+
+
+def _code_grant(metadata: dict[str, Any], named: str, issuer: str) -> CodeGrant | None:
+    """The authorization code grant, when the metadata offers it as a native app needs it
+    (RFC 8414 section 2): an ``authorization_endpoint``, the ``code`` response type and
+    the grant where they are listed, and PKCE with ``S256`` (RFC 7636 section 4.2; a
+    server that names no method, or only ``plain``, is not used: the verifier would be
+    sent in clear)."""
+    if metadata.get("authorization_endpoint") is None:
+        return None
+    grants = metadata.get("grant_types_supported")
+    responses = metadata.get("response_types_supported")
+    methods = metadata.get("code_challenge_methods_supported")
+    if isinstance(grants, list) and AUTHORIZATION_CODE_GRANT not in grants:
+        return None
+    if isinstance(responses, list) and "code" not in responses:
+        return None
+    if not isinstance(methods, list) or PKCE_METHOD not in methods:
+        return None
+    return CodeGrant(
+        authorization_endpoint=_endpoint(metadata, "authorization_endpoint", issuer),
+        issuer=named,
+        iss_parameter=metadata.get("authorization_response_iss_parameter_supported") is True,
     )
 
 
@@ -105,4 +140,12 @@ def _endpoint(metadata: dict[str, Any], name: str, issuer: str) -> str:
     return value
 
 
-__all__ = ["DEVICE_CODE_GRANT", "METADATA_PATH", "discover", "metadata_urls"]
+__all__ = [
+    "AUTHORIZATION_CODE_GRANT",
+    "DEVICE_CODE_GRANT",
+    "METADATA_PATH",
+    "PKCE_METHOD",
+    "discover",
+    "metadata_urls",
+    "no_code_grant",
+]

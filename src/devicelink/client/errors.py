@@ -14,7 +14,9 @@ This module does not decide when an error is raised: the flows do.
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 _MAX_DESCRIPTION = 200
 
@@ -115,6 +117,19 @@ class ServerRejected(DeviceFlowError):
         self.status_code = status_code
 
 
+class LoopbackRefused(DeviceFlowError):
+    """The server will not send this client's sign-in back to a loopback listener: the
+    client is unknown there, may not use the authorization code grant, or has no such
+    redirect URI registered (RFC 6749 section 4.1.2.1 ``unauthorized_client``, or the
+    error page of section 3.1.2.4). The device flow may still work."""
+
+    error = "unauthorized_client"
+    default_message = (
+        "the server does not accept a sign-in in the browser for this client (no loopback "
+        "redirect URI registered for it, or not allowed the authorization code grant)"
+    )
+
+
 class ServerUnreachable(DeviceFlowError):
     """The server could not be reached, or stayed unavailable, after the retries."""
 
@@ -158,6 +173,7 @@ __all__ = [
     "LoginDenied",
     "LoginExpired",
     "LoginFailedOnServer",
+    "LoopbackRefused",
     "ServerRejected",
     "ServerUnreachable",
 ]

@@ -19,12 +19,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
 
 from devicelink.client.credentials import (
     Credential,
@@ -37,6 +35,10 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 else:
     import fcntl
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 CREDENTIALS_FILE: Final = "credentials.json"
 STATE_FILE: Final = "state.json"
@@ -239,6 +241,8 @@ def _read_private_json(path: Path) -> dict[str, Any] | None:
 
 def _write_private_file(path: Path, content: bytes) -> None:
     """Replace ``path`` atomically by a file that is mode 0600 from its creation."""
+    import secrets  # here: reading keys, what `token` does, never needs it
+
     _make_private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC

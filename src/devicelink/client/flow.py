@@ -1,6 +1,7 @@
-"""The flows, sans-IO: the device flow (RFC 8628 sections 3.1-3.5), revocation (RFC 7009)
-and the ``/api/me`` key check, each a generator that yields the commands of
-``devicelink.client.messages`` and returns its result.
+"""The flows, sans-IO: the device flow (RFC 8628 sections 3.1-3.5), the request check and
+the code exchange of same-device sign-in (RFC 6749 sections 4.1.1 and 4.1.3, RFC 7636),
+revocation (RFC 7009) and the ``/api/me`` key check, each a generator that yields the
+commands of ``devicelink.client.messages`` and returns its result.
 
 Nothing here does I/O or sleeps, and time is read only through the ``clock`` (monotonic
 seconds) and ``wall_clock`` (Unix seconds, for an HTTP-date ``Retry-After``) arguments, so
@@ -15,9 +16,16 @@ import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from devicelink.client.discovery import DEVICE_CODE_GRANT, discover
-from devicelink.client.errors import DiscoveryFailed, KeyRefused, LoginFailedOnServer
+from devicelink.client.discovery import AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT, discover
+from devicelink.client.errors import (
+    DiscoveryFailed,
+    KeyRefused,
+    LoginFailedOnServer,
+    LoopbackRefused,
+    ServerRejected,
+)
 from devicelink.client.messages import CodeIssued, Endpoints, Flow, Token, WaitReason
 from devicelink.client.pacing import POLL_MARGIN, Clock, exchange, slowed_down, wait
 from devicelink.client.urls import normalise_server
@@ -95,6 +103,74 @@ def device_flow(
             raise_oauth_error(response, body)
 
 
+def authorization_check_flow(
+    url: str,
+    redirect_uri: str,
+    *,
+    clock: Clock = time.monotonic,
+    wall_clock: Clock = time.time,
+) -> Flow[None]:
+    """Same-device sign-in, before the browser opens: send the authorization request
+    once, without a session, to learn whether the server would answer this client at
+    this redirect URI.
+
+    The server checks the client and the redirect URI first, and answers an unknown one
+    with an error page, never a redirect (RFC 6749 section 4.1.2.1); a client that may
+    not use the grant is sent back with ``unauthorized_client``. Either is
+    :class:`LoopbackRefused`, so that a login that chose this flow by itself can take the
+    device flow instead of leaving the user on an error page. Another error sent back
+    is the server's refusal; anything else (the sign-in page) means go ahead.
+    """
+    request = partial(get_request, url)
+    response, _ = yield from exchange(request, clock=clock, wall_clock=wall_clock)
+    location = response.headers.get("location", "")
+    if response.is_redirect and location.startswith(redirect_uri + "?"):
+        answer = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+        error, description = answer.get("error"), answer.get("error_description")
+        if error == LoopbackRefused.error:
+            raise LoopbackRefused(description=description)
+        if error:
+            raise ServerRejected(error, description)
+    elif 400 <= response.status_code < 500:
+        raise LoopbackRefused()
+
+
+def code_exchange_flow(
+    endpoints: Endpoints,
+    client_id: str | None,
+    *,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str,
+    clock: Clock = time.monotonic,
+    wall_clock: Clock = time.time,
+) -> Flow[Token]:
+    """Same-device sign-in, the last step: redeem the authorization code at the token
+    endpoint (RFC 6749 section 4.1.3) with the PKCE verifier (RFC 7636 section 4.5).
+
+    The answer is read as the device grant's is (the same key response); a refusal
+    (``invalid_grant``: a used or expired code, another verifier) ends the sign-in. Only
+    transient answers are retried: a code is single use.
+    """
+    form = {
+        "grant_type": AUTHORIZATION_CODE_GRANT,
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": code_verifier,
+        **({"client_id": client_id} if client_id else {}),
+    }
+    request = partial(form_request, endpoints.token_endpoint, form)
+    response, _ = yield from exchange(
+        request, clock=clock, wall_clock=wall_clock, server_error_is_final=True
+    )
+    if response.status_code != 200:
+        body = oauth_error_body(response)
+        if body is not None and body.get("error") == "server_error":
+            raise LoginFailedOnServer(description=error_description(body))
+        raise_oauth_error(response, body)
+    return read_token(response, endpoints, endpoints.issuer)
+
+
 def revoke_flow(
     endpoints_or_server: Endpoints | str,
     token: str,
@@ -150,4 +226,12 @@ def whoami_flow(
     return json_object(response, f"{ME_PATH} did not answer a JSON object")
 
 
-__all__ = ["INVALID_TOKEN", "ME_PATH", "device_flow", "revoke_flow", "whoami_flow"]
+__all__ = [
+    "INVALID_TOKEN",
+    "ME_PATH",
+    "authorization_check_flow",
+    "code_exchange_flow",
+    "device_flow",
+    "revoke_flow",
+    "whoami_flow",
+]

@@ -24,7 +24,13 @@ import httpx
 
 from devicelink import __version__
 from devicelink.client.discovery import discover
-from devicelink.client.flow import device_flow, revoke_flow, whoami_flow
+from devicelink.client.flow import (
+    authorization_check_flow,
+    code_exchange_flow,
+    device_flow,
+    revoke_flow,
+    whoami_flow,
+)
 from devicelink.client.messages import (
     CodeIssued,
     ConnectionLost,
@@ -269,6 +275,25 @@ class DeviceFlowClient(_ClientBase):
         """Run the device flow until the user approves; raises ``DeviceFlowError``s."""
         self.discover()
         return self._run(self._login_flow(), on_code, on_wait)
+
+    def check_authorization_request(self, url: str, redirect_uri: str) -> None:
+        """Same-device sign-in: whether the server would answer the authorization request
+        ``url`` at ``redirect_uri``
+        (:func:`~devicelink.client.flow.authorization_check_flow`)."""
+        self._run(authorization_check_flow(url, redirect_uri, **self._times()))
+
+    def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> Token:
+        """Same-device sign-in: redeem an authorization code with its PKCE verifier
+        (:func:`~devicelink.client.flow.code_exchange_flow`) for the key."""
+        flow = code_exchange_flow(
+            self.discover(),
+            self.client_id,
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+            **self._times(),
+        )
+        return self._run(flow)
 
     def revoke(self, token: str | Token) -> bool:
         """RFC 7009: revoke the key on the server (``True`` once it is unusable)."""

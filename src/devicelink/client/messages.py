@@ -84,13 +84,28 @@ Flow = Generator[Command, Reply, T]
 
 
 @dataclass(frozen=True)
+class CodeGrant:
+    """How a server offers same-device sign-in: the authorization code grant with PKCE
+    S256 (RFC 7636) on a loopback redirect (RFC 8252), as its RFC 8414 metadata says."""
+
+    authorization_endpoint: str
+    issuer: str
+    """The ``issuer`` exactly as the metadata writes it: RFC 9207 section 2.4 compares the
+    ``iss`` of the redirect with it as a plain string."""
+    iss_parameter: bool
+    """``authorization_response_iss_parameter_supported``: the redirect must carry ``iss``."""
+
+
+@dataclass(frozen=True)
 class Endpoints:
-    """RFC 8414 metadata the client uses; ``issuer`` is the server URL, no trailing slash."""
+    """RFC 8414 metadata the client uses; ``issuer`` is the server URL, no trailing slash.
+    ``code_grant`` is ``None`` unless the server offers same-device sign-in."""
 
     issuer: str
     device_authorization_endpoint: str
     token_endpoint: str
     revocation_endpoint: str | None = None
+    code_grant: CodeGrant | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,7 @@ class Token:
 
 
 __all__ = [
+    "CodeGrant",
     "CodeIssued",
     "Command",
     "ConnectionLost",

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Final, TypeVar
 
 import platformdirs
 
@@ -27,7 +26,11 @@ from devicelink.client.file_store import FileStore
 from devicelink.client.keyring_store import KeyringStore, KeyringUnavailable
 from devicelink.client.urls import normalise_server
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Final, TypeVar
+
+    T = TypeVar("T")
 
 SUPERSEDED_ENTRY: Final = "#revocation-pending"
 """Added to a server's URL, the keyring user name of its keys marked to be revoked that a

@@ -5,10 +5,13 @@ and the pages of the server a message may send the user to.
 
 from __future__ import annotations
 
-from typing import Final
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from devicelink.client.errors import BadServerURL, printable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Final
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 

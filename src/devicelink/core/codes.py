@@ -18,6 +18,13 @@ USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 DEVICE_CODE_BYTES = 32  # 256 bits of entropy (RFC 8628 section 5.2)
 
+SECRET_FINGERPRINT = "secret_fingerprint"  # noqa: S105 - the name of a stored fact
+"""The instance fact that names the database's secret by its fingerprint
+(:attr:`CodeHasher.fingerprint`). During a rotation, a hash found under a previous
+secret is rewritten only by a process whose secret this fact names, in the same
+statement, so two processes of a rolling rotation never rewrite one hash back and forth
+(:mod:`devicelink.service.instance`)."""
+
 # Characters a person may type around the code: section 6.1 says the server should
 # ignore what is outside the alphabet, such as the dash.
 _SEPARATORS = str.maketrans("", "", " -\t\u2010\u2011\u2012\u2013\u2014\u2212_.")
@@ -95,15 +102,17 @@ class CodeHasher:
 
     __slots__ = (
         "_api_key",
+        "_authorization_code",
         "_client_secret",
         "_csrf",
         "_device_code",
         "_session",
         "_user_code",
         "fingerprint",
+        "previous",
     )
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, previous: tuple[CodeHasher, ...] = ()) -> None:
         if len(secret) < 32:
             raise ValueError("the server secret must be at least 32 bytes")
 
@@ -113,11 +122,16 @@ class CodeHasher:
         self._device_code = derive(b"device_code")
         self._user_code = derive(b"user_code")
         self._api_key = derive(b"api_key")
+        self._authorization_code = derive(b"authorization_code")
         self._client_secret = derive(b"client_secret")
         self._session = derive(b"session")
         self._csrf = derive(b"csrf")
         self.fingerprint = derive(b"fingerprint").hex()[:32]
         """Names the secret without revealing it: processes that must agree compare it."""
+        self.previous = previous
+        """Hashers of the secrets this one replaces (a rotation in progress), newest
+        first: lookups that miss with this hasher try theirs; nothing new is written
+        with them. Empty outside a rotation."""
 
     @staticmethod
     def _mac(key: bytes, value: str) -> bytes:
@@ -131,6 +145,9 @@ class CodeHasher:
 
     def api_key(self, api_key: str) -> bytes:
         return self._mac(self._api_key, api_key)
+
+    def authorization_code(self, code: str) -> bytes:
+        return self._mac(self._authorization_code, code)
 
     def client_secret(self, client_secret: str) -> bytes:
         return self._mac(self._client_secret, client_secret)

@@ -91,28 +91,59 @@ def decide_poll(
 ) -> PollDecision:
     """What to answer a device that polls the token endpoint (RFC 8628 section 3.5).
 
-    The order matters (DESIGN.md defect 8): unknown or consumed codes first, then
-    expiry, denial and approval, and only then the polling pace, so a fast client
-    always learns that its code expired or was approved.
+    The order matters (DESIGN.md defect 8): the refusals first (:func:`poll_refusal`),
+    then approval, and only then the polling pace (:func:`pace_poll`), so a fast client
+    always learns that its code expired or was approved. A poll is recorded exactly when
+    no refusal applies and the code is pending, the condition the one-statement poll of
+    storage/fast_path/statements.py (POLL) writes on.
+    """
+    refusal = poll_refusal(authorization, client_id=client_id, now=now)
+    if refusal is not None:
+        return Refuse(refusal)
+    assert authorization is not None  # an unknown code is refused
+    if authorization.status is Status.APPROVED:
+        return Issue()
+    return pace_poll(authorization, now=now, policy=policy)
+
+
+def poll_refusal(
+    authorization: DeviceAuthorization | None, *, client_id: str, now: datetime
+) -> OAuthError | None:
+    """The final answer to a poll that can get neither the key nor a pace, or None.
+
+    When this returns None the code is pending or approved: a poll is recorded (and
+    paced) exactly when it returns None and the code is pending. The one-statement poll
+    (storage/fast_path/statements.py, POLL) writes on that condition, restated in SQL
+    as: issued to this client, not expired, pending; a refusal added here must be
+    added there (tests/storage/test_poll_implementations.py holds the two together).
     """
     if authorization is None or authorization.status is Status.CONSUMED:
-        return Refuse(InvalidGrant())
+        return InvalidGrant()
     if authorization.client_id != client_id:
         # RFC 6749 section 5.2: a grant issued to another client is invalid_grant.
-        return Refuse(InvalidGrant())
+        return InvalidGrant()
     if authorization.is_expired(now):
-        return Refuse(ExpiredToken())
+        return ExpiredToken()
     if authorization.status is Status.DENIED:
         # Denied by the key issuer rather than the user: the device learns why.
         reason = authorization.denial_reason
-        return Refuse(AccessDenied(description_text(reason) if reason else None))
-    if authorization.status is Status.APPROVED:
-        return Issue()
+        return AccessDenied(description_text(reason) if reason else None)
+    return None
+
+
+def pace_poll(
+    authorization: DeviceAuthorization, *, now: datetime, policy: FlowPolicy
+) -> KeepWaiting | SlowDownTo:
+    """The pace of a pending code no refusal applies to: ``slow_down`` when polled
+    sooner than its interval after the last poll, with the interval raised.
+
+    Section 3.5: the interval "MUST be increased by 5 seconds for this and all
+    subsequent requests"; stored per code so every process sees it. Restated in SQL for
+    speed: storage/fast_path/statements.py (POLL), held to this by
+    tests/storage/test_poll_implementations.py.
+    """
     last = authorization.last_polled_at
     if last is not None and now - last < timedelta(seconds=authorization.interval):
-        # Section 3.5: the interval "MUST be increased by 5 seconds for this and all
-        # subsequent requests"; stored per code so every process sees it. Restated in
-        # SQL for speed: storage/fast_path/statements.py (POLL).
         return SlowDownTo(min(authorization.interval + policy.slow_down_step, policy.max_interval))
     return KeepWaiting(authorization.interval)
 

@@ -17,6 +17,10 @@ class Status(StrEnum):
     CONSUMED = "consumed"
 
 
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+AUTHORIZATION_CODE_GRANT = "authorization_code"
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """A registered OAuth client (RFC 6749 section 2)."""
@@ -34,6 +38,11 @@ class Client:
     """An operator marked it as a resource server: a confidential client that may ask
     the introspection endpoint about any key (RFC 7662 section 4 wants introspection
     callers specifically authorised, not every confidential client)."""
+    grant_types: tuple[str, ...] = (DEVICE_CODE_GRANT,)
+    """The grants it may use: :data:`DEVICE_CODE_GRANT` (an operator may switch the
+    phishable device flow off per client), :data:`AUTHORIZATION_CODE_GRANT`."""
+    redirect_uris: tuple[str, ...] = ()
+    """Its registered loopback redirect URIs (:mod:`devicelink.core.authcode`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +215,14 @@ class AuditKind(StrEnum):
     USER_DISABLED = "user_disabled"
     KEY_REFUSED = "key_refused"
     """The key issuer refused to mint a key (``KeyIssueRefused``); the reason in ``detail``."""
+    UPSTREAM_LOGOUT = "upstream_logout"
+    """The sign-in provider said the user signed out (back-channel logout); what was
+    ended and revoked, and the token's ``jti`` digest, in ``detail``."""
+    CODE_ISSUED = "code_issued"
+    """A user approved a same-device sign-in: an authorization code went to the client."""
+    CODE_REDEEMED = "code_redeemed"
+    CODE_REPLAYED = "code_replayed"
+    """A used authorization code came back: refused, and the key it issued revoked."""
 
 
 @dataclass(frozen=True, slots=True)

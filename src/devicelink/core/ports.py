@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from devicelink.core.authcode import AuthorizationCode, NewAuthorizationCode
+from devicelink.core.lifecycle import FlowPolicy, PollDecision
 from devicelink.core.models import (
     ApiKey,
     AuditEvent,
@@ -23,7 +25,6 @@ from devicelink.core.models import (
     IssuedKey,
     NewApiKey,
     NewDeviceAuthorization,
-    PendingPoll,
     PendingRevocation,
     Status,
     User,
@@ -45,10 +46,18 @@ class ClientRepository(Protocol):
         """Insert a client; raises ``ValueError`` if the id is taken."""
         ...
 
+    async def rehash_secret(
+        self, client_id: str, *, old_hash: bytes, new_hash: bytes, fingerprint: str
+    ) -> bool:
+        """A secret's rotation: the client's secret hash becomes ``new_hash`` if it is
+        still ``old_hash`` and the database's secret is the one of ``fingerprint``."""
+        ...
+
     async def update(self, client: Client) -> bool:
-        """Replace the name, scopes, key lifetime, confidentiality, secret hash and
-        resource-server mark of the client with ``client.client_id`` (never its
-        ``created_at``); False when there is no such client."""
+        """Replace the name, scopes, key lifetime, confidentiality, secret hash,
+        resource-server mark, grants and redirect URIs of the client with
+        ``client.client_id`` (never its ``created_at``); False when there is no such
+        client."""
         ...
 
     async def list(self) -> list[Client]: ...
@@ -116,6 +125,21 @@ class BrowserSessionRepository(Protocol):
         ...
 
 
+POLL_CONTRACT = """What a poll (``poll(device_code_hash, client_id=..., now=..., policy=...)``)
+returns and stores, in every implementation:
+
+- None when ``client_id`` is not a registered public client: nothing changed, and the
+  caller authenticates the client on the general path.
+- Otherwise :func:`devicelink.core.lifecycle.decide_poll`'s decision for the code's row
+  as it stood when the poll was judged (None for an unknown code). ``KeepWaiting`` and
+  ``SlowDownTo`` have been recorded (``last_polled_at = now`` and the decision's
+  interval), exactly when no refusal applies and the code is pending; ``Refuse`` and
+  ``Issue`` changed nothing (the key's issuance is the general path's transaction).
+- An implementation may also return None when the row changed under it and it could
+  not judge it afresh: nothing was recorded, and the general path decides.
+"""
+
+
 class DeviceAuthorizationRepository(Protocol):
     async def add(self, new: NewDeviceAuthorization) -> DeviceAuthorization:
         """Insert; raises :class:`DuplicateCode` when either code hash is already stored."""
@@ -130,6 +154,15 @@ class DeviceAuthorizationRepository(Protocol):
         ...
 
     async def get_by_user_code(self, user_code_hash: bytes) -> DeviceAuthorization | None: ...
+
+    async def poll(
+        self, device_code_hash: bytes, *, client_id: str, now: datetime, policy: FlowPolicy
+    ) -> PollDecision | None:
+        """A poll of the token endpoint by a public client (one that presents no secret),
+        decided and recorded: see :data:`POLL_CONTRACT`. Read the code's row, let
+        :func:`devicelink.core.lifecycle.decide_poll` decide, and record a pending
+        code's poll with a compare-and-set (:meth:`record_poll`)."""
+        ...
 
     async def record_poll(
         self,
@@ -160,6 +193,27 @@ class DeviceAuthorizationRepository(Protocol):
         ...
 
 
+class AuthorizationCodeRepository(Protocol):
+    """Authorization codes of same-device sign-in (RFC 6749 section 4.1), by keyed hash."""
+
+    async def add(self, new: NewAuthorizationCode) -> AuthorizationCode:
+        """Insert; raises :class:`DuplicateCode` when the code hash is already stored."""
+        ...
+
+    async def get(self, code_hash: bytes) -> AuthorizationCode | None:
+        """The code with this hash, redeemed or expired ones included."""
+        ...
+
+    async def redeem(self, code_id: int, *, now: datetime) -> bool:
+        """Stamp ``redeemed_at`` if it is unredeemed and unexpired at ``now``: exactly
+        one request redeems a code. False when nothing changed."""
+        ...
+
+    async def attach_key(self, code_id: int, api_key_id: int) -> bool:
+        """Keep the key the redemption issued (a redeemed code with none yet)."""
+        ...
+
+
 class ApiKeyRepository(Protocol):
     async def add(self, new: NewApiKey) -> ApiKey:
         """Insert; raises ``ValueError`` when the device authorization already has a key."""
@@ -184,6 +238,30 @@ class ApiKeyRepository(Protocol):
         """Stamp ``revoked_at`` unless already revoked; False when nothing changed."""
         ...
 
+    async def rehash(
+        self,
+        key_id: int,
+        *,
+        old_hash: bytes,
+        new_hash: bytes,
+        fingerprint: str,
+        used_at: datetime | None,
+        ip: str | None,
+    ) -> bool:
+        """A secret's rotation: store ``new_hash`` for the key if it is still stored
+        under ``old_hash`` and the database's secret is the one of ``fingerprint`` (a
+        compare-and-set; False when another request moved it first, or this process's
+        secret is not the database's). With ``used_at``, also a use of a key used
+        before (as :meth:`record_use`). Announced, so no cache keeps the old hash."""
+        ...
+
+    async def live_unused_since(
+        self, since: datetime, *, now: datetime
+    ) -> list[tuple[ApiKey, User]]:
+        """Keys that still work (not revoked, unexpired at ``now``, owner enabled)
+        created before ``since`` and not used since, oldest first, with their owners."""
+        ...
+
     async def count_for_authorization(self, device_authorization_id: int) -> int: ...
 
     async def list_by_external_id(self, external_id: str) -> list[ApiKey]:
@@ -198,6 +276,8 @@ class InstanceFacts(Protocol):
     async def claim(self, name: str, value: str) -> str:
         """The value kept under ``name``, keeping ``value`` first when there is none."""
         ...
+
+    async def get(self, name: str) -> str | None: ...
 
     async def replace(self, name: str, value: str) -> None: ...
 
@@ -274,6 +354,9 @@ class Transaction(Protocol):
     def audit(self) -> AuditLog: ...
 
     @property
+    def authorization_codes(self) -> AuthorizationCodeRepository: ...
+
+    @property
     def instance(self) -> InstanceFacts: ...
 
 
@@ -292,26 +375,19 @@ class FastPathStore(Protocol):
 
     Each answers only the common case and returns None for anything else; the caller then
     takes the full path through the repositories. The conformance suite runs the
-    repositories only; ``tests/storage/test_fast_path_store.py`` holds the PostgreSQL
-    implementation to the rules (a poll to :func:`devicelink.core.lifecycle.decide_poll`
-    in each state a record can be in, a new flow to the rows the repositories write, a
+    repositories only; ``tests/storage/test_poll_implementations.py`` holds the poll to
+    the repositories' and to :func:`devicelink.core.lifecycle.decide_poll` in every state
+    a record can be in, ``tests/storage/test_fast_path_store.py`` the PostgreSQL
+    implementation to the rules (a poll, a new flow to the rows the repositories write, a
     key's last use to its compare-and-set), ``tests/storage/test_key_cache.py`` its key
     lookups, and ``tests/stateful`` drives both paths against one model.
     """
 
-    async def record_pending_poll(
-        self,
-        device_code_hash: bytes,
-        *,
-        client_id: str,
-        now: datetime,
-        slow_down_step: int,
-        max_interval: int,
-    ) -> PendingPoll | None:
-        """If the code is pending, unexpired and issued to ``client_id`` (a public
-        client), record this poll exactly as :func:`devicelink.core.lifecycle.decide_poll`
-        decides it (a too-early poll raises the interval) and return the outcome.
-        Otherwise change nothing and return None."""
+    async def poll(
+        self, device_code_hash: bytes, *, client_id: str, now: datetime, policy: FlowPolicy
+    ) -> PollDecision | None:
+        """The repositories' :meth:`DeviceAuthorizationRepository.poll` in one statement:
+        see :data:`POLL_CONTRACT`."""
         ...
 
     async def start_flow(
@@ -330,6 +406,21 @@ class FastPathStore(Protocol):
         """The key and its owner, possibly as remembered from an earlier lookup: an
         implementation may remember only what it hears every change of (a revocation,
         an account disabled) before it could answer again."""
+        ...
+
+    async def rehash_key(
+        self,
+        key_id: int,
+        *,
+        old_hash: bytes,
+        new_hash: bytes,
+        fingerprint: str,
+        now: datetime,
+        ip: str | None,
+    ) -> bool:
+        """:meth:`ApiKeyRepository.rehash` of a key found under a previous secret as it
+        is used (a use, when it had one before); once it moved, every process forgets
+        what it remembers of the key."""
         ...
 
     async def record_use(

@@ -10,13 +10,16 @@ from urllib.parse import quote, unquote
 from fastapi import APIRouter, Request, Security
 from starlette.responses import JSONResponse, Response
 
+from devicelink.core.authcode import ReplayedCode
 from devicelink.core.errors import (
     InvalidClient,
+    InvalidGrant,
     InvalidRequest,
     OAuthError,
     RateLimited,
     UnsupportedGrantType,
 )
+from devicelink.core.models import AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT
 from devicelink.http.context import client_ip, runtime
 from devicelink.http.errors import NO_STORE, DeviceLinkRoute
 from devicelink.http.forms import read_form
@@ -37,9 +40,11 @@ from devicelink.http.openapi import (
 )
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials, supported_scopes
+from devicelink.service.device_flow import TokenGrant
 
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 VERIFY_PATH = "/oauth/device/verify"
+AUTHORIZE_PATH = "/oauth/authorize"
+TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a secret)
 
 router = APIRouter(route_class=DeviceLinkRoute)
 
@@ -85,7 +90,8 @@ async def metadata(request: Request) -> JSONResponse:
         {
             "issuer": issuer,
             "device_authorization_endpoint": f"{issuer}/oauth/device/authorize",
-            "token_endpoint": f"{issuer}/oauth/device/token",
+            "token_endpoint": f"{issuer}{TOKEN_PATH}",
+            "authorization_endpoint": f"{issuer}{AUTHORIZE_PATH}",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
             "revocation_endpoint_auth_methods_supported": [
                 "none",
@@ -97,8 +103,11 @@ async def metadata(request: Request) -> JSONResponse:
                 "client_secret_basic",
                 "client_secret_post",
             ],
-            "grant_types_supported": [DEVICE_CODE_GRANT],
-            "response_types_supported": [],
+            "grant_types_supported": [AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
             "token_endpoint_auth_methods_supported": [
                 "none",
                 "client_secret_basic",
@@ -219,6 +228,94 @@ async def answer_poll(
         rt.metrics.poll_answered(exc.error)
         raise
     rt.metrics.poll_answered("issued")
+    return token_response(grant)
+
+
+@router.post(
+    TOKEN_PATH,
+    tags=["oauth"],
+    summary="Token endpoint (both grants)",
+    openapi_extra=form_body(
+        "grant_type",
+        optional=(
+            "code",
+            "redirect_uri",
+            "code_verifier",
+            "device_code",
+            "client_id",
+            "client_secret",
+        ),
+    ),
+    responses={
+        200: documented_answer(TokenResponse, "The API key, handed out once"),
+        400: documented_error(
+            "authorization_code: invalid_grant (unknown, expired or used code, another "
+            "client's, another redirect_uri, a wrong code_verifier), invalid_request, "
+            "unauthorized_client; the device grant: as /oauth/device/token; "
+            "unsupported_grant_type"
+        ),
+        **_CLIENT_FORM_ERRORS,
+    },
+)
+async def token_both_grants(request: Request) -> JSONResponse:
+    """RFC 6749 section 4.1.3 (with RFC 7636 section 4.5) and RFC 8628 section 3.4: the
+    token endpoint of both grants."""
+    rt = runtime(request)
+    form = await read_form(request, rt.settings.max_body_bytes)
+    return await answer_token(
+        rt,
+        form,
+        client_credentials(request, form),
+        client_ip(request),
+        request.headers.get("user-agent"),
+    )
+
+
+async def answer_token(
+    rt: Runtime,
+    form: dict[str, str],
+    creds: ClientCredentials,
+    ip: str | None,
+    user_agent: str | None,
+) -> JSONResponse:
+    """``/oauth/token``'s answer to a parsed form: by ``grant_type`` (required here,
+    RFC 6749 section 4.1.3), the device grant's poll or a code's redemption."""
+    grant_type = form.get("grant_type")
+    if grant_type == DEVICE_CODE_GRANT:
+        return await answer_poll(rt, form, creds, ip)
+    if grant_type is None:
+        raise InvalidRequest("grant_type is required")
+    if grant_type != AUTHORIZATION_CODE_GRANT:
+        raise UnsupportedGrantType(
+            f"grant_type must be {AUTHORIZATION_CODE_GRANT} or {DEVICE_CODE_GRANT}"
+        )
+    for name in ("code", "redirect_uri", "code_verifier"):
+        if name not in form:
+            raise InvalidRequest(f"{name} is required")
+    if creds.client_id is None:
+        raise InvalidRequest("client_id is required")
+    try:
+        grant = await rt.codes.redeem(
+            creds,
+            code=form["code"],
+            redirect_uri=form["redirect_uri"],
+            code_verifier=form["code_verifier"],
+            ip=ip,
+            user_agent=user_agent,
+        )
+    except ReplayedCode:
+        rt.metrics.codes.labels("replayed").inc()
+        raise
+    except InvalidGrant:
+        rt.metrics.codes.labels("refused").inc()
+        raise
+    rt.metrics.codes.labels("redeemed").inc()
+    rt.metrics.keys.labels("issued").inc()
+    return token_response(grant)
+
+
+def token_response(grant: TokenGrant) -> JSONResponse:
+    """RFC 6749 section 5.1: the key, the same for both grants."""
     body: dict[str, Any] = {"access_token": grant.access_token, "token_type": "Bearer"}
     if grant.expires_in is not None:
         body["expires_in"] = grant.expires_in

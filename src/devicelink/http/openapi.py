@@ -47,12 +47,16 @@ class ServerMetadata(BaseModel):
     issuer: str
     device_authorization_endpoint: str
     token_endpoint: str
+    authorization_endpoint: str
     revocation_endpoint: str
     revocation_endpoint_auth_methods_supported: list[str]
     introspection_endpoint: str
     introspection_endpoint_auth_methods_supported: list[str]
     grant_types_supported: list[str]
     response_types_supported: list[str]
+    response_modes_supported: list[str]
+    code_challenge_methods_supported: list[str]
+    authorization_response_iss_parameter_supported: bool = Field(description="RFC 9207")
     token_endpoint_auth_methods_supported: list[str]
     scopes_supported: list[str]
 
@@ -269,10 +273,16 @@ _FORM_FIELDS = {
     "has a default client",
     "client_secret": "A confidential client's secret (client_secret_post); or use HTTP Basic",
     "scope": "Space-separated scopes (RFC 6749 section 3.3)",
-    "grant_type": "urn:ietf:params:oauth:grant-type:device_code (checked when present)",
+    "grant_type": "urn:ietf:params:oauth:grant-type:device_code (at /oauth/device/token: "
+    "checked when present), or authorization_code (at /oauth/token, where it is required)",
+    "code": "The authorization code the redirect URI received",
+    "redirect_uri": "The redirect_uri of the authorization request, exactly",
+    "code_verifier": "The PKCE code verifier (RFC 7636 section 4.5)",
     "device_code": "The device_code of the device authorization response",
     "token": "The API key",
     "token_type_hint": "access_token; only a hint, every key is looked up the same way",
+    "logout_token": "The upstream provider's logout token (OpenID Connect Back-Channel "
+    "Logout 1.0 section 2.4), a JWT signed by a key of its JWKS",
 }
 
 

@@ -172,8 +172,14 @@ class OidcAuthenticator:
         if username is None:
             raise LoginFailed("the sign-in provider did not share a usable username")
         return Identity(
-            provider=self.name, subject=f"{self.issuer}|{claims['sub']}", username=username
+            provider=self.name, subject=self.account_subject(claims["sub"]), username=username
         )
+
+    def account_subject(self, sub: str) -> str:
+        """The ``subject`` of the account of the provider's user ``sub``: the issuer
+        too, so that another provider's ``sub`` never lands on the same account. Sign-in
+        keys accounts by it; a back-channel logout finds them by it."""
+        return f"{self.issuer}|{sub}"
 
     # --- ID token validation ----------------------------------------------------------------
 
@@ -288,6 +294,12 @@ class OidcAuthenticator:
                 for endpoint in insecure_endpoints(metadata)
             )
         return problems
+
+    async def signing_keys(self, *, refresh: bool = False) -> KeySet:
+        """The provider's JWKS, fetched once (again with ``refresh``): what signs its ID
+        tokens and its logout tokens (:mod:`devicelink.idp.backchannel`). Raises
+        :class:`LoginFailed` when it cannot be fetched or read."""
+        return await self._keys(refresh=refresh)
 
     async def _keys(self, *, refresh: bool = False) -> KeySet:
         if self._jwks is None or refresh:

@@ -84,6 +84,28 @@ def public_url_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def fallback_problems(settings: Settings) -> list[str]:
+    """The other secrets of a rotation: each as strong as DEVICELINK_SECRET_KEY must
+    be (32 bytes at least everywhere, since the keyed hashes need them; not weak outside
+    development), none the current secret itself. The messages never quote one."""
+    problems: list[str] = []
+    current = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    for place, fallback in enumerate(settings.fallback_secrets(), start=1):
+        text = fallback.decode("utf-8")
+        if len(fallback) < 32 or (not settings.is_development() and is_weak_secret(text)):
+            problems.append(
+                f"DEVICELINK_SECRET_KEY_FALLBACKS: secret {place} is too weak: use 32 or "
+                "more random characters, as for DEVICELINK_SECRET_KEY (`devicelink secret "
+                "new`)"
+            )
+        elif text == current:
+            problems.append(
+                f"DEVICELINK_SECRET_KEY_FALLBACKS: secret {place} is DEVICELINK_SECRET_KEY "
+                "itself; list only previous secrets"
+            )
+    return problems
+
+
 def flow_problems(settings: Settings) -> list[str]:
     """Timings and retentions of the device flow and the purge."""
     problems: list[str] = []
@@ -103,6 +125,27 @@ def flow_problems(settings: Settings) -> list[str]:
     if not 1 <= settings.purge_batch_size <= 10_000:
         problems.append("DEVICELINK_PURGE_BATCH_SIZE must be between 1 and 10000")
     return problems
+
+
+UPSTREAM_LOGOUT_ACTIONS = ("off", "end-sessions", "revoke-keys")
+"""The values of ``DEVICELINK_OIDC_BACKCHANNEL_LOGOUT`` (see
+:class:`devicelink.service.upstream_logout.LogoutAction`)."""
+
+
+def upstream_logout_problems(settings: Settings) -> list[str]:
+    """The back-channel logout of the upstream: a known choice, and an upstream."""
+    choice = settings.oidc_backchannel_logout
+    if choice not in UPSTREAM_LOGOUT_ACTIONS:
+        return [
+            "DEVICELINK_OIDC_BACKCHANNEL_LOGOUT must be off, end-sessions or revoke-keys, "
+            f"not {choice!r}"
+        ]
+    if choice != "off" and not (settings.oidc_issuer and settings.oidc_client_id):
+        return [
+            "DEVICELINK_OIDC_BACKCHANNEL_LOGOUT needs DEVICELINK_OIDC_ISSUER and "
+            "DEVICELINK_OIDC_CLIENT_ID: the provider whose logout tokens it accepts"
+        ]
+    return []
 
 
 def default_password_problems(settings: Settings) -> list[str]:

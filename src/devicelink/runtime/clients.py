@@ -16,15 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from devicelink.core.authcode import registrable_redirect_uri
 from devicelink.core.codes import CodeHasher
 from devicelink.core.lifecycle import parse_scope
-from devicelink.core.models import Client
+from devicelink.core.models import AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT, Client
 from devicelink.core.ports import Store
 from devicelink.runtime.settings import ConfigurationError, Settings
 
 log = logging.getLogger("devicelink")
 
 DEFAULT_SCOPES = ("api",)
+DEFAULT_REDIRECT_URIS = ("http://127.0.0.1/callback", "http://[::1]/callback")
+"""The default client's loopback redirect URIs (any port: RFC 8252 section 7.3)."""
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -41,7 +44,11 @@ class ClientSpec:
     - ``resource_server``: a confidential client (it needs ``client_secret``) that may
       call the introspection endpoint, such as another service of the host's that
       checks keys (:class:`devicelink.http.resource.IntrospectionVerifier`); no other
-      client may.
+      client may;
+    - ``grant_types``: the grants it may use (default: the device grant alone); add
+      ``"authorization_code"`` with ``redirect_uris`` for same-device sign-in;
+    - ``redirect_uris``: its loopback redirect URIs, ``http://127.0.0.1/PATH`` or
+      ``http://[::1]/PATH`` (RFC 8252 section 7.3).
     """
 
     client_id: str
@@ -50,6 +57,8 @@ class ClientSpec:
     key_lifetime: int | None = None
     client_secret: str | None = field(default=None, repr=False)
     resource_server: bool = False
+    grant_types: tuple[str, ...] = (DEVICE_CODE_GRANT,)
+    redirect_uris: tuple[str, ...] = ()
 
     def problems(self) -> list[str]:
         """What is wrong with this specification (empty: nothing)."""
@@ -72,6 +81,10 @@ class ClientSpec:
                 f"client {self.client_id!r}: a resource server authenticates: give it a "
                 "client_secret"
             )
+        problems.extend(
+            f"client {self.client_id!r}: {problem}"
+            for problem in client_grant_problems(self.grant_types, self.redirect_uris)
+        )
         return problems
 
     def to_client(self, settings: Settings, hasher: CodeHasher, *, now: datetime) -> Client:
@@ -86,7 +99,41 @@ class ClientSpec:
             secret_hash=hasher.client_secret(secret) if secret is not None else None,
             created_at=now,
             resource_server=self.resource_server,
+            grant_types=canonical_grants(self.grant_types),
+            redirect_uris=tuple(self.redirect_uris),
         )
+
+
+GRANT_NAMES = {
+    "device_code": DEVICE_CODE_GRANT,
+    DEVICE_CODE_GRANT: DEVICE_CODE_GRANT,
+    AUTHORIZATION_CODE_GRANT: AUTHORIZATION_CODE_GRANT,
+}
+"""The grants a client may be given, by the names an operator may use for them."""
+
+
+def canonical_grants(names: Sequence[str]) -> tuple[str, ...]:
+    """Grant names (``device_code`` for short) as stored: full names, once each, sorted."""
+    return tuple(sorted({GRANT_NAMES[name] for name in names}))
+
+
+def client_grant_problems(grant_types: Sequence[str], redirect_uris: Sequence[str]) -> list[str]:
+    """What is wrong with a client's grants and redirect URIs (empty: nothing)."""
+    if isinstance(grant_types, str) or isinstance(redirect_uris, str):
+        return ["grant_types and redirect_uris are tuples, not strings"]
+    problems = [
+        f"unknown grant {grant!r} (known: authorization_code, device_code)"
+        for grant in grant_types
+        if grant not in GRANT_NAMES
+    ]
+    if not grant_types:
+        problems.append("give the client at least one grant")
+    problems.extend(
+        problem for uri in redirect_uris if (problem := registrable_redirect_uri(uri)) is not None
+    )
+    if AUTHORIZATION_CODE_GRANT in grant_types and not redirect_uris:
+        problems.append("the authorization_code grant needs a redirect URI")
+    return problems
 
 
 def _is_scope_token(candidate: object) -> bool:
@@ -150,6 +197,8 @@ def _differs(stored: Client, wanted: Client) -> bool:
         stored.confidential,
         stored.secret_hash,
         stored.resource_server,
+        stored.grant_types,
+        stored.redirect_uris,
     ) != (
         wanted.name,
         wanted.scopes,
@@ -157,6 +206,8 @@ def _differs(stored: Client, wanted: Client) -> bool:
         wanted.confidential,
         wanted.secret_hash,
         wanted.resource_server,
+        wanted.grant_types,
+        wanted.redirect_uris,
     )
 
 
@@ -190,6 +241,8 @@ async def ensure_default_client(
                     scopes=DEFAULT_SCOPES,
                     key_lifetime=settings.key_lifetime or None,
                     created_at=now,
+                    grant_types=(AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT),
+                    redirect_uris=DEFAULT_REDIRECT_URIS,
                 )
             )
         except ValueError:

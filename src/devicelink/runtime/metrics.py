@@ -52,6 +52,13 @@ class Metrics:
         self.keys = Counter(
             "devicelink_keys_total", "API keys issued and revoked", ["event"], registry=r
         )
+        self.codes = Counter(
+            "devicelink_authorization_codes_total",
+            "Authorization codes of same-device sign-in: issued, redeemed, replayed (a used "
+            "code presented again: refused, its key revoked), refused (another invalid_grant)",
+            ["event"],
+            registry=r,
+        )
         self.refusals = Counter(
             "devicelink_rate_limited_total",
             "Requests refused by a rate or brute-force limit, by limit",

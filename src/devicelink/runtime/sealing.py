@@ -12,18 +12,28 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from devicelink.service.clock import Clock, utc_now
 
 
 class Sealer:
-    def __init__(self, secret: bytes, purpose: str, *, clock: Clock = utc_now) -> None:
-        derived = hmac.digest(secret, b"devicelink/seal/" + purpose.encode(), "sha256")
-        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+    """Seals with ``secret``; opens what was sealed with it or with one of ``previous``
+    (the other secrets of a rotation, DEVICELINK_SECRET_KEY_FALLBACKS), so a browser
+    that started its sign-in on a process with one secret finishes it on another."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        purpose: str,
+        *,
+        previous: Sequence[bytes] = (),
+        clock: Clock = utc_now,
+    ) -> None:
+        self._fernet = MultiFernet([_fernet(each, purpose) for each in (secret, *previous)])
         self._clock = clock
 
     def seal(self, values: Mapping[str, str]) -> str:
@@ -45,6 +55,11 @@ class Sealer:
         ):
             return None
         return values
+
+
+def _fernet(secret: bytes, purpose: str) -> Fernet:
+    derived = hmac.digest(secret, b"devicelink/seal/" + purpose.encode(), "sha256")
+    return Fernet(base64.urlsafe_b64encode(derived))
 
 
 def _seconds(moment: datetime) -> int:

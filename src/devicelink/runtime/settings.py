@@ -14,11 +14,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devicelink.runtime.checks import (
+    fallback_problems,
     flow_problems,
     is_loopback_url,
     operations_problems,
     pool_problems,
     public_url_problems,
+    upstream_logout_problems,
 )
 from devicelink.runtime.embedding import database_problems, sign_in_problems
 from devicelink.runtime.secret_file import load_or_create_secret
@@ -58,6 +60,14 @@ class Settings(BaseSettings):
         default=None,
         description="Server secret for the keyed hashes (at least 32 characters); "
         "generated and kept in the data directory on a loopback PUBLIC_URL",
+    )
+    # --- rotating the secret (docs/deploy.md, "Changing the server secret") -----------
+    secret_key_fallbacks: SecretStr | None = Field(
+        default=None,
+        description="Previous server secrets, newest first, separated by commas, during a "
+        "rotation: what was hashed or sealed with them is still accepted (and API keys and "
+        "client secrets are rewritten to SECRET_KEY as they are used); nothing new is "
+        "made with them. Default: none",
     )
     default_client_id: str | None = Field(
         default="devicelink-cli",
@@ -102,8 +112,10 @@ class Settings(BaseSettings):
     )
     fast_path: bool = Field(
         default=True,
-        description="On PostgreSQL, answer pending polls and key checks with one statement "
-        "each on a fast path (false: every request takes the general path)",
+        description="On PostgreSQL, answer polls (every answer but the key) and key checks "
+        "with one statement each on a fast path; on SQLite, new flows, polls and key checks "
+        "through its one writer (group commit), reads beside it (false: every request takes "
+        "the general path)",
     )
     key_cache_size: int = Field(
         default=10_000,
@@ -205,6 +217,13 @@ class Settings(BaseSettings):
         description="Claims that name the user, first present wins (space-separated)",
     )
     oidc_label: str | None = Field(default=None, description="Text of the upstream sign-in button")
+    oidc_backchannel_logout: str = Field(
+        default="off",
+        description="What a back-channel logout from the upstream does, posted to "
+        "/oauth/upstream/backchannel-logout: off (no such endpoint), end-sessions (the "
+        "user's browser sessions here end) or revoke-keys (their sessions end and every "
+        "key of theirs is revoked)",
+    )
     # --- the host's brand (embedding) --------------------------------------------
     product_name: str = Field(
         default="devicelink",
@@ -310,9 +329,11 @@ class Settings(BaseSettings):
         secret = self.secret_key.get_secret_value() if self.secret_key else ""
         if 0 < len(secret) < 32 and "DEVICELINK_SECRET_KEY is too weak" not in " ".join(problems):
             problems.append("DEVICELINK_SECRET_KEY is too weak: use 32 or more random characters")
+        problems.extend(fallback_problems(self))
         problems.extend(sign_in_problems(self, resolves_users=resolves_users))
         problems.extend(database_problems(self))
         problems.extend(flow_problems(self))
+        problems.extend(upstream_logout_problems(self))
         problems.extend(operations_problems(self))
         problems.extend(pool_problems(self))
         unshared = self.unshared_limits(workers)
@@ -364,6 +385,13 @@ class Settings(BaseSettings):
                     f"{entry!r} is not an IP address or network (such as 10.0.0.0/8)"
                 ) from None
         return entries
+
+    def fallback_secrets(self) -> list[bytes]:
+        """The previous secrets of DEVICELINK_SECRET_KEY_FALLBACKS, newest first (commas
+        separate them: ``devicelink secret new`` and ``secrets.token_urlsafe`` never
+        make one, and a systemd EnvironmentFile keeps them as they are)."""
+        listed = self.secret_key_fallbacks.get_secret_value() if self.secret_key_fallbacks else ""
+        return [item.strip().encode("utf-8") for item in listed.split(",") if item.strip()]
 
     def secret_bytes(self) -> bytes:
         """The server secret; on a loopback URL, generated once and kept with mode 0600."""

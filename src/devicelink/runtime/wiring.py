@@ -18,6 +18,7 @@ from devicelink.core.lifecycle import FlowPolicy
 from devicelink.core.models import Identity
 from devicelink.core.ports import Authenticator, FastPathStore, KeyIssuer, Store
 from devicelink.idp.local import LocalAccounts
+from devicelink.runtime.checks import fallback_problems
 from devicelink.runtime.clients import (
     ClientSpec,
     check_client_specs,
@@ -28,15 +29,20 @@ from devicelink.runtime.limits import RateLimiter
 from devicelink.runtime.metrics import Metrics
 from devicelink.runtime.sealing import Sealer
 from devicelink.runtime.settings import ConfigurationError, Settings
+from devicelink.runtime.upstream_logout import UpstreamLogoutReceiver, upstream_logout_receiver
 from devicelink.service import DeviceFlowService, KeyService, StoredKeyIssuer
+from devicelink.service.authorization_codes import AuthorizationCodeService
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import EventSink
 from devicelink.service.instance import SecretMismatch, check_secret
+from devicelink.service.revocations import IssuerRevocations
 from devicelink.service.sessions import BrowserSessions
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
 from devicelink.storage.fast_path.listener import KeyChangeListener
 from devicelink.storage.migrate import SchemaOutOfDate, check_schema, upgrade_engine
+from devicelink.storage.sqlite_fast_path import SqliteFastPath
+from devicelink.storage.sqlite_writer import SqliteWriter
 
 log = logging.getLogger("devicelink")
 
@@ -65,6 +71,10 @@ class Runtime:
     login_account_limit: RateLimitItem
     sealer: Sealer
     """Seals what a browser keeps for the upstream sign-in (state, nonce, PKCE verifier)."""
+    codes: AuthorizationCodeService
+    """Same-device sign-in: the authorization code grant with PKCE."""
+    consent_sealer: Sealer
+    """Seals the authorization request the consent form carries to its decision."""
     dispose: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     resolve_user: UserResolver | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -72,6 +82,9 @@ class Runtime:
     """Set when the server is asked to stop: /readyz answers 503 from then on."""
     key_changes: KeyChangeListener | None = None
     """What keeps the fast path's key cache live, when there is one: /readyz reports it."""
+    upstream_logout: UpstreamLogoutReceiver | None = None
+    """The upstream's back-channel logout, when ``DEVICELINK_OIDC_BACKCHANNEL_LOGOUT``
+    asks for it (:mod:`devicelink.runtime.upstream_logout`)."""
 
     def limit_subject(self, ip: str | None) -> str:
         """Under which name per-address limits count ``ip`` (IPv6 per prefix)."""
@@ -96,7 +109,7 @@ async def build_runtime(
     settings.check(resolves_users=resolve_user is not None)
     check_client_specs(clients)
     secret = settings.secret_bytes()
-    hasher = CodeHasher(secret)
+    hasher = code_hasher(settings)
     disposers: list[Callable[[], Awaitable[None]]] = []
     fast_path: FastPathStore | None = None
     key_changes: KeyChangeListener | None = None
@@ -135,8 +148,9 @@ async def build_runtime(
             fast_path = hot
             if settings.key_cache_size > 0:
                 key_changes = hot.listener
+        fast_path = fast_path or sqlite_fast_path(settings, sql_store, url, disposers)
     try:
-        await check_secret(store, hasher)
+        await check_secret(store, hasher, now=clock())
     except SecretMismatch as exc:
         for dispose in reversed(disposers):
             await dispose()
@@ -198,12 +212,52 @@ async def build_runtime(
         },
         login_limit=parse(settings.login_limit),
         login_account_limit=parse(settings.login_account_limit),
-        sealer=Sealer(secret, "upstream-sign-in", clock=clock),
+        codes=AuthorizationCodeService(
+            store,
+            hasher,
+            issuer,
+            revocations=IssuerRevocations(store, issuer, clock, events=events),
+            clock=clock,
+            events=events,
+        ),
+        consent_sealer=Sealer(secret, "consent", clock=clock),
+        sealer=Sealer(
+            secret, "upstream-sign-in", previous=settings.fallback_secrets(), clock=clock
+        ),
         dispose=disposers,
         resolve_user=resolve_user,
         metrics=metrics,
         key_changes=key_changes,
+        upstream_logout=upstream_logout_receiver(
+            settings, store, oidc, IssuerRevocations(store, issuer, clock, events=events), clock
+        ),
     )
+
+
+def code_hasher(settings: Settings) -> CodeHasher:
+    """The hasher of DEVICELINK_SECRET_KEY, trying those of the fallbacks (a rotation
+    in progress, newest first) where a lookup misses. Raises :class:`ConfigurationError`
+    for a fallback too short to key a hash (the message never quotes it)."""
+    problems = fallback_problems(settings)
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    previous = tuple(CodeHasher(fallback) for fallback in settings.fallback_secrets())
+    return CodeHasher(settings.secret_bytes(), previous=previous)
+
+
+def sqlite_fast_path(
+    settings: Settings,
+    store: SqlStore,
+    url: str,
+    disposers: list[Callable[[], Awaitable[None]]],
+) -> SqliteFastPath | None:
+    """On SQLite (the embedded default), new flows through its one writer, committed
+    together, in the write turn the store's transactions take too."""
+    if not settings.fast_path or store.write_lock is None:
+        return None
+    embedded = SqliteFastPath(store, SqliteWriter(url, lock=store.write_lock))
+    disposers.append(embedded.close)
+    return embedded
 
 
 def oidc_authenticator(settings: Settings) -> Authenticator | None:

@@ -29,7 +29,7 @@ from fastapi import APIRouter, FastAPI
 
 from devicelink.core.events import EventCallback
 from devicelink.core.ports import KeyIssuer, Store
-from devicelink.http import api, oauth, pages
+from devicelink.http import api, authorize, oauth, pages, upstream
 from devicelink.runtime.clients import ClientSpec, check_client_specs
 from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.runtime.wiring import Runtime, UserResolver, build_runtime
@@ -71,6 +71,9 @@ class DeviceLink:
         if self.metrics:
             self.router.include_router(api.metrics_router, include_in_schema=self.openapi)
         self.router.include_router(pages.router)
+        self.router.include_router(authorize.router, include_in_schema=self.openapi)
+        if settings.oidc_backchannel_logout != "off":
+            self.router.include_router(upstream.router, include_in_schema=self.openapi)
 
     @property
     def openapi(self) -> bool:

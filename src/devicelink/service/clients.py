@@ -52,11 +52,31 @@ class ClientAuthenticator:
             # RFC 8628 section 3.4: confidential clients MUST authenticate.
             if creds.client_secret is None or client.secret_hash is None:
                 raise InvalidClient("this client must authenticate")
-            if not hmac.compare_digest(
-                self._hasher.client_secret(creds.client_secret), client.secret_hash
+            secret_hash = self._hasher.client_secret(creds.client_secret)
+            if not hmac.compare_digest(secret_hash, client.secret_hash) and not (
+                self._hasher.previous
+                and await self._under_previous(tx, client, creds.client_secret, secret_hash)
             ):
                 raise InvalidClient()
         return client
+
+    async def _under_previous(
+        self, tx: Transaction, client: Client, presented: str, secret_hash: bytes
+    ) -> bool:
+        """A rotation in progress: the secret matches under a previous server secret,
+        and is rewritten under the current one (by the database's secret only)."""
+        assert client.secret_hash is not None
+        for previous in self._hasher.previous:
+            old_hash = previous.client_secret(presented)
+            if hmac.compare_digest(old_hash, client.secret_hash):
+                await tx.clients.rehash_secret(
+                    client.client_id,
+                    old_hash=old_hash,
+                    new_hash=secret_hash,
+                    fingerprint=self._hasher.fingerprint,
+                )
+                return True
+        return False
 
 
 async def supported_scopes(store: Store) -> list[str]:

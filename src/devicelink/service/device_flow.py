@@ -11,15 +11,18 @@ from devicelink.core.codes import CodeHasher, new_codes, normalise_user_code
 from devicelink.core.errors import (
     AccessDenied,
     AuthorizationPending,
+    InvalidGrant,
     InvalidScope,
     KeyIssueRefused,
     OAuthError,
     ServerError,
     SlowDown,
+    UnauthorizedClient,
 )
 from devicelink.core.events import DeviceLinkEvent, EventKind
 from devicelink.core.lifecycle import FlowPolicy, Verdict
 from devicelink.core.models import (
+    DEVICE_CODE_GRANT,
     AuditEvent,
     AuditKind,
     Client,
@@ -27,7 +30,7 @@ from devicelink.core.models import (
     NewDeviceAuthorization,
     Status,
 )
-from devicelink.core.ports import DuplicateCode, FastPathStore, KeyIssuer, Store
+from devicelink.core.ports import DuplicateCode, FastPathStore, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials, is_client_id
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import NO_EVENTS, EventSink
@@ -96,6 +99,9 @@ class Review:
     verdict: Verdict
     authorization: DeviceAuthorization | None = None
     client: Client | None = None
+    reference: str | None = None
+    """The code's reference (see :meth:`DeviceFlowService.reference`) as stored: under
+    the secret that hashed it, a previous one during a rotation."""
 
 
 class DeviceFlowService:
@@ -153,6 +159,9 @@ class DeviceFlowService:
                 return self._started(device_code, user_code, granted)
         async with self._store.transaction() as tx:
             client = await self._clients.authenticate(tx, creds)
+            if DEVICE_CODE_GRANT not in client.grant_types:
+                # An operator switched the phishable device flow off for this client.
+                raise UnauthorizedClient("this client may not use the device authorization grant")
             try:
                 granted = lifecycle.granted_scope(requested, client.scopes)
             except ValueError:
@@ -231,27 +240,29 @@ class DeviceFlowService:
     ) -> TokenGrant:
         """Answer one poll of the token endpoint; raises the section 3.5 errors.
 
-        With a fast path, a public client's pending poll is one statement there; on
-        the full path it is one transaction of two statements: the authorization read
-        together with its client, and the compare-and-set that records the poll.
+        A public client's poll is answered by the repositories' ``poll`` (one statement
+        on the fast path, else a short transaction of one read and, for a pending code,
+        one compare-and-set), whatever the answer but the key; the key's issuance, a
+        client that must authenticate and a poll that raced an approval take the general
+        path: one transaction of the authorization read with its client, then the key or
+        the compare-and-set that records the poll.
         """
         code_hash = self._hasher.device_code(device_code)
         client_id = self._public_client_id(creds)
-        if self._fast_path is not None and client_id is not None:
-            # The common case, a public client polling a pending code, in one statement.
-            outcome = await self._fast_path.record_pending_poll(
-                code_hash,
-                client_id=client_id,
-                now=self._clock(),
-                slow_down_step=self.policy.slow_down_step,
-                max_interval=self.policy.max_interval,
-            )
-            if outcome is not None:
-                if outcome.too_fast:
-                    raise SlowDown(outcome.interval)
+        if client_id is not None:
+            decision = await self._thin_poll(code_hash, client_id)
+            if isinstance(decision, lifecycle.SlowDownTo):
+                raise SlowDown(decision.interval)
+            if isinstance(decision, lifecycle.KeepWaiting):
                 raise AuthorizationPending()
+            if isinstance(decision, lifecycle.Refuse) and not (
+                # During a secret rotation an unknown code may be one hashed with a
+                # previous secret: the general path looks for it under those too.
+                self._hasher.previous and isinstance(decision.error, InvalidGrant)
+            ):
+                raise decision.error
         for _ in range(_POLL_ATTEMPTS):
-            answered = await self._poll_once(code_hash, creds, self._clock(), ip)
+            answered = await self._poll_once(code_hash, device_code, creds, self._clock(), ip)
             if isinstance(answered, TokenGrant):
                 return answered
             if answered is not None:
@@ -262,8 +273,25 @@ class DeviceFlowService:
             min(self.policy.interval + self.policy.slow_down_step, self.policy.max_interval)
         )
 
+    async def _thin_poll(self, code_hash: bytes, client_id: str) -> lifecycle.PollDecision | None:
+        """The repositories' ``poll`` (:data:`devicelink.core.ports.POLL_CONTRACT`): on the
+        fast path's one statement when there is one, else in a transaction of its own."""
+        if self._fast_path is not None:
+            return await self._fast_path.poll(
+                code_hash, client_id=client_id, now=self._clock(), policy=self.policy
+            )
+        async with self._store.transaction() as tx:
+            return await tx.device_authorizations.poll(
+                code_hash, client_id=client_id, now=self._clock(), policy=self.policy
+            )
+
     async def _poll_once(
-        self, code_hash: bytes, creds: ClientCredentials, now: datetime, ip: str | None
+        self,
+        code_hash: bytes,
+        device_code: str,
+        creds: ClientCredentials,
+        now: datetime,
+        ip: str | None,
     ) -> TokenGrant | OAuthError | None:
         """One attempt of the full path: the key, the answer to raise, or None when the
         record changed between the read and the write. Raises the final answers."""
@@ -273,6 +301,13 @@ class DeviceFlowService:
         try:
             async with self._store.transaction() as tx:
                 found = await tx.device_authorizations.get_with_client(code_hash)
+                for previous in self._hasher.previous if found is None else ():
+                    # A code handed out before a secret rotation (empty outside one).
+                    found = await tx.device_authorizations.get_with_client(
+                        previous.device_code(device_code)
+                    )
+                    if found is not None:
+                        break
                 authorization, owner = found if found is not None else (None, None)
                 client = await self._clients.authenticate(tx, creds, known=owner)
                 decision = lifecycle.decide_poll(
@@ -320,16 +355,31 @@ class DeviceFlowService:
         normalised = normalise_user_code(typed_user_code)
         now = self._clock()
         async with self._store.transaction() as tx:
-            authorization = (
-                await tx.device_authorizations.get_by_user_code(self._hasher.user_code(normalised))
-                if normalised is not None
-                else None
+            authorization, code_hash = (
+                await self._by_user_code(tx, normalised) if normalised is not None else (None, b"")
             )
             verdict = lifecycle.decide_review(authorization, now=now)
             client = await tx.clients.get(authorization.client_id) if authorization else None
             if verdict is not Verdict.OK and actor is not None:
                 await tx.audit.record(actor.event(AuditKind.WRONG_CODE, now))
-        return Review(verdict, authorization, client)
+        return Review(verdict, authorization, client, code_hash.hex() if authorization else None)
+
+    async def _by_user_code(
+        self, tx: Transaction, normalised: str
+    ) -> tuple[DeviceAuthorization | None, bytes]:
+        """The authorization of a typed code and the hash it is stored under: the
+        current secret's, or during a rotation a previous secret's (a flow started on a
+        process that had it)."""
+        code_hash = self._hasher.user_code(normalised)
+        authorization = await tx.device_authorizations.get_by_user_code(code_hash)
+        for previous in self._hasher.previous:
+            if authorization is not None:
+                break
+            old_hash = previous.user_code(normalised)
+            authorization = await tx.device_authorizations.get_by_user_code(old_hash)
+            if authorization is not None:
+                code_hash = old_hash
+        return authorization, code_hash
 
     async def approve(
         self, typed_user_code: str, *, user_id: int, actor: Actor | None = None
@@ -368,9 +418,11 @@ class DeviceFlowService:
         normalised = normalise_user_code(typed_user_code)
         if normalised is None:
             return Verdict.UNKNOWN
-        return await self._decide_hash(
-            self._hasher.user_code(normalised), user_id=user_id, to_status=to_status, actor=actor
-        )
+        code_hash = self._hasher.user_code(normalised)
+        if self._hasher.previous:  # a rotation: the code may be under a previous secret
+            async with self._store.transaction() as tx:
+                _, code_hash = await self._by_user_code(tx, normalised)
+        return await self._decide_hash(code_hash, user_id=user_id, to_status=to_status, actor=actor)
 
     async def _decide_hash(
         self, code_hash: bytes, *, user_id: int, to_status: Status, actor: Actor | None

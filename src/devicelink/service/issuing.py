@@ -118,6 +118,24 @@ class Minting:
         # Issued in the same transaction: if minting fails, the consumption rolls back
         # and the authorization stays approved (DESIGN.md defect 3); the device is told
         # at once (server_error) rather than left polling until the code expires.
+        return await self.mint(tx, client, user, authorization, now, ip, from_device_flow=True)
+
+    async def mint(
+        self,
+        tx: Transaction,
+        client: Client,
+        user: User,
+        authorization: DeviceAuthorization,
+        now: datetime,
+        ip: str | None,
+        *,
+        from_device_flow: bool,
+    ) -> Minted:
+        """Mint a key for ``user`` and store its keyed hash with the ``key_issued`` audit
+        line, in the caller's transaction, once the caller has consumed what it was
+        granted for: a device authorization, or (``from_device_flow`` False) an
+        authorization code, which ``authorization`` then describes for the issuer.
+        Raises ``KeyIssueRefused`` or ``KeyIssueFailed``."""
         try:
             issued = await self._issuer.issue(
                 tx, user=user, client=client, authorization=authorization, now=now
@@ -132,7 +150,7 @@ class Minting:
                 name=key_name(client, authorization),
                 user_id=user.id,
                 client_id=client.client_id,
-                device_authorization_id=authorization.id,
+                device_authorization_id=authorization.id if from_device_flow else None,
                 scope=authorization.scope,
                 created_at=now,
                 expires_at=issued.expires_at,
@@ -185,12 +203,20 @@ class Minting:
         self, tx: Transaction, authorization: DeviceAuthorization, user_id: int, now: datetime
     ) -> KeyIssueRefused | None:
         """The issuer's optional ``check`` when the user approves: its refusal, or None."""
-        check = getattr(self._issuer, "check", None)
-        if check is None:
+        if getattr(self._issuer, "check", None) is None:
             return None
         user = await tx.users.get(user_id)
         client = await tx.clients.get(authorization.client_id)
         if user is None or client is None:
+            return None
+        return await self.check(tx, client, user, now)
+
+    async def check(
+        self, tx: Transaction, client: Client, user: User, now: datetime
+    ) -> KeyIssueRefused | None:
+        """The issuer's optional ``check`` before a user's approval: its refusal, or None."""
+        check = getattr(self._issuer, "check", None)
+        if check is None:
             return None
         try:
             await check(tx, user=user, client=client, now=now)

@@ -142,7 +142,66 @@ class KeyService:
         unknown or not worth a lookup (its shape is not the issuer's)."""
         if not worth_a_lookup(presented, self.key_shape):
             return None
-        return await tx.api_keys.get_with_owner(self._hasher.api_key(presented))
+        key_hash = self._hasher.api_key(presented)
+        found = await tx.api_keys.get_with_owner(key_hash)
+        if found is None and self._hasher.previous:
+            found = await self._under_previous(tx, presented, key_hash, used_at=None, ip=None)
+        return found
+
+    async def _under_previous(
+        self,
+        tx: Transaction,
+        presented: str,
+        key_hash: bytes,
+        *,
+        used_at: datetime | None,
+        ip: str | None,
+    ) -> tuple[ApiKey, User] | None:
+        """A rotation in progress (DEVICELINK_SECRET_KEY_FALLBACKS): the key as stored
+        under a previous secret's hash, rewritten to ``key_hash`` when it still works
+        (:meth:`ApiKeyRepository.rehash <devicelink.core.ports.ApiKeyRepository.rehash>`:
+        by the database's secret only, and once, however many requests race)."""
+        for previous in self._hasher.previous:
+            old_hash = previous.api_key(presented)
+            found = await tx.api_keys.get_with_owner(old_hash)
+            if found is None:
+                continue
+            key, user = found
+            if not user.disabled and key.is_active(self._clock()):
+                await tx.api_keys.rehash(
+                    key.id,
+                    old_hash=old_hash,
+                    new_hash=key_hash,
+                    fingerprint=self._hasher.fingerprint,
+                    used_at=used_at,
+                    ip=ip,
+                )
+            return found
+        return None
+
+    async def _under_previous_fast(
+        self, fast_path: FastPathStore, presented: str, key_hash: bytes, *, ip: str | None
+    ) -> tuple[ApiKey, User] | None:
+        """:meth:`_under_previous` on the fast path: one statement per previous secret,
+        and one more when the key is found and still works."""
+        now = self._clock()
+        for previous in self._hasher.previous:
+            old_hash = previous.api_key(presented)
+            found = await fast_path.key_with_owner(old_hash)
+            if found is None:
+                continue
+            key, user = found
+            if not user.disabled and key.is_active(now):
+                await fast_path.rehash_key(
+                    key.id,
+                    old_hash=old_hash,
+                    new_hash=key_hash,
+                    fingerprint=self._hasher.fingerprint,
+                    now=now,
+                    ip=ip,
+                )
+            return found
+        return None
 
     async def keys_of(self, user_id: int) -> list[ApiKey]:
         """The user's keys, newest first, revoked and expired ones included."""
@@ -249,7 +308,10 @@ class KeyService:
         if self._fast_path is not None:
             # One statement, or none when the fast path remembers the key; the general
             # path below is for stores without a fast path.
-            key, user = _working(await self._fast_path.key_with_owner(key_hash), now)
+            found = await self._fast_path.key_with_owner(key_hash)
+            if found is None and self._hasher.previous:
+                found = await self._under_previous_fast(self._fast_path, presented, key_hash, ip=ip)
+            key, user = _working(found, now)
             interval = use_record_interval(key.id)
             if key.last_used_at is None or now - key.last_used_at >= interval:
                 # Due a write: on the fast path too (one statement, shared by the keys
@@ -257,7 +319,10 @@ class KeyService:
                 await self._fast_path.record_use(key.id, now=now, ip=ip, not_since=now - interval)
             return KeyOwner(key=key, user=user)
         async with self._store.transaction() as tx:
-            key, user = _working(await tx.api_keys.get_with_owner(key_hash), now)
+            found = await tx.api_keys.get_with_owner(key_hash)
+            if found is None and self._hasher.previous:
+                found = await self._under_previous(tx, presented, key_hash, used_at=now, ip=ip)
+            key, user = _working(found, now)
             last = key.last_used_at
             interval = use_record_interval(key.id)
             if last is None or now - last >= interval:

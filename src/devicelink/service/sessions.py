@@ -45,18 +45,28 @@ class BrowserSessions:
         return self._hasher.csrf_token(session.token)
 
     def check_csrf(self, session: OpenSession | None, presented: str | None) -> bool:
+        """``presented`` is the session's CSRF token, as this process or one with a
+        previous secret (a rotation in progress) put it in a form."""
         if session is None or not presented:
             return False
-        return secrets.compare_digest(self.csrf_token(session), presented)
+        if secrets.compare_digest(self.csrf_token(session), presented):
+            return True
+        return any(
+            secrets.compare_digest(previous.csrf_token(session.token), presented)
+            for previous in self._hasher.previous
+        )
 
     async def load(self, token: str | None) -> OpenSession | None:
         """The live session for a cookie token, with its user if signed in and enabled."""
         if not token or len(token) > 128:
             return None
+        now = self._clock()
         async with self._store.transaction() as tx:
-            record = await tx.browser_sessions.get(
-                self._hasher.session_token(token), now=self._clock()
-            )
+            record = await tx.browser_sessions.get(self._hasher.session_token(token), now=now)
+            for previous in self._hasher.previous:  # a rotation in progress
+                if record is not None:
+                    break
+                record = await tx.browser_sessions.get(previous.session_token(token), now=now)
             if record is None:
                 return None
             user = await tx.users.get(record.user_id) if record.user_id is not None else None

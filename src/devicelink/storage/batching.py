@@ -11,7 +11,9 @@ transaction, one commit and one round trip.
 
 A batch never holds two requests with the same key (the same device code): the second
 waits for the next batch, so the two are judged one after the other, exactly as two
-statements on the row's lock would be.
+statements on the row's lock would be. A batcher made with ``one_per_key=False`` lets
+them share a batch, its ``run`` judging them one after the other itself (the poll's
+does: most polls of one code, a forged or a stale one, change nothing and need no turn).
 
 Written here rather than taken from a library: what it must guarantee (the per-key
 rule, the results in request order, failures reaching every waiting request) is
@@ -42,12 +44,14 @@ class Batcher(Generic[R]):
         *,
         max_batch: int = 100,
         max_in_flight: int = 4,
+        one_per_key: bool = True,
     ) -> None:
         """``run`` executes one batch: the requests' arguments in order, their results
         in the same order (or it raises, and every request of the batch fails)."""
         self._run = run
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
+        self.one_per_key = one_per_key
         self._queue: list[_Request[R]] = []
         self._in_flight = 0
         self._flush_scheduled = False
@@ -78,7 +82,9 @@ class Batcher(Generic[R]):
             for request in self._queue:
                 if request.future.done():
                     continue  # its caller gave up (cancelled) before it was sent
-                if len(batch) < self.max_batch and request.key not in keys:
+                if len(batch) < self.max_batch and (
+                    request.key not in keys or not self.one_per_key
+                ):
                     keys.add(request.key)
                     batch.append(request)
                 else:

@@ -12,6 +12,7 @@ import json
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from devicelink.core.authcode import AuthorizationCode
 from devicelink.core.models import (
     ApiKey,
     AuditEvent,
@@ -59,7 +60,24 @@ def model_of(model: type[M], row: Columns, **converted: object) -> M:
 
 
 def client_from_row(row: Columns) -> Client:
-    return model_of(Client, row, scopes=scope_tuple(row["scopes"]))
+    return model_of(Client, row, scopes=scope_tuple(row["scopes"]), **_client_lists(row))
+
+
+def _client_lists(row: Columns) -> dict[str, tuple[str, ...]]:
+    """A client's grants and redirect URIs, stored space-delimited as its scopes are."""
+    return {
+        "grant_types": scope_tuple(row["grant_types"]),
+        "redirect_uris": scope_tuple(row["redirect_uris"]),
+    }
+
+
+def client_columns(client: Client) -> dict[str, str]:
+    """A client's scopes, grants and redirect URIs as stored."""
+    return {
+        "scopes": scope_text(client.scopes),
+        "grant_types": scope_text(client.grant_types),
+        "redirect_uris": scope_text(client.redirect_uris),
+    }
 
 
 def user_from_row(row: Columns) -> User:
@@ -82,6 +100,7 @@ def authorization_and_client_from_row(row: Columns) -> tuple[DeviceAuthorization
         name=row["client_name"],
         scopes=scope_tuple(row["client_scopes"]),
         created_at=row["client_created_at"],
+        **_client_lists(row),
     )
     return authorization_from_row(row), client
 
@@ -103,6 +122,10 @@ def key_and_owner_from_row(row: Columns) -> tuple[ApiKey, User]:
         subject=row["subject"],
     )
     return api_key_from_row(row), owner
+
+
+def authorization_code_from_row(row: Columns) -> AuthorizationCode:
+    return model_of(AuthorizationCode, row, scope=scope_tuple(row["scope"]))
 
 
 def session_from_row(row: Columns) -> BrowserSession:

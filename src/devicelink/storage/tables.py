@@ -25,9 +25,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
+
+from devicelink.core.models import DEVICE_CODE_GRANT
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -87,6 +90,10 @@ class ClientRow(Base):
     created_at: Mapped[datetime]
     # May call the introspection endpoint (an operator's decision, never implied).
     resource_server: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Space-delimited: the grants it may use, and its loopback redirect URIs (migration
+    # 0011; clients registered before it keep the device grant alone).
+    grant_types: Mapped[str] = mapped_column(Text, server_default=DEVICE_CODE_GRANT)
+    redirect_uris: Mapped[str] = mapped_column(Text, server_default=text("''"))
 
 
 class UserRow(Base):
@@ -210,6 +217,28 @@ class AuditEventRow(Base):
     detail: Mapped[str | None] = mapped_column(String(300))
 
 
+class AuthorizationCodeRow(Base):
+    """An authorization code of a same-device sign-in (RFC 6749 section 4.1), by its
+    keyed hash, bound to what it was issued for; used once, within a minute."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(String(512))
+    code_challenge: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    redeemed_at: Mapped[datetime | None]
+    # The key the redemption issued: revoked when the code comes back.
+    api_key_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
+
+
 metadata = Base.metadata
 
 
@@ -233,3 +262,4 @@ issuer_revocations = cast(Table, IssuerRevocationRow.__table__)
 browser_sessions = cast(Table, BrowserSessionRow.__table__)
 audit_events = cast(Table, AuditEventRow.__table__)
 instance_facts = cast(Table, InstanceFactRow.__table__)
+authorization_codes = cast(Table, AuthorizationCodeRow.__table__)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import click
 
-from devicelink.client.api import DEFAULT_SERVER
+from devicelink.client.api import DEFAULT_SERVER, LOGIN_METHODS, LoginMethod
 from devicelink.client.commands.failures import ExitCode
 from devicelink.client.commands.invocation import (
     AuthCommand,
@@ -74,6 +74,7 @@ def make_auth_group(
     env_prefix: str = "DEVICELINK",
     help: str | None = None,  # Click's own name for it
     user_agent: str | None = None,
+    method: LoginMethod = "auto",
 ) -> click.Group:
     """A Click group with ``login``, ``status``, ``token`` and ``logout`` for a host CLI.
 
@@ -87,12 +88,17 @@ def make_auth_group(
       overrides the stored one, for CI);
     - ``user_agent``: the host CLI's product token (``"acme-cli/2.1"``), sent before
       devicelink's in the User-Agent of every request, so the page where the user
-      approves shows the host's CLI.
+      approves shows the host's CLI;
+    - ``method``: how ``login`` signs in: ``"auto"`` (a browser on this machine when one
+      can open and the server offers it, else the device flow), ``"loopback"`` or
+      ``"device"``; ``login --device-code`` and ``--no-browser`` force the device flow.
 
     Mount it with ``main.add_command(make_auth_group(...))``; the commands' exit codes
     are :class:`ExitCode`.
     """
     user_agent_header(user_agent)  # a malformed one is refused here, not at the first login
+    if method not in LOGIN_METHODS:
+        raise ValueError(f"method must be one of {', '.join(LOGIN_METHODS)}, not {method!r}")
     config = AuthConfig(
         server=server,
         client_id=client_id,
@@ -100,6 +106,7 @@ def make_auth_group(
         keyring_service=keyring_service,
         env_prefix=env_prefix,
         user_agent=user_agent,
+        method=method,
     )
     group = click.Group(
         name,

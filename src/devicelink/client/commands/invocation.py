@@ -15,7 +15,7 @@ from typing import Any
 import click
 import httpx
 
-from devicelink.client.api import DEFAULT_SERVER, BrowserOpener, resolve_server
+from devicelink.client.api import DEFAULT_SERVER, BrowserOpener, LoginMethod, resolve_server
 from devicelink.client.commands.failures import ENDINGS, failure_of
 from devicelink.client.commands.output import Output
 from devicelink.client.http import DEFAULT_CLIENT_ID, DeviceFlowClient
@@ -36,6 +36,9 @@ class AuthConfig:
     user_agent: str | None = None
     """The host CLI's product token (``acme-cli/2.1``), sent before devicelink's in the
     User-Agent, so the confirm page names the host's CLI."""
+    method: LoginMethod = "auto"
+    """How ``login`` signs in (``devicelink.client.api.choose_method``); its
+    ``--device-code`` and ``--no-browser`` force the device flow."""
 
     @property
     def server_env(self) -> str:

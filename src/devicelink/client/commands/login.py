@@ -1,4 +1,5 @@
-"""``login``: the device flow in the browser, or nothing when a stored key still works."""
+"""``login``: the loopback flow (a browser on this machine) or the device flow (any
+device), or nothing when a stored key still works."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import click
 
 from devicelink.client.api import (
+    LoginMethod,
     browser_plausible,
     open_in_browser,
     owner_key_expiry,
@@ -52,7 +54,17 @@ def login_command(config: AuthConfig) -> AuthCommand:
             default=config.scope,
             help="Space-separated scopes to ask for (default: the server's).",
         ),
-        click.Option(["--no-browser"], is_flag=True, help="Do not open a browser; print the link."),
+        click.Option(
+            ["--device-code"],
+            is_flag=True,
+            help="Sign in with a code and a link on any device (the device flow), not with "
+            "a browser on this computer.",
+        ),
+        click.Option(
+            ["--no-browser"],
+            is_flag=True,
+            help="Do not open a browser: the device flow, with the link printed.",
+        ),
         click.Option(["--qr"], is_flag=True, help="Also draw the link as a QR code (for a phone)."),
         json_option(),
         force_option("Log in again even if already logged in."),
@@ -66,6 +78,7 @@ def login(
     server: str | None,
     client_id: str | None,
     scope: str | None,
+    device_code: bool,
     no_browser: bool,
     qr: bool,
     as_json: bool,
@@ -73,9 +86,12 @@ def login(
 ) -> None:
     """Log in through the browser and store an API key for the server.
 
-    Prints a code and a link; open the link on any device (a phone works), sign in,
-    check the code and approve. Exit codes: 0 logged in (or already), 3 denied,
-    4 expired, 5 server unreachable, 130 interrupted, 1 other errors.
+    Where a browser can open on this computer (and never over SSH), it opens the sign-in
+    page there and takes the answer on 127.0.0.1. Otherwise, or with --device-code or
+    --no-browser, it prints a code and a link: open the link on any device (a phone
+    works), sign in, check the code and approve. Exit codes: 0 logged in (or already),
+    3 denied, 4 expired (or no answer in time), 5 server unreachable, 130 interrupted,
+    1 other errors.
     """
     output = invocation.output
     output.defer_notices()  # the code and the link come first
@@ -98,7 +114,7 @@ def login(
         if existing is not None:
             credential, owner = existing
             where = store.stored_in(target)
-            _say_logged_in(invocation, credential, where, already=True, owner=owner)
+            _say_logged_in(invocation, credential, where, method=None, already=True, owner=owner)
             return
         view = LoginView(
             output,
@@ -106,10 +122,21 @@ def login(
             qr=qr and not as_json,
             browser=invocation.hooks.browser or open_in_browser,
         )
+        wanted: LoginMethod = "device" if device_code or no_browser else invocation.config.method
+        ran: list[str] = []
+
+        def method_chosen(method: str, why: str | None) -> None:
+            ran.append(method)
+            if why:  # held back, as every note, until the code and the link are shown
+                output.note(f"{why[:1].upper()}{why[1:]}: signing in with a code instead.")
+
         try:
             credential = sign_in(
                 client,
+                method=wanted,
+                on_method=method_chosen,
                 on_code=view.show_code,
+                on_link=view.show_link,
                 on_wait=view.waiting,
                 open_browser=browser_plausible(invocation.hooks.browser_env) and not no_browser,
                 browser=view.open_link,
@@ -124,7 +151,7 @@ def login(
         where = store.save(credential)
         if replaced is not None:
             _revoke_replaced(invocation, store, replaced)
-    _say_logged_in(invocation, credential, where)
+    _say_logged_in(invocation, credential, where, method=ran[-1])
 
 
 def _existing_login(
@@ -176,9 +203,15 @@ def _revoke_replaced(invocation: Invocation, store: CredentialStore, replaced: C
 
 
 def _login_result(
-    credential: Credential, where: str, *, already: bool, owner: dict[str, Any] | None = None
+    credential: Credential,
+    where: str,
+    *,
+    method: str | None,
+    already: bool,
+    owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` object of a login."""
+    """The ``--json`` object of a login; ``method`` is the flow that ran (``None`` when
+    none did: already logged in)."""
     expires_at = (owner_key_expiry(owner) if owner else None) or credential.expires_at
     return {
         "server": credential.server,
@@ -188,6 +221,7 @@ def _login_result(
         "client_id": credential.client_id or None,
         "stored_in": where,
         "already_logged_in": already,
+        "method": method,
     }
 
 
@@ -196,11 +230,12 @@ def _say_logged_in(
     credential: Credential,
     where: str,
     *,
+    method: str | None,
     already: bool = False,
     owner: dict[str, Any] | None = None,
 ) -> None:
     output = invocation.output
-    result = _login_result(credential, where, already=already, owner=owner)
+    result = _login_result(credential, where, method=method, already=already, owner=owner)
     output.flush_notices()
     if output.as_json:
         output.result(result)

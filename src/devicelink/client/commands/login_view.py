@@ -1,10 +1,12 @@
 """What a person (or, with ``--json``, a program) sees while ``login`` waits: the code and
-the link first (RFC 8628 section 3.3), a QR code on request, then a countdown: a live line
-on a terminal, a plain line every :data:`PLAIN_PROGRESS_EVERY` seconds otherwise."""
+the link first (RFC 8628 section 3.3), a QR code on request, or, in the loopback flow, the
+link the browser opens; then a countdown: a live line on a terminal, a plain line every
+:data:`PLAIN_PROGRESS_EVERY` seconds otherwise."""
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import segno
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -15,6 +17,9 @@ from rich.text import Text
 from devicelink.client.api import BrowserOpener
 from devicelink.client.commands.output import Output, format_left
 from devicelink.client.messages import DeviceAuthorization
+
+if TYPE_CHECKING:
+    from devicelink.client.loopback_request import AuthorizationRequest
 
 PLAIN_PROGRESS_EVERY = 30.0
 """Seconds between two "waiting" lines when standard error is not a terminal."""
@@ -113,6 +118,29 @@ class LoginView:
             out.tell("")
             out.err.print(qr_text(link, colour=out.colour), end="")
         out.tell("")
+
+    def show_link(self, request: AuthorizationRequest, lifetime: float) -> None:
+        """The loopback flow: the link the browser is about to open, first, for when it
+        does not (it works only on this computer: the answer comes to 127.0.0.1)."""
+        self.deadline = time.monotonic() + lifetime
+        if self.output.as_json:
+            self.output.event(
+                {
+                    "event": "authorize",
+                    "server": self.server,
+                    "url": request.url,
+                    "redirect_uri": request.redirect_uri,
+                    "expires_in": round(lifetime),
+                }
+            )
+        else:
+            out = self.output
+            out.tell("To log in to ", self.server, ", sign in with the browser on this computer.")
+            out.tell("If no browser opens, open this link in a browser on this computer:")
+            out.tell("")
+            out.tell("    ", (request.url, "bold underline"))
+            out.tell("")
+        self.output.flush_notices()
 
     def open_link(self, url: str) -> bool:
         """Open ``url`` with ``browser`` and say whether a browser started."""

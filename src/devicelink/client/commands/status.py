@@ -109,6 +109,9 @@ def current_key(
     marked to be revoked and still cannot be revoked (it is never handed out).
 
     Keys marked to be revoked are revoked first (nothing is sent when there are none)."""
+    # devicelink.launcher answers `devicelink token` itself in the plain case (no key
+    # marked, a usable key), with the store's same reads: a change here is a change there
+    # (tests/client_cli/test_quick_token.py runs both).
     marked = revoke_marked_keys(invocation, store, target)
     from_env = store.from_environment(target)
     if from_env is not None:

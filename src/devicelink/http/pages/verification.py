@@ -146,7 +146,7 @@ async def verify_submit(
     assert review.authorization is not None
     data = dict(session.record.data)
     # A reference (the code's keyed hash), not the code: sessions are stored too.
-    review_id = _open_review(data, rt.flows.reference(normalised) or "", time.time())
+    review_id = _open_review(data, review.reference or "", time.time())
     session = await rt.sessions.save_data(session, data)
     authorization = review.authorization
     now = rt.flows.now()

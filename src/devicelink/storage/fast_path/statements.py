@@ -6,48 +6,80 @@ Each runs alone on a pool connection, as its own transaction (autocommit). ``POL
 
 ``POLL`` and ``START`` restate, for speed, a rule whose home is
 :mod:`devicelink.core.lifecycle` (see each); ``tests/storage/test_fast_path_store.py``
-holds each copy to its rule.
+holds each copy to its rule, and ``tests/storage/test_poll_implementations.py`` ``POLL``
+to the repositories' poll in every state a code can be in.
 """
 
-# A pending poll: read, judge and record in one round trip, the row locked so that
-# concurrent polls of one code queue up. Restates, for a pending, unexpired code of a
-# public client, :func:`devicelink.core.lifecycle.decide_poll` (where the rule lives):
-# too fast when the last poll is less than ``interval`` ago, and then the interval grows
-# by $4 up to $5 (RFC 8628 section 3.5). Any other code returns no row and changes nothing.
+# A poll of the token endpoint, any answer but the key's issuance, in one round trip:
+# the repositories' ``poll`` (see :data:`devicelink.core.ports.POLL_CONTRACT`) as one
+# statement. It does not decide the answer: it returns, for each request, whether the
+# asking client is confidential (NULL: unknown) and the code's row, and Python hands the
+# row to :func:`devicelink.core.lifecycle.decide_poll`. What it restates, for speed, is
+# when a poll is recorded: exactly when no refusal of
+# :func:`devicelink.core.lifecycle.poll_refusal` applies and the code is pending (issued
+# to this client, not expired, pending), for a public client; and how, the pace of
+# :func:`devicelink.core.lifecycle.pace_poll` (too early when the last poll is less than
+# ``interval`` ago, and then the interval grows by $4 up to $5, RFC 8628 section 3.5).
+# ``tests/storage/test_poll_implementations.py`` holds it to the repositories' poll.
+#
+# Only the rows it records are locked (in id order, so concurrent polls of one code
+# queue up and batches never deadlock), and the pace is judged on the locked row, whose
+# ``interval`` and ``last_polled_at`` are returned. A refused code (unknown, expired,
+# denied, another client's) is only read: no lock, no transaction id, nothing written.
+# A row the snapshot shows recordable but that changed before its lock (approved or
+# denied meanwhile) is neither locked nor recorded: ``recorded`` is false while the
+# decision on the snapshot's row is to pace it, and the caller decides afresh on the
+# general path.
+#
+# A batch may poll one code several times (a hot or forged code): only its first poll
+# (the lowest n) can be recorded. The others get the code's row as the statement read
+# it: the caller answers those that record nothing (a refusal or the key's issuance
+# reads nothing recording changes) and sends the rest again, judged after the first.
 POLL = """
 WITH req AS (
     SELECT *
     FROM unnest($1::bytea[], $2::text[], $3::timestamptz[]) WITH ORDINALITY
          AS r(device_code_hash, client_id, now, n)
-), cur AS (
-    SELECT d.id, r.n, r.now, d.interval,
-           (d.last_polled_at IS NOT NULL
-            AND d.last_polled_at > r.now - make_interval(secs => d.interval)) AS too_fast
-    FROM req AS r
+), firsts AS (
+    SELECT DISTINCT ON (device_code_hash) * FROM req ORDER BY device_code_hash, n
+), locked AS (
+    SELECT d.id, r.n, r.now, d.interval, d.last_polled_at
+    FROM firsts AS r
     JOIN device_authorizations AS d ON d.device_code_hash = r.device_code_hash
-    JOIN clients AS c ON c.client_id = d.client_id
-    WHERE d.client_id = r.client_id
-      AND d.status = 'pending'
+    JOIN clients AS c ON c.client_id = r.client_id
+    WHERE NOT c.confidential
+      AND d.client_id = r.client_id
       AND d.expires_at > r.now
-      AND NOT c.confidential
+      AND d.status = 'pending'
     ORDER BY d.id
     FOR UPDATE OF d
+), recorded AS (
+    UPDATE device_authorizations AS d
+    SET last_polled_at = l.now,
+        interval = CASE WHEN l.last_polled_at > l.now - make_interval(secs => l.interval)
+                        THEN LEAST(l.interval + $4::int, $5::int)
+                        ELSE l.interval END
+    FROM locked AS l
+    WHERE d.id = l.id
 )
-UPDATE device_authorizations AS d
-SET last_polled_at = cur.now,
-    interval = CASE WHEN cur.too_fast
-                    THEN LEAST(cur.interval + $4::int, $5::int)
-                    ELSE cur.interval END
-FROM cur
-WHERE d.id = cur.id
-RETURNING cur.n, d.interval, cur.too_fast
+SELECT r.n, c.confidential, d.id, d.client_id, d.scope, d.status, d.created_at,
+       d.expires_at, COALESCE(l.interval, d.interval) AS interval,
+       CASE WHEN l.id IS NULL THEN d.last_polled_at ELSE l.last_polled_at END
+           AS last_polled_at,
+       d.denial_reason, l.id IS NOT NULL AS recorded
+FROM req AS r
+LEFT JOIN clients AS c ON c.client_id = r.client_id
+LEFT JOIN device_authorizations AS d ON d.device_code_hash = r.device_code_hash
+LEFT JOIN locked AS l ON l.n = r.n
 """
 
 
 # A device authorization and its ``flow_started`` audit event. Restates, for a public
 # client, the scope check of :func:`devicelink.core.lifecycle.granted_scope` (where the
 # rule lives): no scope asked means the client's own, else every scope asked must be
-# the client's. A flow that fails it, or whose code collides, is not stored.
+# the client's; and that the client may use the device grant (else the full path
+# answers unauthorized_client: DeviceFlowService.start). A flow that fails them, or
+# whose code collides, is not stored.
 START = """
 WITH req AS (
     SELECT *
@@ -60,6 +92,7 @@ WITH req AS (
     FROM req AS r
     JOIN clients AS c ON c.client_id = r.client_id
     WHERE NOT c.confidential
+      AND 'urn:ietf:params:oauth:grant-type:device_code' = ANY(string_to_array(c.grant_types, ' '))
       AND (r.requested IS NULL
            OR string_to_array(c.scopes, ' ') @> string_to_array(r.requested, ' '))
 ), d AS (
@@ -115,6 +148,26 @@ WITH req AS (
     WHERE last_used_at IS NULL
 )
 SELECT id FROM written
+"""
+
+
+# A secret's rotation: a key found under a previous secret's hash ($3) takes the current
+# one's ($2), as the repositories' ``rehash`` (a compare-and-set, only while the
+# database's secret is this process's, $4), with a use as ``USE`` writes it for a key
+# used before, announced as :func:`devicelink.storage.keycache.key_changed` does on $7.
+REHASH_KEY = """
+WITH moved AS (
+    UPDATE api_keys AS k
+    SET key_hash = $2,
+        last_used_at = CASE WHEN k.last_used_at IS NULL THEN NULL ELSE $5::timestamptz END,
+        last_used_ip = CASE WHEN k.last_used_at IS NULL THEN NULL ELSE $6::text END
+    WHERE k.id = $1
+      AND k.key_hash = $3
+      AND EXISTS (SELECT 1 FROM instance_facts AS f
+                  WHERE f.name = 'secret_fingerprint' AND f.value = $4)
+    RETURNING k.id
+)
+SELECT id, pg_notify($7::text, 'k:' || id) FROM moved
 """
 
 

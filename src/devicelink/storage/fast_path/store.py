@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -9,13 +10,24 @@ from typing import Any
 
 import asyncpg
 
-from devicelink.core.models import ApiKey, AuditKind, NewDeviceAuthorization, PendingPoll, User
+from devicelink.core import lifecycle
+from devicelink.core.lifecycle import FlowPolicy, PollDecision
+from devicelink.core.models import (
+    ApiKey,
+    AuditKind,
+    DeviceAuthorization,
+    NewDeviceAuthorization,
+    Status,
+    User,
+)
 from devicelink.storage.batching import Batcher
 from devicelink.storage.fast_path import statements
 from devicelink.storage.fast_path.listener import KeyChangeListener
 from devicelink.storage.fast_path.pool import asyncpg_dsn, create_pool, fetch, fetchrow
-from devicelink.storage.keycache import KeyCache, key_changed
+from devicelink.storage.keycache import CHANNEL, KeyCache, key_changed
 from devicelink.storage.rows import key_and_owner_from_row, scope_text, scope_tuple
+
+log = logging.getLogger(__name__)
 
 
 class AsyncpgFastPath:
@@ -41,7 +53,7 @@ class AsyncpgFastPath:
         self.cache = cache
         self.listener = KeyChangeListener(pool, dsn, cache, schema=schema)
         self._max_in_flight = max(1, max_size // 2)
-        self._poll_batchers: dict[tuple[int, int], Batcher[PendingPoll | None]] = {}
+        self._poll_batchers: dict[FlowPolicy, Batcher[PollDecision | None]] = {}
         self._start_batcher: Batcher[tuple[str, ...] | None] = Batcher(
             self._start_flows, max_in_flight=self._max_in_flight
         )
@@ -65,42 +77,77 @@ class AsyncpgFastPath:
     def changed(self, announcements: list[str]) -> None:
         self.cache.changed(announcements)
 
-    async def record_pending_poll(
-        self,
-        device_code_hash: bytes,
-        *,
-        client_id: str,
-        now: datetime,
-        slow_down_step: int,
-        max_interval: int,
-    ) -> PendingPoll | None:
-        batcher = self._poll_batchers.get((slow_down_step, max_interval))
+    async def poll(
+        self, device_code_hash: bytes, *, client_id: str, now: datetime, policy: FlowPolicy
+    ) -> PollDecision | None:
+        batcher = self._poll_batchers.get(policy)
         if batcher is None:
-            batcher = self._poll_batchers[(slow_down_step, max_interval)] = Batcher(
-                partial(self._record_polls, slow_down_step, max_interval),
+            batcher = self._poll_batchers[policy] = Batcher(
+                partial(self._polls, policy),
                 max_in_flight=self._max_in_flight,
+                one_per_key=False,
             )
         return await batcher.submit(device_code_hash, device_code_hash, client_id, now)
 
-    async def _record_polls(
-        self, slow_down_step: int, max_interval: int, polls: Sequence[tuple[Any, ...]]
-    ) -> list[PendingPoll | None]:
-        """Polls of distinct codes in one statement: each row locked in id order, judged
-        and written exactly as alone."""
-        hashes, client_ids, nows = zip(*polls, strict=True)
+    async def _polls(
+        self, policy: FlowPolicy, polls: Sequence[tuple[Any, ...]]
+    ) -> list[PollDecision | None]:
+        """Polls in one statement (``statements.POLL``) each, every answer decided by
+        :func:`devicelink.core.lifecycle.decide_poll` on the row the statement returns.
+        Of several polls of one code, the first is judged (and recorded) in the first
+        statement; the others are answered from the row it read when that records
+        nothing, else sent in the next statement, after it: as if each came alone."""
+        answers: list[PollDecision | None] = [None] * len(polls)
+        waiting = list(range(len(polls)))
+        while waiting:
+            waiting = await self._poll_round(policy, polls, waiting, answers)
+        return answers
+
+    async def _poll_round(
+        self,
+        policy: FlowPolicy,
+        polls: Sequence[tuple[Any, ...]],
+        waiting: list[int],
+        answers: list[PollDecision | None],
+    ) -> list[int]:
+        """One statement for the polls ``waiting`` (indexes of ``polls``): their answers
+        written into ``answers``; the polls that must wait for the next statement."""
+        hashes, client_ids, nows = zip(*(polls[i] for i in waiting), strict=True)
         rows = await fetch(
             self._pool,
             statements.POLL,
             list(hashes),
             list(client_ids),
             list(nows),
-            slow_down_step,
-            max_interval,
+            policy.slow_down_step,
+            policy.max_interval,
         )
-        answers: list[PendingPoll | None] = [None] * len(polls)
-        for n, interval, too_fast in rows:
-            answers[n - 1] = PendingPoll(interval=interval, too_fast=too_fast)
-        return answers
+        firsts: dict[bytes, int] = {}
+        for n, code_hash in enumerate(hashes):
+            firsts.setdefault(code_hash, n)
+        later: list[int] = []
+        for row in rows:
+            n = row["n"] - 1
+            if row["confidential"] is not False:
+                continue  # an unknown or confidential client: the general path's
+            found = None if row["id"] is None else _polled(row)
+            decision = lifecycle.decide_poll(
+                found, client_id=client_ids[n], now=nows[n], policy=policy
+            )
+            paced = isinstance(decision, lifecycle.KeepWaiting | lifecycle.SlowDownTo)
+            if paced and not row["recorded"]:
+                if firsts[hashes[n]] != n:
+                    later.append(waiting[n])  # after the code's first poll: next statement
+                # else approved or denied since the snapshot: decided afresh (None)
+                continue
+            if row["recorded"] and not paced:
+                log.error(
+                    "the poll statement recorded a poll that core.lifecycle refuses (%s): "
+                    "statements.POLL no longer restates lifecycle.poll_refusal",
+                    type(decision).__name__,
+                )
+            answers[waiting[n]] = decision
+        return sorted(later)
 
     async def start_flow(
         self,
@@ -150,6 +197,35 @@ class AsyncpgFastPath:
         written = {row[0] for row in rows}
         return [key_id in written for key_id in ids]
 
+    async def rehash_key(
+        self,
+        key_id: int,
+        *,
+        old_hash: bytes,
+        new_hash: bytes,
+        fingerprint: str,
+        now: datetime,
+        ip: str | None,
+    ) -> bool:
+        try:
+            rows = await fetch(
+                self._pool,
+                statements.REHASH_KEY,
+                key_id,
+                new_hash,
+                old_hash,
+                fingerprint,
+                now,
+                ip,
+                CHANNEL,
+            )
+        except BaseException:
+            self.cache.changed([key_changed(key_id)])  # moved or not: forget it
+            raise
+        if rows:  # other processes hear of it by the statement's NOTIFY
+            self.cache.changed([key_changed(key_id)])
+        return bool(rows)
+
     async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
         cached = self.cache.get(key_hash)
         if cached is not None:
@@ -169,3 +245,20 @@ class AsyncpgFastPath:
         await self._start_batcher.close()
         await self._use_batcher.close()
         await self._pool.close()
+
+
+def _polled(row: asyncpg.Record) -> DeviceAuthorization:
+    """The code's row as the poll statement returns it: the columns a poll's decision
+    reads (and those a record cannot be without); the approval's and the request's
+    details are not read, they decide nothing here."""
+    return DeviceAuthorization(
+        id=row["id"],
+        client_id=row["client_id"],
+        scope=scope_tuple(row["scope"]),
+        status=Status(row["status"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        interval=row["interval"],
+        last_polled_at=row["last_polled_at"],
+        denial_reason=row["denial_reason"],
+    )

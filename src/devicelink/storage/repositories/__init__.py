@@ -4,6 +4,7 @@ transaction. Rows become models through :mod:`devicelink.storage.rows`."""
 
 from devicelink.storage.repositories.api_keys import SqlApiKeyRepository
 from devicelink.storage.repositories.audit import SqlAuditLog
+from devicelink.storage.repositories.authorization_codes import SqlAuthorizationCodeRepository
 from devicelink.storage.repositories.browser_sessions import SqlBrowserSessionRepository
 from devicelink.storage.repositories.clients import SqlClientRepository
 from devicelink.storage.repositories.device_authorizations import (
@@ -16,6 +17,7 @@ from devicelink.storage.repositories.users import SqlUserRepository
 __all__ = [
     "SqlApiKeyRepository",
     "SqlAuditLog",
+    "SqlAuthorizationCodeRepository",
     "SqlBrowserSessionRepository",
     "SqlClientRepository",
     "SqlDeviceAuthorizationRepository",

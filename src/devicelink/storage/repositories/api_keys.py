@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 
 from devicelink.core.models import ApiKey, NewApiKey, User
 from devicelink.storage.keycache import key_changed
 from devicelink.storage.repositories.base import AnnouncingRepository
+from devicelink.storage.repositories.instance_facts import is_database_secret
 from devicelink.storage.rows import (
     api_key_from_row,
     columns_of,
@@ -43,6 +44,9 @@ _WITH_OWNER = select(
     users.c.provider,
     users.c.subject,
 ).join(users, users.c.id == api_keys.c.user_id)
+WITH_OWNER = _WITH_OWNER
+"""The same, for the SQLite fast path's prepared lookups
+(:mod:`devicelink.storage.sqlite_fast_path`)."""
 
 
 class SqlApiKeyRepository(AnnouncingRepository):
@@ -87,6 +91,51 @@ class SqlApiKeyRepository(AnnouncingRepository):
             update(api_keys)
             .where(api_keys.c.id == key_id, (last.is_(None)) | (last < not_since))
             .values(last_used_at=now, last_used_ip=ip)
+        )
+
+    async def rehash(
+        self,
+        key_id: int,
+        *,
+        old_hash: bytes,
+        new_hash: bytes,
+        fingerprint: str,
+        used_at: datetime | None,
+        ip: str | None,
+    ) -> bool:
+        values: dict[str, object] = {"key_hash": new_hash}
+        if used_at is not None:
+            # A use, as record_use would write it; a key never used keeps none, so that
+            # record_use still writes its first use and the audit event.
+            last = api_keys.c.last_used_at
+            values["last_used_at"] = case((last.is_(None), None), else_=used_at)
+            values["last_used_ip"] = case((last.is_(None), None), else_=ip)
+        moved = await self._changed_one_row(
+            update(api_keys)
+            .where(
+                api_keys.c.id == key_id,
+                api_keys.c.key_hash == old_hash,
+                is_database_secret(fingerprint),
+            )
+            .values(values)
+        )
+        if moved:  # a process that cached the key under its old hash forgets it
+            self._announcements.append(key_changed(key_id))
+        return moved
+
+    async def live_unused_since(
+        self, since: datetime, *, now: datetime
+    ) -> list[tuple[ApiKey, User]]:
+        k = api_keys.c
+        return await self._all(
+            _WITH_OWNER.where(
+                k.revoked_at.is_(None),
+                k.expires_at.is_(None) | (k.expires_at > now),
+                users.c.disabled_at.is_(None),
+                k.created_at < since,
+                k.last_used_at.is_(None) | (k.last_used_at < since),
+            ).order_by(k.id),
+            key_and_owner_from_row,
         )
 
     async def revoke(self, key_id: int, *, now: datetime) -> bool:

@@ -13,6 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from devicelink.core import lifecycle
+from devicelink.core.lifecycle import FlowPolicy, PollDecision
 from devicelink.core.models import Client, DeviceAuthorization, NewDeviceAuthorization, Status
 from devicelink.core.ports import DuplicateCode
 from devicelink.storage.repositories.base import Repository
@@ -44,6 +46,10 @@ _COLUMNS = (
     _t.c.user_agent,
     _t.c.denial_reason,
 )
+
+# A poll judges this many fresh reads of its code before it leaves the decision to the
+# general path (each lost compare-and-set means another poll of the code got in first).
+_POLL_READS = 3
 
 # The time a transition into each status stamps.
 _STAMPS = {
@@ -96,11 +102,44 @@ class SqlDeviceAuthorizationRepository(Repository):
                 clients.c.secret_hash,
                 clients.c.created_at.label("client_created_at"),
                 clients.c.resource_server,
+                clients.c.grant_types,
+                clients.c.redirect_uris,
             )
             .join(clients, clients.c.client_id == _t.c.client_id)
             .where(_t.c.device_code_hash == device_code_hash),
             authorization_and_client_from_row,
         )
+
+    async def poll(
+        self, device_code_hash: bytes, *, client_id: str, now: datetime, policy: FlowPolicy
+    ) -> PollDecision | None:
+        """The generic poll, on any dialect (:data:`devicelink.core.ports.POLL_CONTRACT`):
+        one read of the asking client with the code's row beside it, ``core`` decides,
+        and a pending code's poll is recorded by :meth:`record_poll`'s compare-and-set,
+        exactly when :func:`~devicelink.core.lifecycle.poll_refusal` finds no refusal and
+        the code is pending (the condition the one-statement poll restates). A lost
+        compare-and-set (another poll of the code got in first) reads the row again."""
+        statement = (
+            select(clients.c.confidential, *_COLUMNS)
+            .select_from(clients)
+            .outerjoin(_t, _t.c.device_code_hash == device_code_hash)
+            .where(clients.c.client_id == client_id)
+        )
+        for _ in range(_POLL_READS):
+            row = (await self._conn.execute(statement)).first()
+            if row is None or row.confidential:
+                return None  # not a public client: the general path authenticates it
+            mapping = row._mapping
+            found = None if mapping["id"] is None else authorization_from_row(mapping)
+            decision = lifecycle.decide_poll(found, client_id=client_id, now=now, policy=policy)
+            if not isinstance(decision, lifecycle.KeepWaiting | lifecycle.SlowDownTo):
+                return decision  # a refusal, or the key's issuance: nothing to record
+            assert found is not None
+            if await self.record_poll(
+                found.id, previous_poll=found.last_polled_at, now=now, interval=decision.interval
+            ):
+                return decision
+        return None
 
     async def record_poll(
         self,
