@@ -1,27 +1,48 @@
-"""What every operator command shares: the settings it runs with, a store for one
-action, the ``--data-dir`` option, failing with a message, and printing a table."""
+"""What every operator command shares: the settings it runs with, the database it acts
+on (named, and never created here), a store for one action, the ``--data-dir`` option,
+the exit codes, failing with a message, and printing a table or JSON."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from enum import IntEnum
 from pathlib import Path
 from typing import TypeVar
 
 import click
+from sqlalchemy.engine import make_url
 
 from devicelink.core.names import terminal_safe
 from devicelink.runtime.embedding import database_problems
 from devicelink.runtime.settings import DATABASE_FILE, Settings
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
+from devicelink.storage.migrate import SchemaOutOfDate, check_schema
 
 T = TypeVar("T")
 
 FIRST_ACCOUNT = "admin"
 """The account the first start of the embedded default creates (``devicelink serve``)."""
+
+
+class AdminExit(IntEnum):
+    """The exit codes of the operator's commands (the README's "Commands")."""
+
+    OK = 0
+    REFUSED = 1
+    """``config check``: a configuration ``serve`` would refuse."""
+    USAGE = 2
+    """Bad input, an unknown user, client or key, or settings that cannot work (no
+    database where they point)."""
+    EXISTS = 3
+    """``users add``, ``clients add``: the name or id is taken."""
+    IN_USE = 4
+    """``clients remove``: the client still has live keys, or revocations of its keys
+    wait for the key issuer."""
 
 
 def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings:
@@ -38,42 +59,86 @@ def check_database(settings: Settings) -> None:
         fail(problem)
 
 
-def run_with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
-    """Run an administrative action; the embedded database is created and migrated first."""
-    check_database(settings)
-    embedded_file = (settings.data_dir / DATABASE_FILE).resolve()
-    if settings.embedded and not embedded_file.exists():
-        # Run without the server's environment, the command would quietly create a
-        # database of its own that no server reads.
-        where = (
-            f"DEVICELINK_DATABASE_URL is not set and there is no embedded database at "
-            f"{embedded_file}"
-        )
-        advice = (
-            "run this with the server's settings (--env-file /etc/devicelink/env), from "
-            "the folder `serve` runs in, or with its --data-dir"
-        )
-        if not settings.is_development():
-            fail(f"{where}: {advice}")
-        click.echo(f"devicelink: {where}; creating one (otherwise {advice})", err=True)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+def sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite file the settings point at; None for another database (or memory)."""
+    url = make_url(settings.effective_database_url())
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).resolve()
+
+
+def database_description(settings: Settings) -> str:
+    """Where the command acts: the SQLite file's path, or the URL with any password
+    masked (``postgresql://devicelink:***@db/devicelink``)."""
+    file = sqlite_file(settings)
+    if file is not None:
+        return str(file)
+    shown = make_url(settings.effective_database_url()).render_as_string(hide_password=True)
     schema = settings.database_schema
-    if settings.should_migrate():
+    return f"{shown} (schema {schema})" if schema else shown
+
+
+def require_database(settings: Settings) -> None:
+    """Fail, saying where the command looked and how to point it elsewhere, when the
+    SQLite file the settings name does not exist: only ``serve`` and ``db upgrade``
+    create a database (run in the wrong folder, any other command would quietly make
+    one of its own that no server reads)."""
+    file = sqlite_file(settings)
+    if file is None or file.exists():
+        return
+    where = (
+        f"DEVICELINK_DATABASE_URL is not set and there is no embedded database at {file}"
+        if settings.embedded
+        else f"there is no database at {file} (DEVICELINK_DATABASE_URL)"
+    )
+    fail(
+        f"{where}: point this command at the server's database with its settings "
+        "(--env-file /etc/devicelink/env, or DEVICELINK_DATABASE_URL), or run it from the "
+        "folder `serve` runs in or with its --data-dir; only `devicelink serve` and "
+        "`devicelink db upgrade` create a database"
+    )
+
+
+def admin_settings(data_dir: Path | None = None) -> Settings:
+    """The settings of a command that acts on an existing database: checked, the
+    database required, and named on standard error (``database: ...``), so the
+    operator sees which one was changed or listed."""
+    settings = load_settings(data_dir)
+    check_database(settings)
+    require_database(settings)
+    click.echo(f"database: {database_description(settings)}", err=True)
+    return settings
+
+
+def run_with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
+    """Run an administrative action on the existing database (an embedded one is
+    migrated first; another must have been upgraded with ``db upgrade``)."""
+    check_database(settings)
+    require_database(settings)
+    schema = settings.database_schema
+    migrate = settings.should_migrate()
+    if migrate:
         upgrade_database(settings.effective_database_url(), schema=schema)
 
     async def run() -> T:
         engine = create_engine_for_url(settings.effective_database_url(), schema=schema)
         try:
+            if not migrate:
+                await check_schema(engine, schema=schema)
             return await action(SqlStore(engine))
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except SchemaOutOfDate as exc:
+        fail(str(exc))
+        raise  # fail() exits
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: AdminExit = AdminExit.USAGE) -> None:
     click.echo(f"devicelink: {message}", err=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -123,6 +188,18 @@ def settings_options(command: Callable[..., T]) -> Callable[..., T]:
 
 def when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """A time of ``--json`` output: ISO 8601 with its zone (UTC), to the second."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
+
+
+def print_json(value: object) -> None:
+    """``--json`` output: one document on standard output. Every character beyond ASCII
+    is escaped (``\\u001b``), so a name cannot reach the terminal as a control
+    sequence, yet reads back exactly."""
+    click.echo(json.dumps(value, indent=2))
 
 
 def print_table(rows: list[list[str]]) -> None:

@@ -62,6 +62,12 @@ class ClientRepository(Protocol):
 
     async def list(self) -> list[Client]: ...
 
+    async def remove(self, client_id: str) -> bool:
+        """Delete the client; the database deletes its device authorizations,
+        authorization codes and keys with it (revoke live keys first: a deleted row
+        announces nothing). False when there was no such client."""
+        ...
+
 
 class UserRepository(Protocol):
     async def get(self, user_id: int) -> User | None: ...
@@ -98,6 +104,10 @@ class UserRepository(Protocol):
         ...
 
     async def count(self) -> int: ...
+
+    async def list(self) -> list[User]:
+        """Every account, by name."""
+        ...
 
 
 class BrowserSessionRepository(Protocol):
@@ -225,6 +235,15 @@ class ApiKeyRepository(Protocol):
 
     async def list_all(self) -> list[tuple[ApiKey, User]]: ...
 
+    async def list_for_client(self, client_id: str) -> list[tuple[ApiKey, User]]:
+        """The client's keys (revoked and expired ones too), with their owners."""
+        ...
+
+    async def live_counts_by_client(self, *, now: datetime) -> dict[str, int]:
+        """How many keys of each client are neither revoked nor expired at ``now``
+        (clients with none are left out)."""
+        ...
+
     async def get(self, key_id: int) -> ApiKey | None: ...
 
     async def record_use(
@@ -316,6 +335,10 @@ class IssuerRevocationRepository(Protocol):
 
     async def count(self) -> int:
         """How many revocations are pending."""
+        ...
+
+    async def count_for_client(self, client_id: str) -> int:
+        """How many pending revocations are of keys of the client."""
         ...
 
 

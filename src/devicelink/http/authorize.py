@@ -42,13 +42,23 @@ DECIDE_PATH = "/oauth/authorize/decide"
 CONSENT_SECONDS = 600
 """How long a consent page may stay open before its decision."""
 _PARAMETERS = (
-    ("response_type", "code", True),
-    ("client_id", "The client's id", True),
-    ("redirect_uri", "A registered loopback redirect URI; any port (RFC 8252 section 7.3)", True),
-    ("code_challenge", "BASE64URL(SHA256(code_verifier)) (RFC 7636 section 4.2)", True),
-    ("code_challenge_method", "S256 (plain is refused)", True),
-    ("state", "Echoed to the redirect URI", False),
-    ("scope", "Space-separated scopes; default: all of the client's", False),
+    ("response_type", "code", True, "code"),
+    ("client_id", "The client's id", True, "devicelink-cli"),
+    (
+        "redirect_uri",
+        "A registered loopback redirect URI; any port (RFC 8252 section 7.3)",
+        True,
+        "http://127.0.0.1:50123/callback",
+    ),
+    (
+        "code_challenge",
+        "BASE64URL(SHA256(code_verifier)) (RFC 7636 section 4.2)",
+        True,
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    ),
+    ("code_challenge_method", "S256 (plain is refused)", True, "S256"),
+    ("state", "Echoed to the redirect URI", False, "af0ifjsldkj"),
+    ("scope", "Space-separated scopes; default: all of the client's", False, "api"),
 )
 
 router = APIRouter(route_class=PageRoute)
@@ -68,8 +78,9 @@ _pages = APIRouter(include_in_schema=False, route_class=PageRoute)
                 "required": required,
                 "description": description,
                 "schema": {"type": "string"},
+                "example": example,
             }
-            for name, description, required in _PARAMETERS
+            for name, description, required, example in _PARAMETERS
         ]
     },
     responses={

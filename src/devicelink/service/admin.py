@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from devicelink.core.models import ApiKey, AuditEvent, AuditKind, User
+from devicelink.core.models import ApiKey, AuditEvent, AuditKind, Client, User
 from devicelink.core.ports import KeyIssuer, Store, Transaction
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import NO_EVENTS, EventSink
@@ -14,7 +14,28 @@ from devicelink.service.revocations import IssuerRevocations
 
 
 class NotFound(Exception):
-    """No such user or key; the message says which."""
+    """No such user, client or key; the message says which."""
+
+
+class ClientInUse(Exception):
+    """The client cannot be removed yet; the message says why and what to run."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientListing:
+    client: Client
+    live_keys: int
+    """Keys of the client neither revoked nor expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRemoval:
+    revoked: int
+    """Keys this call revoked (``revoke_keys``)."""
+    removed: bool
+    """False: the client stays until the key issuer has heard of ``undelivered``
+    revocations of its keys."""
+    undelivered: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +154,66 @@ class AdminService:
         await self._deliver(queued)
         return True
 
+    async def list_users(self) -> list[User]:
+        async with self._store.transaction() as tx:
+            return await tx.users.list()
+
+    async def list_clients(self) -> list[ClientListing]:
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            live = await tx.api_keys.live_counts_by_client(now=now)
+            return [
+                ClientListing(client, live.get(client.client_id, 0))
+                for client in await tx.clients.list()
+            ]
+
+    async def remove_client(
+        self, client_id: str, *, revoke_keys: bool = False, actor: str = "an administrator"
+    ) -> ClientRemoval:
+        """Remove a registered client, and with it (the database's cascade) its pending
+        device flows and authorization codes, which can then never be approved or
+        redeemed, and its ended keys.
+
+        Its live keys are never deleted unannounced (a deleted row would tell no
+        server's key cache and no key issuer): without ``revoke_keys`` a client with
+        live keys is refused (:class:`ClientInUse`); with it they are revoked first, as
+        ``keys revoke`` does (audited, announced, queued for the issuer). The row goes
+        only once no revocation of its keys waits for the issuer, since deleting a key
+        deletes its place in the outbox: with an issuer at hand (the server's process)
+        they are delivered at once; without one (the ``devicelink`` command) the server
+        delivers them when it next drains, and ``removed`` is False until then."""
+        now = self._clock()
+        queued: list[int] = []
+        async with self._store.transaction() as tx:
+            if await tx.clients.get(client_id) is None:
+                raise NotFound(f"no client {client_id!r}")
+            live = [
+                (key, owner)
+                for key, owner in await tx.api_keys.list_for_client(client_id)
+                if key.is_active(now)
+            ]
+            if live and not revoke_keys:
+                raise ClientInUse(
+                    f"client {client_id!r} has {len(live)} live key(s): revoke them with "
+                    f"`devicelink clients remove {client_id} --revoke-keys` (or one by one "
+                    "with `devicelink keys revoke ID`), then remove it"
+                )
+            for key, owner in live:
+                await revoke_key(
+                    tx,
+                    key,
+                    owner_name=owner.username,
+                    now=now,
+                    ip=None,
+                    detail=f"revoked: its client was removed by {actor}",
+                    queued=queued,
+                )
+            if self._revocations is None:
+                return await _remove_once_delivered(tx, client_id, revoked=len(live), now=now)
+        await self._deliver(queued)
+        async with self._store.transaction() as tx:
+            return await _remove_once_delivered(tx, client_id, revoked=len(live), now=now)
+
     async def audit(
         self, *, username: str | None = None, since: datetime | None = None, limit: int = 100
     ) -> list[AuditEvent]:
@@ -141,6 +222,20 @@ class AdminService:
             if username is not None:
                 user_id = (await _user_named(tx, username)).id
             return await tx.audit.recent(user_id=user_id, since=since, limit=limit)
+
+
+async def _remove_once_delivered(
+    tx: Transaction, client_id: str, *, revoked: int, now: datetime
+) -> ClientRemoval:
+    """Delete the client unless a revocation of its keys waits for the issuer, or a key
+    issued since the caller looked is live (refused: it would go unannounced)."""
+    if any(key.is_active(now) for key, _ in await tx.api_keys.list_for_client(client_id)):
+        raise ClientInUse(f"client {client_id!r} was issued a key meanwhile: run this again")
+    undelivered = await tx.issuer_revocations.count_for_client(client_id)
+    if undelivered:
+        return ClientRemoval(revoked=revoked, removed=False, undelivered=undelivered)
+    await tx.clients.remove(client_id)
+    return ClientRemoval(revoked=revoked, removed=True, undelivered=0)
 
 
 async def _user_named(tx: Transaction, username: str) -> User:

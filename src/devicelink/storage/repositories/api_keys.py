@@ -83,6 +83,24 @@ class SqlApiKeyRepository(AnnouncingRepository):
     async def list_all(self) -> list[tuple[ApiKey, User]]:
         return await self._all(_WITH_OWNER.order_by(api_keys.c.id), key_and_owner_from_row)
 
+    async def list_for_client(self, client_id: str) -> list[tuple[ApiKey, User]]:
+        return await self._all(
+            _WITH_OWNER.where(api_keys.c.client_id == client_id).order_by(api_keys.c.id),
+            key_and_owner_from_row,
+        )
+
+    async def live_counts_by_client(self, *, now: datetime) -> dict[str, int]:
+        # ApiKey.is_active, as one statement.
+        live = api_keys.c.revoked_at.is_(None) & (
+            api_keys.c.expires_at.is_(None) | (api_keys.c.expires_at > now)
+        )
+        rows = await self._conn.execute(
+            select(api_keys.c.client_id, func.count())
+            .where(live)
+            .group_by(api_keys.c.client_id)
+        )
+        return {client_id: int(count) for client_id, count in rows}
+
     async def record_use(
         self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
     ) -> bool:

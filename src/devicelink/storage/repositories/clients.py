@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from devicelink.core.models import Client
 from devicelink.storage.repositories.base import Repository
@@ -55,3 +55,6 @@ class SqlClientRepository(Repository):
 
     async def list(self) -> list[Client]:
         return await self._all(select(clients).order_by(clients.c.client_id), client_from_row)
+
+    async def remove(self, client_id: str) -> bool:
+        return await self._changed_one_row(delete(clients).where(clients.c.client_id == client_id))

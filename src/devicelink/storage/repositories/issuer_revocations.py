@@ -92,3 +92,11 @@ class SqlIssuerRevocationRepository(Repository):
 
     async def count(self) -> int:
         return int((await self._conn.execute(select(func.count()).select_from(_r))).scalar_one())
+
+    async def count_for_client(self, client_id: str) -> int:
+        counted = select(func.count()).select_from(
+            _r.join(api_keys, api_keys.c.id == _r.c.api_key_id)
+        )
+        return int(
+            (await self._conn.execute(counted.where(api_keys.c.client_id == client_id))).scalar_one()
+        )

@@ -79,3 +79,6 @@ class SqlUserRepository(AnnouncingRepository):
 
     async def count(self) -> int:
         return int((await self._conn.execute(select(func.count()).select_from(users))).scalar_one())
+
+    async def list(self) -> list[User]:
+        return await self._all(select(users).order_by(users.c.username), user_from_row)
