@@ -71,6 +71,19 @@ async def test_one_key_is_never_twice_in_a_batch() -> None:
     assert [len(batch) for batch in db.batches] == [2, 2, 1]
 
 
+async def test_without_one_per_key_requests_of_one_key_leave_together() -> None:
+    """The poll's batcher: its statement judges polls of one code itself."""
+    db = Database()
+    db.gate.clear()
+    batcher: Batcher[str] = Batcher(db.run, max_in_flight=1, one_per_key=False)
+    futures = [asyncio.ensure_future(batcher.submit(key, n)) for n, key in enumerate("aabab")]
+    await settle()
+    db.gate.set()
+    answers = await asyncio.gather(*futures)
+    assert answers == [f"answer to ({n},)" for n in range(5)]
+    assert db.batches == [[(0,), (1,), (2,), (3,), (4,)]]  # one_per_key: [2, 2, 1]
+
+
 async def test_batches_are_bounded_in_size_and_number() -> None:
     db = Database()
     db.gate.clear()

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from devicelink.core.names import terminal_safe
 from devicelink.runtime.embedding import database_problems
-from devicelink.runtime.settings import DATABASE_FILE, Settings
+from devicelink.runtime.settings import Settings
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.storage.migrate import SchemaOutOfDate, check_schema
 
@@ -196,9 +196,9 @@ def iso_time(moment: datetime | None) -> str | None:
 
 
 def print_json(value: object) -> None:
-    """``--json`` output: one document on standard output. Every character beyond ASCII
-    is escaped (``\\u001b``), so a name cannot reach the terminal as a control
-    sequence, yet reads back exactly."""
+    """``--json`` output: one document on standard output. Control characters and
+    every character beyond ASCII are escaped (``\\u001b``), so a name cannot reach the
+    terminal as a control sequence, yet reads back exactly."""
     click.echo(json.dumps(value, indent=2))
 
 

@@ -1,5 +1,5 @@
-"""The operator's directory: ``clients add|edit``, ``users add|passwd|disable``,
-``keys list|revoke`` and ``audit``."""
+"""The operator's directory: ``clients add|edit|list|remove``,
+``users add|list|passwd|disable``, ``keys list|revoke`` and ``audit``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import click
 
 from devicelink.admin.common import (
     FIRST_ACCOUNT,
+    AdminExit,
+    admin_settings,
     fail,
-    load_settings,
+    iso_time,
+    print_json,
     print_table,
     run_with_store,
     settings_options,
@@ -29,7 +32,13 @@ from devicelink.idp.local import hash_password
 from devicelink.runtime.checks import FIRST_PASSWORD_MARKER
 from devicelink.runtime.clients import GRANT_NAMES, canonical_grants, client_grant_problems
 from devicelink.runtime.settings import ConfigurationError
-from devicelink.service.admin import AdminService, NotFound
+from devicelink.service.admin import (
+    AdminService,
+    ClientInUse,
+    ClientListing,
+    KeyListing,
+    NotFound,
+)
 from devicelink.service.clock import utc_now
 from devicelink.storage import SqlStore
 
@@ -98,7 +107,7 @@ def clients_add(
     except ValueError:
         fail("--scope must be space-separated scope tokens")
         return
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     try:
         hasher = CodeHasher(settings.secret_bytes())
     except ConfigurationError as exc:
@@ -125,8 +134,8 @@ def clients_add(
 
     try:
         run_with_store(settings, add)
-    except ValueError as exc:
-        fail(str(exc))
+    except ValueError as exc:  # the id or name is taken
+        fail(str(exc), AdminExit.EXISTS)
     click.echo(f"client_id: {client_id}")
     if secret:
         click.echo(f"client_secret: {secret}")
@@ -159,7 +168,7 @@ def clients_edit(
             "or --redirect-uri"
         )
         return
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
 
     async def edit(store: SqlStore) -> str | None:
         async with store.transaction() as tx:
@@ -192,6 +201,106 @@ def clients_edit(
         click.echo(f"client {client_id} {state} a resource server")
     if grants or redirect_uris:
         click.echo(f"client {client_id}: grants and redirect URIs updated")
+
+
+_JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON array (times in ISO 8601, UTC)."
+)
+
+
+@clients.command("list")
+@_JSON_OPTION
+@settings_options
+def clients_list(as_json: bool, data_dir: Path | None) -> None:
+    """List the registered clients, with how many live keys each has."""
+    settings = admin_settings(data_dir)
+    listing = run_with_store(settings, lambda store: AdminService(store).list_clients())
+    if as_json:
+        print_json([_client_json(item) for item in listing])
+        return
+    if not listing:
+        click.echo("no clients")
+        return
+    rows = [["ID", "NAME", "TYPE", "GRANTS", "SCOPES", "KEY LIFETIME", "LIVE KEYS", "CREATED"]]
+    for item in listing:
+        client = item.client
+        rows.append(
+            [
+                client.client_id,
+                client.name[:60],
+                _client_type(client),
+                ",".join(grant.rsplit(":", 1)[-1] for grant in client.grant_types),
+                " ".join(client.scopes) or "-",
+                f"{client.key_lifetime}s" if client.key_lifetime else "never expire",
+                str(item.live_keys),
+                when(client.created_at),
+            ]
+        )
+    print_table(rows)
+
+
+def _client_type(client: Client) -> str:
+    if not client.confidential:
+        return "public"
+    return "confidential, resource server" if client.resource_server else "confidential"
+
+
+def _client_json(item: ClientListing) -> dict[str, object]:
+    client = item.client
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "confidential": client.confidential,
+        "resource_server": client.resource_server,
+        "grant_types": list(client.grant_types),
+        "redirect_uris": list(client.redirect_uris),
+        "scopes": list(client.scopes),
+        "key_lifetime": client.key_lifetime,
+        "live_keys": item.live_keys,
+        "created_at": iso_time(client.created_at),
+    }
+
+
+@clients.command("remove")
+@click.argument("client_id")
+@click.option(
+    "--revoke-keys",
+    is_flag=True,
+    help="Revoke the client's live keys first (without it, a client with live keys is refused).",
+)
+@settings_options
+def clients_remove(client_id: str, revoke_keys: bool, data_dir: Path | None) -> None:
+    """Remove the client CLIENT_ID: its pending sign-ins end (a device polling gets
+    invalid_client) and its ended keys go with it.
+
+    Refused while it has live keys, unless --revoke-keys revokes them (each as `keys
+    revoke` does, in the audit log). A running server passes revocations on to the key
+    issuer within seconds; until then the client stays, and running this again removes
+    it."""
+    settings = admin_settings(data_dir)
+    try:
+        removal = run_with_store(
+            settings,
+            lambda store: AdminService(store).remove_client(client_id, revoke_keys=revoke_keys),
+        )
+    except NotFound as exc:
+        fail(str(exc))
+        return
+    except ClientInUse as exc:
+        fail(str(exc), AdminExit.IN_USE)
+        return
+    if removal.revoked:
+        click.echo(f"revoked {removal.revoked} key(s) of client {client_id}")
+    if removal.removed:
+        click.echo(f"removed client {client_id}")
+        return
+    fail(
+        f"client {client_id!r} stays until the key issuer has heard of "
+        f"{removal.undelivered} revocation(s) of its keys, which a running server passes "
+        "on within DEVICELINK_REVOCATION_DRAIN_INTERVAL seconds: run "
+        f"`devicelink clients remove {client_id}` again then",
+        AdminExit.IN_USE,
+    )
 
 
 def _checked_grants(grants: tuple[str, ...], redirect_uris: tuple[str, ...]) -> tuple[str, ...]:
@@ -236,7 +345,7 @@ def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
             "a username is 1 to 200 printable characters without spaces, in Unicode's "
             f"NFKC form (such as {printable_name(name.replace(' ', '')) or 'alice'!r})"
         )
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     password_hash = hash_password(_read_password(password_stdin))
 
     async def add(store: SqlStore) -> None:
@@ -245,9 +354,47 @@ def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
 
     try:
         run_with_store(settings, add)
-    except ValueError as exc:
-        fail(str(exc))
+    except ValueError as exc:  # the id or name is taken
+        fail(str(exc), AdminExit.EXISTS)
     click.echo(f"created user {name}")
+
+
+@users.command("list")
+@_JSON_OPTION
+@settings_options
+def users_list(as_json: bool, data_dir: Path | None) -> None:
+    """List the accounts: local ones and those of an upstream provider or the host."""
+    settings = admin_settings(data_dir)
+    accounts = run_with_store(settings, lambda store: AdminService(store).list_users())
+    if as_json:
+        print_json(
+            [
+                {
+                    "username": user.username,
+                    "display_name": user.display_name,
+                    "provider": user.provider,
+                    "disabled": user.disabled,
+                    "created_at": iso_time(user.created_at),
+                }
+                for user in accounts
+            ]
+        )
+        return
+    if not accounts:
+        click.echo("no users")
+        return
+    rows = [["NAME", "PROVIDER", "STATE", "CREATED", "DISPLAY NAME"]]
+    for user in accounts:
+        rows.append(
+            [
+                user.username,
+                user.provider,
+                "disabled" if user.disabled else "active",
+                when(user.created_at),
+                (user.display_name or "-")[:60],
+            ]
+        )
+    print_table(rows)
 
 
 @users.command("passwd")
@@ -256,7 +403,7 @@ def users_add(name: str, password_stdin: bool, data_dir: Path | None) -> None:
 @settings_options
 def users_passwd(name: str, password_stdin: bool, data_dir: Path | None) -> None:
     """Set a new password for the local account NAME; its browsers are signed out."""
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     password_hash = hash_password(_read_password(password_stdin))
     try:
         run_with_store(
@@ -276,7 +423,7 @@ def users_disable(name: str, data_dir: Path | None) -> None:
     """Disable the account NAME: its keys stop working at once and are revoked (an
     embedding application's key issuer hears of it when its server next drains), and
     its browsers are signed out."""
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     try:
         changed = run_with_store(settings, lambda store: AdminService(store).disable_user(name))
     except NotFound as exc:
@@ -295,30 +442,25 @@ def keys() -> None:
 @keys.command("list")
 @click.option("--user", "username", help="Only the keys of this user.")
 @click.option("--all", "show_all", is_flag=True, help="Include revoked and expired keys.")
+@_JSON_OPTION
 @settings_options
-def keys_list(username: str | None, show_all: bool, data_dir: Path | None) -> None:
+def keys_list(username: str | None, show_all: bool, as_json: bool, data_dir: Path | None) -> None:
     """List API keys (active ones unless --all)."""
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     try:
         listing = run_with_store(settings, lambda store: AdminService(store).list_keys(username))
     except NotFound as exc:
         fail(str(exc))
         return
     now = utc_now()
+    shown = [(item, _key_state(item, now)) for item in listing]
+    shown = [(item, state) for item, state in shown if show_all or state == "active"]
+    if as_json:
+        print_json([_key_json(item, state) for item, state in shown])
+        return
     rows = [["ID", "USER", "CLIENT", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE"]]
-    for item in listing:
+    for item, state in shown:
         key = item.key
-        state = (
-            "revoked"
-            if key.revoked_at
-            else "expired"
-            if not key.is_active(now)
-            else "disabled user"
-            if item.owner.disabled
-            else "active"
-        )
-        if state != "active" and not show_all:
-            continue
         rows.append(
             [
                 str(key.id),
@@ -337,13 +479,39 @@ def keys_list(username: str | None, show_all: bool, data_dir: Path | None) -> No
     print_table(rows)
 
 
+def _key_state(item: KeyListing, now: datetime) -> str:
+    key = item.key
+    if key.revoked_at:
+        return "revoked"
+    if not key.is_active(now):
+        return "expired"
+    return "disabled user" if item.owner.disabled else "active"
+
+
+def _key_json(item: KeyListing, state: str) -> dict[str, object]:
+    key = item.key
+    return {
+        "id": key.id,
+        "user": item.owner.username,
+        "client_id": key.client_id,
+        "name": key.name,
+        "scopes": list(key.scope),
+        "created_at": iso_time(key.created_at),
+        "last_used_at": iso_time(key.last_used_at),
+        "last_used_ip": key.last_used_ip,
+        "expires_at": iso_time(key.expires_at),
+        "revoked_at": iso_time(key.revoked_at),
+        "state": state,
+    }
+
+
 @keys.command("revoke")
 @click.argument("key_id", type=int)
 @settings_options
 def keys_revoke(key_id: int, data_dir: Path | None) -> None:
     """Revoke the key KEY_ID (see `devicelink keys list`): it stops working at once (an
     embedding application's key issuer hears of it when its server next drains)."""
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     try:
         changed = run_with_store(settings, lambda store: AdminService(store).revoke_key(key_id))
     except NotFound as exc:
@@ -375,7 +543,7 @@ def parse_since(value: str, now: datetime) -> datetime:
 @settings_options
 def audit(username: str | None, since: str | None, limit: int, data_dir: Path | None) -> None:
     """Print recent audit events: flows started, wrong codes, approvals, keys, revocations."""
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     after = parse_since(since, utc_now()) if since else None
     try:
         events = run_with_store(

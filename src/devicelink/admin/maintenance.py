@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from devicelink.admin.common import (
+    admin_settings,
     fail,
     load_settings,
     print_table,
@@ -42,7 +43,7 @@ def purge(dry_run: bool, data_dir: Path | None) -> None:
     Safe beside running servers: rows go in small batches, each its own transaction,
     and rows another purge holds are skipped, never waited for.
     """
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
 
     async def action(store: SqlStore) -> PurgeReport:
         maintenance = build_maintenance(settings, SqlPurger(store.engine))

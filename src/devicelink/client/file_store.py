@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 CREDENTIALS_FILE: Final = "credentials.json"
 STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "credentials.lock"
+LOGIN_LOCK_FILE: Final = "login.lock"
+"""Held by a login from reading the key it replaces to storing its own (issue 16): two
+logins at once then replace one another in turn, and neither key is lost unrevoked. A
+file of its own, as ``credentials.lock`` is taken (and released) inside that span."""
 FILE_FORMAT_VERSION: Final = 1
 SUPERSEDED_SECTION: Final = "revocation_pending"
 """The section of keys marked to be revoked that a later login replaced; version 1 files
@@ -149,11 +153,16 @@ class FileStore:
         document = {"version": FILE_FORMAT_VERSION, "servers": servers}
         _write_private_file(self.state_path, _json_bytes(document))
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on the config directory's lock file, across processes."""
+        return self.exclusive(LOCK_FILE)
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """An exclusive lock on the lock file ``name`` of the config directory, across
+        processes (not re-entrant: one name is never taken twice by one process)."""
         _make_private_dir(self.config_dir)
-        lock_path = self.config_dir / LOCK_FILE
+        lock_path = self.config_dir / name
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
         except OSError as exc:
@@ -283,6 +292,7 @@ __all__ = [
     "CREDENTIALS_FILE",
     "FILE_FORMAT_VERSION",
     "LOCK_FILE",
+    "LOGIN_LOCK_FILE",
     "STATE_FILE",
     "SUPERSEDED_SECTION",
     "FileStore",

@@ -22,7 +22,7 @@ from pathlib import Path
 import platformdirs
 
 from devicelink.client.credentials import DEFAULT_TOKEN_ENV, Credential, CredentialStoreError
-from devicelink.client.file_store import FileStore
+from devicelink.client.file_store import LOGIN_LOCK_FILE, FileStore
 from devicelink.client.keyring_store import KeyringStore, KeyringUnavailable
 from devicelink.client.urls import normalise_server
 
@@ -138,6 +138,20 @@ class CredentialStore:
         ):
             self._add_superseded(current)  # first: never a moment where it is nowhere
         return self._store_current(credential)
+
+    def replace(self, credential: Credential, *, since: datetime) -> tuple[str, Credential | None]:
+        """What a login does with its new key: store it, as :meth:`save`, and mark the key
+        it replaces (if any) to be revoked, in that order, holding the login lock from
+        reading the old key to storing the new one, so that two logins at once each see
+        the other's key and none is forgotten unrevoked. Returns where the new key went
+        and the replaced key, marked (the caller revokes it, then :meth:`forget`-s it)."""
+        with self._file.exclusive(LOGIN_LOCK_FILE):
+            previous = self.get(credential.server)
+            replaced = None
+            if previous is not None and previous.access_token != credential.access_token:
+                # Marked before it is replaced: an interrupted login cannot lose it.
+                replaced = self.mark_for_revocation(previous, since=since)
+            return self.save(credential), replaced
 
     def mark_for_revocation(self, credential: Credential, *, since: datetime) -> Credential:
         """Mark ``credential`` to be revoked (a logout could not revoke it): where it is

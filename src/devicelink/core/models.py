@@ -135,15 +135,6 @@ class DeviceAuthorization:
 
 
 @dataclass(frozen=True, slots=True)
-class PendingPoll:
-    """A poll of a pending code, recorded: the interval from now on, and whether this
-    poll came too early (then the answer is ``slow_down``)."""
-
-    interval: int
-    too_fast: bool
-
-
-@dataclass(frozen=True, slots=True)
 class NewApiKey:
     key_hash: bytes
     name: str

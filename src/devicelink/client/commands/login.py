@@ -3,7 +3,7 @@ device), or nothing when a stored key still works."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -89,7 +89,8 @@ def login(
     Where a browser can open on this computer (and never over SSH), it opens the sign-in
     page there and takes the answer on 127.0.0.1. Otherwise, or with --device-code or
     --no-browser, it prints a code and a link: open the link on any device (a phone
-    works), sign in, check the code and approve. Exit codes: 0 logged in (or already),
+    works), sign in, check the code and approve. A key it replaces (another client's,
+    another scope's) is revoked on the server, not left working. Exit codes: 0 logged in (or already),
     3 denied, 4 expired (or no answer in time), 5 server unreachable, 130 interrupted,
     1 other errors.
     """
@@ -109,7 +110,6 @@ def login(
         if isinstance(marked.error, ServerUnreachable) and marked.error.status_code is None:
             raise marked.error  # no connection at all: the sign-in could not get one either
     with invocation.client(target, client_id, scope) as client:
-        previous = store.get(target) if force else None
         existing = None if force else _existing_login(invocation, client, store, client_id, scope)
         if existing is not None:
             credential, owner = existing
@@ -144,14 +144,11 @@ def login(
             )
         finally:
             view.stop()
-        replaced = None
-        if previous is not None and previous.access_token != credential.access_token:
-            # Marked before it is replaced: an interrupted login cannot lose it.
-            replaced = store.mark_for_revocation(previous, since=invocation.now())
-        where = store.save(credential)
-        if replaced is not None:
-            _revoke_replaced(invocation, store, replaced)
-    _say_logged_in(invocation, credential, where, method=ran[-1])
+        # Whatever key it replaces (another client's, an older scope's, a key stored by
+        # a login that ran at the same time) is revoked, not left working (issue 16).
+        where, replaced = store.replace(credential, since=invocation.now())
+        previous_key = None if replaced is None else _revoke_replaced(invocation, store, replaced)
+    _say_logged_in(invocation, credential, where, method=ran[-1], previous_key=previous_key)
 
 
 def _existing_login(
@@ -187,19 +184,28 @@ def _existing_login(
     return credential, owner
 
 
-def _revoke_replaced(invocation: Invocation, store: CredentialStore, replaced: Credential) -> None:
-    """After ``login --force``: the key it replaced is revoked, not left working; if it
-    cannot be, it stays marked to be revoked (and is revoked by the next command)."""
+PreviousKey = Literal["revoked", "revocation_pending"]
+"""What became of the key a login replaced: revoked on the server (or no longer valid
+there), or kept marked to be revoked because the server could not revoke it."""
+
+
+def _revoke_replaced(
+    invocation: Invocation, store: CredentialStore, replaced: Credential
+) -> PreviousKey:
+    """The key a login replaced is revoked, not left working; if it cannot be, it stays
+    marked to be revoked (and is revoked by the next command), and a warning says so."""
     target = replaced.server
     (revocation,) = revoke_keys(
         store, [replaced], client_for=invocation.client_for(target), now=invocation.now()
     )
-    if not revocation.gone:
-        invocation.output.warn(
-            f"the previous key was not revoked on the server ({revocation.error}); it is "
-            f"{still_valid(invocation, [replaced])}, marked to be revoked and no longer "
-            f"used: {what_revokes_it(invocation)}. To revoke it now, {by_hand(target)}."
-        )
+    if revocation.gone:
+        return "revoked"
+    invocation.output.warn(
+        f"the previous key was not revoked on the server ({revocation.error}); it is "
+        f"{still_valid(invocation, [replaced])}, marked to be revoked and no longer "
+        f"used: {what_revokes_it(invocation)}. To revoke it now, {by_hand(target)}."
+    )
+    return "revocation_pending"
 
 
 def _login_result(
@@ -209,9 +215,11 @@ def _login_result(
     method: str | None,
     already: bool,
     owner: dict[str, Any] | None = None,
+    previous_key: PreviousKey | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` object of a login; ``method`` is the flow that ran (``None`` when
-    none did: already logged in)."""
+    none did: already logged in); ``previous_key`` what became of the key it replaced
+    (``None``: it replaced none)."""
     expires_at = (owner_key_expiry(owner) if owner else None) or credential.expires_at
     return {
         "server": credential.server,
@@ -222,6 +230,7 @@ def _login_result(
         "stored_in": where,
         "already_logged_in": already,
         "method": method,
+        "previous_key": previous_key,
     }
 
 
@@ -233,9 +242,12 @@ def _say_logged_in(
     method: str | None,
     already: bool = False,
     owner: dict[str, Any] | None = None,
+    previous_key: PreviousKey | None = None,
 ) -> None:
     output = invocation.output
-    result = _login_result(credential, where, method=method, already=already, owner=owner)
+    result = _login_result(
+        credential, where, method=method, already=already, owner=owner, previous_key=previous_key
+    )
     output.flush_notices()
     if output.as_json:
         output.result(result)
@@ -254,6 +266,8 @@ def _say_logged_in(
         output.say(("Logged in", "bold green"), f" to {credential.server} as ", user, ".")
         storage = describe_storage(where, invocation.config.token_env)
         output.say(f"The key expires {expiry} and is stored in {storage}.")
+        if previous_key == "revoked":
+            output.say("The key it replaces was revoked on the server.")
 
 
 __all__ = ["login", "login_command"]

@@ -95,9 +95,7 @@ class SqlApiKeyRepository(AnnouncingRepository):
             api_keys.c.expires_at.is_(None) | (api_keys.c.expires_at > now)
         )
         rows = await self._conn.execute(
-            select(api_keys.c.client_id, func.count())
-            .where(live)
-            .group_by(api_keys.c.client_id)
+            select(api_keys.c.client_id, func.count()).where(live).group_by(api_keys.c.client_id)
         )
         return {client_id: int(count) for client_id, count in rows}
 

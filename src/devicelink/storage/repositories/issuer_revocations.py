@@ -94,9 +94,9 @@ class SqlIssuerRevocationRepository(Repository):
         return int((await self._conn.execute(select(func.count()).select_from(_r))).scalar_one())
 
     async def count_for_client(self, client_id: str) -> int:
-        counted = select(func.count()).select_from(
-            _r.join(api_keys, api_keys.c.id == _r.c.api_key_id)
+        counted = (
+            select(func.count())
+            .select_from(_r.join(api_keys, api_keys.c.id == _r.c.api_key_id))
+            .where(api_keys.c.client_id == client_id)
         )
-        return int(
-            (await self._conn.execute(counted.where(api_keys.c.client_id == client_id))).scalar_one()
-        )
+        return int((await self._conn.execute(counted)).scalar_one())
