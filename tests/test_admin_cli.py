@@ -32,8 +32,10 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    """The exit code, and what the command printed: standard output when it succeeded,
+    standard error (which first names the database) when it failed."""
     result = CliRunner().invoke(main, list(args), input=stdin)
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
 
 
 def issue_key_for(username: str, data_dir: Path, user_agent: str = "test") -> str:
@@ -108,8 +110,12 @@ def test_users_add_list_keys_revoke_and_audit(data_dir: Path) -> None:
 
 
 def test_unknown_names_and_ids_fail_with_a_message(data_dir: Path) -> None:
-    assert run("users", "disable", "nobody") == (2, "devicelink: no user named 'nobody'\n")
-    assert run("keys", "revoke", "42") == (2, "devicelink: no key with id 42\n")
+    database = f"database: {(data_dir / 'devicelink.db').resolve()}\n"
+    assert run("users", "disable", "nobody") == (
+        2,
+        f"{database}devicelink: no user named 'nobody'\n",
+    )
+    assert run("keys", "revoke", "42") == (2, f"{database}devicelink: no key with id 42\n")
     code, output = run("audit", "--user", "nobody")
     assert code == 2
     code, output = run("audit", "--since", "yesterday-ish")
@@ -160,19 +166,19 @@ def test_a_device_cannot_forge_rows_of_keys_list(data_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "why"),
+    ("name", "exit_code", "why"),
     [
-        ("Bob", "already exists"),
-        ("\uff42\uff4f\uff42", "NFKC form"),  # full-width "bob"
-        ("bob\u200b", "printable"),
-        ("new\nline", "printable"),
+        ("Bob", 3, "already exists"),  # the taken name's own exit code
+        ("\uff42\uff4f\uff42", 2, "NFKC form"),  # full-width "bob"
+        ("bob\u200b", 2, "printable"),
+        ("new\nline", 2, "printable"),
     ],
 )
 def test_users_add_refuses_a_name_that_passes_for_another(
-    data_dir: Path, name: str, why: str
+    data_dir: Path, name: str, exit_code: int, why: str
 ) -> None:
     code, output = run("users", "add", "bob", "--password-stdin", stdin="a good password\n")
     assert code == 0, output
     code, output = run("users", "add", name, "--password-stdin", stdin="a good password\n")
-    assert code == 2
+    assert code == exit_code
     assert why in output

@@ -13,7 +13,14 @@ SAME_SERVER = [
     ("https://login.example.com/", "https://login.example.com"),
     ("  HTTPS://Login.Example.COM:443//  ", "https://login.example.com"),
     ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
-    ("http://localhost:80", "http://localhost"),
+    ("http://localhost:80", "http://127.0.0.1"),
+    ("http://LOCALHOST:8000/", "http://127.0.0.1:8000"),
+    # Issue 16: this computer's own server, typed bare, is devicelink serve's http://.
+    ("127.0.0.1:8000", "http://127.0.0.1:8000"),
+    ("localhost:8000", "http://127.0.0.1:8000"),
+    ("localhost", "http://127.0.0.1"),
+    ("[::1]:8000", "http://[::1]:8000"),
+    ("example.com:8443", "https://example.com:8443"),
     ("https://example.com/auth/", "https://example.com/auth"),
     ("login.example.com", "https://login.example.com"),
     ("http://[::1]:8000/", "http://[::1]:8000"),
@@ -30,6 +37,18 @@ NOT_A_SERVER = [
     "https://example.com:99999",
     "https://exa mple.com",
     "https://example.com/\x1b[2J",
+]
+
+MALFORMED = [  # issue 16: refused at once, saying what to fix, never tried on the network
+    ("http:/localhost:8000", "write http:// (with two slashes)"),
+    ("https:login.example.com", "write https:// (with two slashes)"),
+    ("http//login.example.com", "write http:// (with two slashes)"),
+    ("https://http//login.example.com", "its path has an empty part"),
+    ("login..example.com", "two dots in a row"),
+    ("300.1.1.1:8000", "not a valid IP address"),
+    ("127.0.0.1.5", "not a valid IP address"),
+    ("https://-login.example.com", "starts or ends with '-'"),
+    ("https://login!.example.com", "characters a host name cannot have"),
 ]
 
 
@@ -57,3 +76,14 @@ def test_the_refusal_suits_both_callers() -> None:
     assert isinstance(refused.value, ValueError)
     assert isinstance(refused.value, DiscoveryFailed)
     assert "https:// or http://" in str(refused.value)
+
+
+@pytest.mark.parametrize(("bad", "why"), MALFORMED)
+def test_a_malformed_url_is_refused_with_what_is_wrong(bad: str, why: str) -> None:
+    with pytest.raises(BadServerURL, match="is not a server URL") as refused:
+        normalise_server(bad)
+    assert why in str(refused.value)
+
+
+def test_localhost_and_127_0_0_1_are_one_server() -> None:
+    assert normalise_server("localhost:8000") == normalise_server("http://127.0.0.1:8000/")

@@ -24,6 +24,7 @@ LOGIN_RESULT_KEYS = {
     "stored_in",
     "already_logged_in",
     "method",
+    "previous_key",
 }
 
 

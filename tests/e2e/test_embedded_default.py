@@ -173,8 +173,11 @@ def added_client_secret(result: subprocess.CompletedProcess[str], client_id: str
 def test_confidential_clients_added_on_the_command_line_start_flows_with_basic_auth(
     workdir: Path, launch: Launcher
 ) -> None:
-    # One registered before the first start, in the empty directory (the command uses
-    # the same embedded default as serve), one added while the server runs.
+    # One registered before the first start, in the directory the database was made in
+    # (the command uses the same embedded default as serve), one added while the server
+    # runs.
+    upgraded = run_devicelink("db", "upgrade", env=clean_env(), cwd=workdir)
+    assert upgraded.returncode == 0, upgraded.stderr
     early = run_devicelink(
         "clients", "add", "early", "--confidential", env=clean_env(), cwd=workdir
     )

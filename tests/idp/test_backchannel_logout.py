@@ -292,7 +292,7 @@ def refused_tokens(issuer: str, key: RSAKey) -> dict[str, tuple[str | None, str]
     unverified = "signature could not be verified"
     return {
         "no token": (None, "logout_token is required"),
-        "not a JWT": ("not-a-jwt", unverified),
+        "not a JWT": ("not-a-jwt", "not a signed JWT"),
         "forged (alg none)": (unsigned(claims(issuer)), unverified),
         "forged (HS256, the client secret)": (
             jwt.encode(

@@ -60,14 +60,19 @@ def test_outside_development_no_sqlite_file_is_made_up(tmp_path: Path) -> None:
     assert not (tmp_path / "devicelink-data" / "devicelink.db").exists()
 
 
-def test_in_development_a_new_embedded_database_is_announced(tmp_path: Path) -> None:
+def test_in_development_no_database_is_made_up_either(tmp_path: Path) -> None:
+    """Issue 16, item 6: run in the wrong folder, `users add` made a fresh database
+    there; only `serve` and `db upgrade` create one."""
     added = run_devicelink(
         "users", "add", "bob", "--password-stdin",
         env=clean_env(), cwd=tmp_path, stdin="a good long password\n",
     )  # fmt: skip
-    assert added.returncode == 0, added.stderr
-    assert "there is no embedded database" in added.stderr
-    assert "creating one" in added.stderr
+    assert added.returncode == 2
+    database = tmp_path / "devicelink-data" / "devicelink.db"
+    assert f"there is no embedded database at {database}" in added.stderr
+    assert "--env-file /etc/devicelink/env, or DEVICELINK_DATABASE_URL" in added.stderr
+    assert "Traceback" not in added.stderr
+    assert list(tmp_path.iterdir()) == []  # no database, no data folder, no secret
 
 
 def test_a_variable_of_the_commands_own_environment_wins_over_the_file(

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import anyio.to_thread
@@ -26,7 +27,7 @@ from devicelink.idp.local import hash_password
 from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.server.app import create_app
 from devicelink.service.device_flow import Actor
-from devicelink.service.instance import secret_state
+from devicelink.service.instance import rotation_report, secret_state
 from devicelink.storage.tables import api_keys
 from tests.http.contract import add_client, basic, engine_of, issue_key, me
 from tests.support.app import CLIENT_ADDRESS, TEST_SECRET, FakeClock, Server, running
@@ -185,9 +186,12 @@ async def test_every_step_starts_and_restarts_and_an_unrelated_secret_is_refused
     async with running(configured(settings, A, B), clock) as step1:
         assert await database_secret(step1) == fingerprint_a  # step 1 makes nothing with B
     await starts(configured(settings, B, A), clock)  # step 2 takes the database over
-    async with running(configured(settings, A, B), clock) as late:
-        # A process of step 1 restarted during step 2 starts, and leaves the database ahead.
-        assert await database_secret(late) == fingerprint_b
+    # A process of step 1 restarted once step 2 began refuses, naming step 2's settings:
+    # running, it would use keys under A after the count of `secret status` began.
+    lagging = await refused(configured(settings, A, B), clock)
+    assert "step 2 of a secret rotation began" in lagging
+    assert A not in lagging
+    assert B not in lagging
     await starts(configured(settings, B, A), clock)
     async with running(configured(settings, B), clock) as step3:
         assert await database_secret(step3) == fingerprint_b
@@ -340,3 +344,28 @@ async def test_a_served_process_of_step_2_answers_a_key_of_step_1_over_http(
             assert answer.status_code == 200, answer.text
     assert A not in served.logs()
     assert B not in served.logs()
+
+
+async def test_the_previous_secret_is_called_safe_to_drop_only_when_nothing_needs_it(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """The verdict of `devicelink secret status`: not while a browser session made under
+    A may live, nor while a confidential client may still hold its secret's old hash
+    (nothing records whether it authenticated since); once every key moved and the
+    sessions ended, safe."""
+    async with running(configured(settings, A), clock) as before:
+        key = await issue_key(before, await before.add_user("alice"))
+    clock.advance(120)
+    async with running(configured(settings, B, A), clock) as step2:
+        assert (await me(step2, key)).status_code == 200  # moved to B
+        store, hasher = step2.runtime.store, CodeHasher(B.encode(), (CodeHasher(A.encode()),))
+        lifetimes = (3600,)
+        report = await rotation_report(store, hasher, now=clock(), lifetimes=lifetimes)
+        assert report.waiting_keys == []
+        assert report.previous_needed(clock())  # a session made under A may still live
+        later = clock() + timedelta(seconds=3601)
+        assert not report.previous_needed(later)
+        await add_client(step2, "billing-api", secret=RESOURCE_SECRET, resource_server=True)
+        report = await rotation_report(store, hasher, now=later, lifetimes=lifetimes)
+        assert report.confidential_clients == ["billing-api"]
+        assert report.previous_needed(later)

@@ -107,7 +107,7 @@ class FileStore:
                 f"{self.credentials_path} is not a valid credentials file ({exc}); "
                 "move it away and log in again"
             ) from None
-        return {credential.server: credential for credential in credentials}, superseded
+        return _one_per_server(credentials, superseded)
 
     def _write(
         self, credentials: Mapping[str, Credential], superseded: Mapping[str, list[Credential]]
@@ -135,10 +135,11 @@ class FileStore:
         secret: a missing or damaged file reads as empty."""
         try:
             data = json.loads(self.state_path.read_bytes())
-            servers = data["servers"]
-            return [normalise_server(s) for s in servers if isinstance(s, str)]
+            servers = [normalise_server(s) for s in data["servers"] if isinstance(s, str)]
         except (OSError, ValueError, KeyError, TypeError):
             return []
+        # Two spellings of one server (localhost, 127.0.0.1) are one: its latest place.
+        return list(reversed(dict.fromkeys(reversed(servers))))
 
     def remember(self, server: str) -> None:
         """Make ``server`` the most recent one."""
@@ -175,6 +176,22 @@ class FileStore:
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+
+def _one_per_server(
+    credentials: list[Credential], superseded: dict[str, list[Credential]]
+) -> tuple[dict[str, Credential], dict[str, list[Credential]]]:
+    """The credentials by server. Two entries of one server (a file written when
+    ``localhost`` and ``127.0.0.1`` were two servers): the newer is its key, the older is
+    read as replaced by it, marked to be revoked, so that it is revoked, never lost."""
+    current: dict[str, Credential] = {}
+    for credential in sorted(credentials, key=lambda c: c.created_at):
+        older = current.get(credential.server)
+        if older is not None:
+            marked = older.marked_for_revocation(older.created_at)
+            superseded.setdefault(credential.server, []).append(marked)
+        current[credential.server] = credential
+    return current, superseded
 
 
 def _superseded(raw: object) -> dict[str, list[Credential]]:

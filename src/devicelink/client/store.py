@@ -24,7 +24,7 @@ import platformdirs
 from devicelink.client.credentials import DEFAULT_TOKEN_ENV, Credential, CredentialStoreError
 from devicelink.client.file_store import LOGIN_LOCK_FILE, FileStore
 from devicelink.client.keyring_store import KeyringStore, KeyringUnavailable
-from devicelink.client.urls import normalise_server
+from devicelink.client.urls import normalise_server, other_spellings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class CredentialStore:
     def _current(self, server: str) -> Credential | None:
         """The credential stored for ``server`` (normalised), marked or not."""
         found: list[Credential] = []
-        secret = self._from_keyring(server)
+        secret = self._from_keyring(server) or self._migrated(server)
         if secret is not None:
             found.append(self._parse_keyring_entry(server, secret))
         in_file = self._file.read_credentials().get(server)
@@ -213,6 +213,18 @@ class CredentialStore:
         # Two copies of one key (a keyring that failed while it was marked, then came
         # back): the marked copy wins, so that a marked key is never handed out.
         return max(found, key=lambda c: (c.created_at, c.revocation_pending), default=None)
+
+    def _migrated(self, server: str, suffix: str = "") -> str | None:
+        """The keyring entry of ``server`` under a name an older version gave it
+        (``http://localhost:8000`` for ``http://127.0.0.1:8000``), moved to its name now;
+        None when there is none. Asked only when the entry is not under its name."""
+        for name in other_spellings(server):
+            secret = self._from_keyring(name + suffix)
+            if secret is not None:
+                if self._to_keyring(server + suffix, secret):
+                    self._delete_from_keyring(name + suffix)
+                return secret
+        return None
 
     def _store_current(self, credential: Credential) -> str:
         server = credential.server
@@ -247,7 +259,9 @@ class CredentialStore:
 
     def _read_superseded(self, server: str) -> list[Credential]:
         found: list[Credential] = []
-        secret = self._from_keyring(server + SUPERSEDED_ENTRY)
+        secret = self._from_keyring(server + SUPERSEDED_ENTRY) or self._migrated(
+            server, SUPERSEDED_ENTRY
+        )
         if secret is not None:
             found.extend(self._parse_superseded_entry(server, secret))
         found.extend(self._file.read_superseded().get(server, []))

@@ -19,17 +19,32 @@ DEVICES_PATH: Final = "/devices"
 """The server's page where a signed-in user sees every key issued to them and revokes any."""
 
 
+LOOPBACK_HOST: Final = "127.0.0.1"
+"""The one spelling of this computer's own server: ``localhost`` is written so, for one
+entry per server in the credential store (issue 16)."""
+
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
+
+
 def normalise_server(server: str) -> str:
     """``scheme://host[:port][/path]``: scheme and host in lower case (an international
-    host in its ASCII form), no default port, no trailing slash. A bare host means
-    ``https://host``.
+    host in its ASCII form), ``localhost`` written ``127.0.0.1``, no default port, no
+    trailing slash. A bare host means ``https://host``, except this computer's own
+    (``127.0.0.1:8000``, ``localhost:8000``, ``[::1]:8000``): ``http://``, as
+    ``devicelink serve`` answers there.
 
     Raises :class:`BadServerURL` (a ``ValueError``) for anything else: another scheme, a
-    user name or password, a query or fragment, no host, a bad port, spaces.
+    user name or password, a query or fragment, no host or one that cannot be, a bad port,
+    spaces.
     """
     text = server.strip()
     if "://" not in text and text:
-        text = "https://" + text
+        scheme = _misspelt_scheme(text)
+        if scheme is not None:
+            problem = f"write {scheme}:// (with two slashes) before the host"
+            raise BadServerURL(f"{printable(server, 100)!r} is not a server URL: {problem}")
+        bare = urlsplit("//" + text)
+        text = ("http://" if _is_loopback(bare.hostname) else "https://") + text
     parts = urlsplit(text)
     problem = _problem(text, parts)
     if problem is None:
@@ -40,6 +55,16 @@ def normalise_server(server: str) -> str:
         except (ValueError, UnicodeError):  # a port out of range, a host IDNA cannot encode
             problem = "its host or port is not valid"
     raise BadServerURL(f"{printable(server, 100)!r} is not a server URL: {problem}")
+
+
+def other_spellings(server: str) -> list[str]:
+    """The names a store written before ``localhost`` became ``127.0.0.1`` may keep the
+    normalised ``server`` under (empty for any other host)."""
+    parts = urlsplit(server)
+    if parts.hostname != LOOPBACK_HOST:
+        return []
+    netloc = "localhost" + (f":{parts.port}" if parts.port is not None else "")
+    return [urlunsplit((parts.scheme, netloc, parts.path, "", ""))]
 
 
 def devices_page(server: str) -> str:
@@ -60,11 +85,57 @@ def _problem(text: str, parts: SplitResult) -> str | None:
         return "it must not have a query or fragment"
     if not parts.hostname:
         return "it has no host"
+    return _host_problem(parts.hostname) or _path_problem(parts.path)
+
+
+def _misspelt_scheme(text: str) -> str | None:
+    """``http`` in ``http:/host``, ``http//host`` or ``https:host``: a scheme that lost a
+    character, which would otherwise become a host named ``http``."""
+    lowered = text.lower()
+    for scheme in ("https", "http"):
+        rest = lowered[len(scheme) :]
+        if lowered.startswith(scheme) and (rest.startswith((":/", "//")) or rest[:1] == ":"):
+            if not rest[1:].split("/")[0].isdigit():  # not host:port (a host named http)
+                return scheme
     return None
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (lower case, IPv6 without brackets) cannot be a server's: a name with
+    an empty or badly formed label, or a number that is not an IPv4 address."""
+    if ":" in host:  # IPv6: urlsplit has checked the brackets
+        return None
+    labels = host.rstrip(".").split(".")
+    if any(not label for label in labels):
+        return "its host has an empty part (two dots in a row?)"
+    if all(label.isdigit() for label in labels):
+        if len(labels) != 4 or any(int(label) > 255 for label in labels):
+            return "its host is not a valid IP address"
+        return None
+    for label in labels:
+        if label.startswith("-") or label.endswith("-"):
+            return "its host is not valid (a part starts or ends with '-')"
+        if not all(ch.isalnum() or ch in "-_" for ch in label):
+            return f"its host {printable(host, 60)!r} has characters a host name cannot have"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    if "//" in path.rstrip("/"):
+        return "its path has an empty part ('//'): check the slashes"
+    return None
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    return host in _LOOPBACK_NAMES or host == "::1" or host.startswith("127.")
 
 
 def _netloc(parts: SplitResult) -> str:
     host = parts.hostname or ""
+    if host in _LOOPBACK_NAMES:
+        host = LOOPBACK_HOST
     if ":" in host:
         host = f"[{host}]"  # IPv6
     elif not host.isascii():
@@ -75,4 +146,4 @@ def _netloc(parts: SplitResult) -> str:
     return f"{host}:{port}"
 
 
-__all__ = ["DEVICES_PATH", "devices_page", "normalise_server"]
+__all__ = ["DEVICES_PATH", "LOOPBACK_HOST", "devices_page", "normalise_server", "other_spellings"]

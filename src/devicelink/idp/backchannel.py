@@ -9,13 +9,14 @@ replay check of step 8, which needs the database, belong to the service
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 
 from devicelink.core.ports import LoginFailed
@@ -117,9 +118,26 @@ class LogoutTokenVerifier:
             token_id=claims["jti"],
         )
 
+    def _looks_like_ours(self, logout_token: str) -> None:
+        """Before any key is fetched: a signed JWT with an accepted algorithm that says
+        it comes from our provider. Anyone may post here; what fails this costs no
+        request to the provider and cannot use up the once-a-minute refresh of its
+        keys (the signature, checked next, is what proves the claim)."""
+        try:
+            unverified = jws.extract_compact(logout_token.encode("ascii"))
+            claims = json.loads(unverified.payload)
+            algorithm = unverified.headers().get("alg")
+        except (JoseError, ValueError, TypeError, UnicodeError):
+            raise InvalidLogoutToken("the logout token is not a signed JWT") from None
+        if algorithm not in ALGORITHMS:
+            raise InvalidLogoutToken("the logout token's signature could not be verified")
+        if not isinstance(claims, dict) or claims.get("iss") != self._provider.issuer:
+            raise InvalidLogoutToken("the logout token was not issued by the provider ('iss')")
+
     async def _decode(self, logout_token: str) -> jwt.Token:
         """Steps 2 and 3: a signature by a key of the provider's JWKS, with an
         asymmetric algorithm (never ``none``, never a shared secret)."""
+        self._looks_like_ours(logout_token)
         try:
             try:
                 return jwt.decode(

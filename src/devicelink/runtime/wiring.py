@@ -251,8 +251,9 @@ def sqlite_fast_path(
     url: str,
     disposers: list[Callable[[], Awaitable[None]]],
 ) -> SqliteFastPath | None:
-    """On SQLite (the embedded default), new flows through its one writer, committed
-    together, in the write turn the store's transactions take too."""
+    """On SQLite (the embedded default), the fast path through its one writer: the
+    writes that arrive together committed together, in the write turn the store's
+    transactions take too, and reads beside it."""
     if not settings.fast_path or store.write_lock is None:
         return None
     embedded = SqliteFastPath(store, SqliteWriter(url, lock=store.write_lock))

@@ -17,11 +17,12 @@ ending anything, in three rolling steps from secret A to secret B:
    1 still running never rewrites them back;
 3. every process runs B alone, once ``devicelink secret status`` says nothing needs A.
 
-Any process of any step may (re)start at any time: the database's secret is its own or
-one of its fallbacks. A process of step 1 restarted after step 2 began sees that the
-database moved from its secret to its fallback and leaves it so. Changing the secret
-without a rotation is :func:`adopt_secret` (``devicelink secret adopt``), which ends
-what the old one protected unless the old one is kept as a fallback.
+A process of step 1 or 2 may (re)start while its step runs. Once step 2 began, a process
+of step 1 refuses to start, saying so: still running, it would record uses of keys under
+the old secret and make new ones with it after the count of ``devicelink secret status``
+began, which would then call the old secret safe to drop while keys still need it.
+Changing the secret without a rotation is :func:`adopt_secret` (``devicelink secret
+adopt``), which ends what the old one protected unless the old one is kept as a fallback.
 """
 
 from __future__ import annotations
@@ -95,7 +96,13 @@ async def check_secret(store: Store, hasher: CodeHasher, *, now: datetime) -> No
             return
         if stored in fallbacks:
             if rotated_from == hasher.fingerprint:
-                return  # step 1 restarted after step 2 began: the database stays ahead
+                raise SecretMismatch(
+                    "this database moved on from this process's DEVICELINK_SECRET_KEY to "
+                    f"its fallback (fingerprint {stored}): step 2 of a secret rotation began. "
+                    "Start this process with step 2's settings: the new secret as "
+                    "DEVICELINK_SECRET_KEY, this one as DEVICELINK_SECRET_KEY_FALLBACKS "
+                    "(docs/deploy.md, Rotating the server secret)"
+                )
             await _take_over(tx, hasher, replaced=stored, now=now)
             return
     raise SecretMismatch(
@@ -152,14 +159,13 @@ class RotationReport:
             return 2
         if stored == self.current and self.fallbacks:
             return 1
-        if stored in self.fallbacks and self.state.rotated_from == self.current:
-            return 1
         return None
 
     def previous_needed(self, now: datetime) -> bool:
-        """Whether dropping the fallbacks now would end something that still works."""
+        """Whether dropping the fallbacks now may end something that still works (a
+        confidential client counts: nothing records whether its secret moved)."""
         ending = self.sessions_end is not None and now < self.sessions_end
-        return bool(self.waiting_keys) or ending
+        return bool(self.waiting_keys) or bool(self.confidential_clients) or ending
 
 
 async def rotation_report(

@@ -153,7 +153,7 @@ before a checkpoint), never corrupts the file, and leaves it as it was at some c
 device told of a flow just before may be told that its code is unknown, a poll judged
 against an older last poll. Measured with group commit, FULL answered device
 authorizations at 0.6 to 0.8 x the rate of NORMAL (two alternating runs, shared machine);
-bench/README.md, "SQLite"."""
+bench/README.md, "SQLite, the embedded default"."""
 
 
 def configure_sqlite(
