@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,7 @@ def test_users_list_as_a_table_and_as_json(database_url: str) -> None:
     ]
     for user in listed:
         assert user["created_at"] is not None
-        assert __import__("re").match(ISO_UTC, user["created_at"])
+        assert re.match(ISO_UTC, user["created_at"])
 
 
 def test_listings_escape_what_a_terminal_would_obey(database_url: str) -> None:
@@ -207,7 +208,7 @@ def test_clients_list_shows_grants_and_live_keys(database_url: str) -> None:
         "live_keys": 2,
         "created_at": listed["ci-bot"]["created_at"],
     }
-    assert __import__("re").match(ISO_UTC, listed["ci-bot"]["created_at"])
+    assert re.match(ISO_UTC, listed["ci-bot"]["created_at"])
     assert (listed["billing"]["confidential"], listed["billing"]["live_keys"]) == (True, 0)
 
 
@@ -222,7 +223,7 @@ def test_keys_list_as_json(database_url: str) -> None:
         "active",
         None,
     )
-    assert __import__("re").match(ISO_UTC, key["expires_at"])
+    assert re.match(ISO_UTC, key["expires_at"])
     assert run("keys", "revoke", str(key["id"])).exit_code == 0
     assert json.loads(run("keys", "list", "--json").stdout) == []
     (revoked,) = json.loads(run("keys", "list", "--all", "--json").stdout)
