@@ -1,10 +1,11 @@
 """Every implementation of a poll answers and records as ``core`` decides (RFC 8628 §3.5).
 
-A poll has three implementations: the repositories' (read the code's row,
+A poll has four implementations: the repositories' (read the code's row,
 ``lifecycle.decide_poll`` decides, a compare-and-set records a pending code's poll) on
-SQLite and on PostgreSQL, and the fast path's one statement on PostgreSQL, which
-restates when a poll is recorded ("no refusal applies and the code is pending") and the
-slow_down arithmetic. Hypothesis generates the state a code can be in (status, expiry,
+SQLite and on PostgreSQL, the same loop on SQLite's fast path (the read beside its one
+writer, the compare-and-set through it), and PostgreSQL's fast path, one statement,
+which restates when a poll is recorded ("no refusal applies and the code is pending")
+and the slow_down arithmetic. Hypothesis generates the state a code can be in (status, expiry,
 the client it was issued to and the one asking, either of them confidential or unknown,
 last poll, interval, the moment of the poll, the issuer's reason for a denial, the
 policy's step and cap), stores it through the repositories in each, polls it once with
@@ -31,6 +32,8 @@ from devicelink.core import lifecycle
 from devicelink.core.models import Client, DeviceAuthorization, NewDeviceAuthorization, Status
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
+from devicelink.storage.sqlite_fast_path import SqliteFastPath
+from devicelink.storage.sqlite_writer import SqliteWriter
 from tests.support.databases import delete_all_rows
 
 from .conftest import as_answered, digest
@@ -106,8 +109,9 @@ def states(draw: st.DrawFn) -> State:
 
 
 class Implementations:
-    """The three polls, on one event loop for the whole test: ``sqlite`` and
-    ``postgres`` (the repositories') and ``statement`` (the fast path's)."""
+    """The four polls, on one event loop for the whole test: ``sqlite`` and
+    ``postgres`` (the repositories'), ``statement`` (PostgreSQL's fast path, one
+    statement) and ``embedded`` (SQLite's fast path: a read beside its one writer)."""
 
     def __init__(self, sqlite_url: str, postgres_url: str) -> None:
         self.runner = asyncio.Runner()
@@ -115,6 +119,9 @@ class Implementations:
         self.sqlite = SqlStore(create_engine_for_url(sqlite_url))
         self.postgres = SqlStore(create_engine_for_url(postgres_url, pool_size=2))
         self.hot: AsyncpgFastPath = self.run(AsyncpgFastPath.connect(postgres_url, max_size=2))
+        self.embedded = SqliteFastPath(
+            self.sqlite, SqliteWriter(sqlite_url, lock=self.sqlite.write_lock)
+        )
         for store in (self.sqlite, self.postgres):
             self.run(self._prepare(store))
 
@@ -190,10 +197,11 @@ class Implementations:
     async def poll(self, name: str, state: State) -> tuple[lifecycle.PollDecision | None, Any, Any]:
         """Poll a fresh code in ``state`` with one implementation: the answer, the row
         before and the row after (ids aside: each implementation has its own row)."""
-        store = self.sqlite if name == "sqlite" else self.postgres
+        store = self.sqlite if name in ("sqlite", "embedded") else self.postgres
         code, before = await self.store_state(store, state)
-        if name == "statement":
-            decision = await self.hot.poll(
+        if name in ("statement", "embedded"):
+            fast = self.hot if name == "statement" else self.embedded
+            decision = await fast.poll(
                 code, client_id=state.asker, now=state.now, policy=state.policy
             )
         else:
@@ -206,6 +214,7 @@ class Implementations:
 
     def close(self) -> None:
         self.run(self.hot.close())
+        self.run(self.embedded.close())
         self.run(self.sqlite.dispose())
         self.run(self.postgres.dispose())
         self.runner.close()
@@ -264,7 +273,7 @@ def test_every_implementation_of_a_poll_answers_and_records_as_core_decides(
     def check(state: State) -> None:
         outcomes = {
             name: implementations.run(implementations.poll(name, state))
-            for name in ("sqlite", "postgres", "statement")
+            for name in ("sqlite", "postgres", "statement", "embedded")
         }
         for name, (decision, before, after) in outcomes.items():
             want, stored = expected(state, before)
@@ -272,7 +281,7 @@ def test_every_implementation_of_a_poll_answers_and_records_as_core_decides(
             assert after == stored, (name, state)
             seen.add(_kind(want))
         befores = [before for _, before, _ in outcomes.values()]
-        assert befores[0] == befores[1] == befores[2], befores  # one state, three rows
+        assert all(before == befores[0] for before in befores), befores  # one state, 4 rows
 
     check()
     # The examples reached every kind of answer, not only the common ones.

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -37,6 +39,7 @@ from devicelink.client.messages import (
     DeviceAuthorization,
     Endpoints,
     Flow,
+    LastingFailure,
     Reply,
     Send,
     Sleep,
@@ -79,7 +82,29 @@ def _prepare(client: httpx.Client | httpx.AsyncClient, request: httpx.Request) -
 
 def _transport_failure(exc: httpx.TransportError) -> ConnectionLost:
     name = type(exc).__name__
-    return ConnectionLost(f"{name}: {exc}" if str(exc) else name)
+    return ConnectionLost(f"{name}: {exc}" if str(exc) else name, _lasting(exc))
+
+
+_PLAIN_HTTP_ANSWERS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
+)
+"""OpenSSL's reasons when the other end answered a TLS handshake in plain text."""
+
+
+def _lasting(exc: BaseException) -> LastingFailure | None:
+    """What, in the causes of a transport failure, trying again cannot mend."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx's error, httpcore's, then the socket's or ssl's
+        if seen is None:
+            return None
+        if isinstance(seen, socket.gaierror):
+            return "dns"
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return "certificate"
+        if isinstance(seen, ssl.SSLError) and seen.reason in _PLAIN_HTTP_ANSWERS:
+            return "tls"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def run_device_flow(

@@ -32,6 +32,7 @@ class Send:
 
 
 WaitReason = Literal["interval", "slow_down", "retry_after", "backoff"]
+LastingFailure = Literal["dns", "tls", "certificate"]
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,14 @@ class CodeIssued:
 
 @dataclass(frozen=True)
 class ConnectionLost:
-    """The driver's answer to :class:`Send` when the transport failed (no HTTP answer)."""
+    """The driver's answer to :class:`Send` when the transport failed (no HTTP answer).
+
+    ``lasting`` names a failure that trying again in a few seconds cannot mend: ``"dns"``
+    (the host name does not resolve), ``"tls"`` (TLS spoken to a server that answers in
+    plain http), ``"certificate"`` (a certificate this computer does not trust)."""
 
     reason: str = "connection failed"
+    lasting: LastingFailure | None = None
 
 
 Command = Send | Sleep | CodeIssued

@@ -77,7 +77,8 @@ def exchange(
     failures = 0
     while True:
         sent_at = clock()
-        reply = yield Send(build())
+        request = build()
+        reply = yield Send(request)
         if isinstance(reply, httpx.Response) and (
             not _is_transient(reply) or (server_error_is_final and _is_server_error(reply))
         ):
@@ -85,6 +86,8 @@ def exchange(
         if not isinstance(reply, httpx.Response | ConnectionLost):
             raise TypeError(f"answer Send with an httpx.Response or ConnectionLost, not {reply!r}")
         failures += 1
+        if deadline is None and isinstance(reply, ConnectionLost) and reply.lasting:
+            raise _lasting_failure(reply, request.url)  # no retry can mend it
         if deadline is None and failures >= ATTEMPTS_WITHOUT_CODE:
             raise _unreachable(reply, failures)
         backoff = min(BACKOFF_CAP, BACKOFF_START * 2 ** (failures - 1))
@@ -159,6 +162,25 @@ def _http_date(value: str) -> float | None:
     with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
         return parsedate_to_datetime(value).timestamp()
     return None
+
+
+def _lasting_failure(reply: ConnectionLost, url: httpx.URL) -> ServerUnreachable:
+    """The failure of a request that trying again would not mend, and what to check."""
+    origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+    if reply.lasting == "dns":
+        why = f"the host name {url.host} could not be found (DNS); check the spelling"
+    elif reply.lasting == "tls":
+        plain = f"http://{url.netloc.decode('ascii')}"
+        why = (
+            f"{origin} does not answer in TLS (https); if it is a plain http server, "
+            f"use {plain}"
+        )
+    else:
+        why = f"the TLS certificate of {origin} is not trusted by this computer"
+    return ServerUnreachable(
+        f"the server could not be reached ({printable(reply.reason, 120)}): {why}",
+        reason=reply.reason,
+    )
 
 
 def _unreachable(reply: httpx.Response | ConnectionLost, attempts: int) -> ServerUnreachable:

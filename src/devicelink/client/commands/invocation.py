@@ -82,6 +82,9 @@ class Invocation:
         self.config = config
         self.hooks = ctx.find_object(ClientHooks) or ClientHooks()
         self.output = output
+        self.server_given: str | None = None
+        """The server of ``--server`` (normalised), which every command a hint suggests
+        keeps; None when it was not given."""
 
     def now(self) -> datetime:
         """The wall clock, in UTC (the hooks' when given)."""
@@ -93,9 +96,11 @@ class Invocation:
         return self.command_line("login")
 
     def command_line(self, verb: str) -> str:
-        """The auth command ``verb`` as the user types it here (``mycli auth logout``)."""
+        """The auth command ``verb`` as the user types it here (``mycli auth logout``),
+        with the ``--server`` this one was given (``devicelink login --server URL``)."""
         parent = self.ctx.parent
-        return f"{(parent or self.ctx).command_path} {verb}"
+        line = f"{(parent or self.ctx).command_path} {verb}"
+        return line if self.server_given is None else f"{line} --server {self.server_given}"
 
     def store(self, *, warn: bool = False) -> CredentialStore:
         """The credential store; its warning that no keyring works (and keys go to a file)
@@ -110,9 +115,12 @@ class Invocation:
     def target(self, explicit: str | None, store: CredentialStore) -> str:
         """The server to talk to (``--server``, the environment, the last one, the default)."""
         config = self.config
-        return resolve_server(
+        target = resolve_server(
             explicit, store=store, env_var=config.server_env, default=config.server
         )
+        if explicit is not None and explicit.strip():
+            self.server_given = target
+        return target
 
     def client_for(self, target: str) -> ClientFor:
         """Clients of ``target`` for revoking a key with its own client id (a key without
