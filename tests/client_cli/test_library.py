@@ -188,7 +188,7 @@ def test_scope_covers() -> None:
 
 def test_devicelink_mounts_the_factory_commands_at_its_top_level() -> None:
     group = make_auth_group()
-    for name in ("login", "status", "token", "logout"):
+    for name in ("login", "status", "token", "logout", "switch"):
         mounted = main.commands[name]
         assert type(mounted) is type(group.commands[name])
         assert [p.name for p in mounted.params] == [p.name for p in group.commands[name].params]
@@ -201,7 +201,7 @@ def test_a_host_cli_mounts_the_group_with_its_own_names(cli: Cli, tmp_path: Path
     mycli = click.Group("mycli", commands=[auth_group], help="A host CLI.")
     auth = mycli.commands["auth"]
     assert isinstance(auth, click.Group)
-    assert set(auth.commands) == {"login", "status", "token", "logout"}
+    assert set(auth.commands) == {"login", "status", "token", "logout", "switch"}
 
     cli.config_dir = None  # each store in its own ~/.config/<service> (XDG_CONFIG_HOME)
     result = cli(mycli, "auth", "login", "--no-browser", "--json", prog_name="mycli")

@@ -271,7 +271,7 @@ def test_already_logged_in_with_a_working_key_says_so_and_exits_0(cli: Cli) -> N
     result = login(cli)
     assert result.exit_code == 0, result.output
     assert f"Already logged in to {SERVER} as alice" in result.stdout
-    assert "devicelink login --force" in result.stdout
+    assert f"devicelink login --server {SERVER} --force" in result.stdout
     assert "/oauth/device/authorize" not in cli.server.paths()
     assert cli.server.paths()[-1] == "/api/me"
 

@@ -52,7 +52,8 @@ def test_a_login_as_another_client_revokes_the_key_it_replaces(
     assert result.exit_code == 0, result.output
     assert "The key it replaces was revoked on the server." in result.stdout
     new = user.key()
-    assert new is not None and new != ci_bot
+    assert new is not None
+    assert new != ci_bot
     assert server.me(ci_bot) == 401
     assert server.me(new) == 200
     assert user.keys_on_disk() == [new]

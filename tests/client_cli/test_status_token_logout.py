@@ -44,7 +44,8 @@ def test_status_when_not_logged_in_is_exit_6(cli: Cli) -> None:
     assert result.exit_code == ExitCode.NOT_LOGGED_IN
     assert result.exit_code == 6
     assert f"Not logged in to {SERVER}" in result.stderr
-    assert "Run devicelink login to log in." in result.stderr
+    # Issue 16: the command it suggests keeps the --server it was given.
+    assert f"Run devicelink login --server {SERVER} to log in." in result.stderr
     machine = cli(main, "status", "--server", SERVER, "--json")
     assert json_lines(machine.stdout) == [
         {"error": "not_logged_in", "message": f"not logged in to {SERVER}", "server": SERVER}

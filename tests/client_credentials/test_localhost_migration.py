@@ -42,7 +42,8 @@ def test_a_keyring_entry_under_localhost_is_found_and_moved(
 
     found = store.get("localhost:8000")
 
-    assert found is not None and found.access_token == "dlk_old_check"
+    assert found is not None
+    assert found.access_token == "dlk_old_check"
     assert found.server == NEW
     assert list(memory_keyring.entries) == [("devicelink", NEW)]
     assert store.get(NEW) == found
@@ -56,7 +57,8 @@ def test_a_credentials_file_under_localhost_is_read_as_127_0_0_1(tmp_path: Path)
     _write_private(tmp_path / "state.json", {"version": 1, "servers": [OLD]})
     store = CredentialStore(config_dir=tmp_path, use_keyring=False, warn=lambda m: None)
     found = store.get(NEW)
-    assert found is not None and found.access_token == "dlk_old_check"
+    assert found is not None
+    assert found.access_token == "dlk_old_check"
     assert store.servers() == [NEW]
     assert store.default_server() == NEW
     assert store.stored_in("localhost:8000") == str(tmp_path / "credentials.json")
@@ -78,7 +80,8 @@ def test_two_keys_of_the_two_spellings_keep_the_newer_and_mark_the_older(tmp_pat
     _write_private(tmp_path / "state.json", {"version": 1, "servers": [NEW, OLD]})
     store = CredentialStore(config_dir=tmp_path, use_keyring=False, warn=lambda m: None)
     current = store.get(NEW)
-    assert current is not None and current.access_token == "dlk_newer_check"
+    assert current is not None
+    assert current.access_token == "dlk_newer_check"
     (marked,) = store.pending_revocation(NEW)
     assert marked.access_token == "dlk_older_check"
     assert marked.revocation_pending_since == datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -98,4 +101,5 @@ def test_saving_for_localhost_replaces_the_key_of_127_0_0_1(tmp_path: Path) -> N
     store.save(make_credential("localhost:8000", access_token="dlk_second_check"))
     assert store.servers() == [NEW]
     found = store.get(NEW)
-    assert found is not None and found.access_token == "dlk_second_check"
+    assert found is not None
+    assert found.access_token == "dlk_second_check"

@@ -138,6 +138,19 @@ def test_a_sqlite_url_to_a_missing_file_is_refused(
     assert not missing.parent.exists()
 
 
+def test_a_url_that_is_none_is_refused_without_echoing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEVICELINK_DATABASE_URL", "devicelink:hunter2 at db.internal")
+    monkeypatch.setenv("DEVICELINK_DATA_DIR", str(tmp_path))
+    result = run("keys", "list")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "devicelink: DEVICELINK_DATABASE_URL is not a database URL (such as "
+        "postgresql://USER:PASSWORD@HOST/NAME)\n"
+    )
+
+
 def test_users_list_as_a_table_and_as_json(database_url: str) -> None:
     for name in ("carol", "bob"):
         assert run("users", "add", name, "--password-stdin", stdin=PASSWORD).exit_code == 0

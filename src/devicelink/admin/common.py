@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import click
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from devicelink.core.names import terminal_safe
 from devicelink.runtime.embedding import database_problems
@@ -54,7 +55,16 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings
 
 
 def check_database(settings: Settings) -> None:
-    """Fail with the message when the database settings cannot work (a schema on SQLite)."""
+    """Fail with the message when the database settings cannot work (a schema on SQLite,
+    a URL that is none)."""
+    try:
+        make_url(settings.effective_database_url())
+    except ArgumentError:
+        # Not echoed: the text may hold a password.
+        fail(
+            "DEVICELINK_DATABASE_URL is not a database URL (such as "
+            "postgresql://USER:PASSWORD@HOST/NAME)"
+        )
     for problem in database_problems(settings):
         fail(problem)
 

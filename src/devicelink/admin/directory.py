@@ -63,7 +63,7 @@ _REDIRECT_URI_OPTION = click.option(
 
 @click.group()
 def clients() -> None:
-    """Register OAuth clients."""
+    """Register, list and remove OAuth clients."""
 
 
 @clients.command("add")

@@ -171,10 +171,7 @@ def _lasting_failure(reply: ConnectionLost, url: httpx.URL) -> ServerUnreachable
         why = f"the host name {url.host} could not be found (DNS); check the spelling"
     elif reply.lasting == "tls":
         plain = f"http://{url.netloc.decode('ascii')}"
-        why = (
-            f"{origin} does not answer in TLS (https); if it is a plain http server, "
-            f"use {plain}"
-        )
+        why = f"{origin} does not answer in TLS (https); if it is a plain http server, use {plain}"
     else:
         why = f"the TLS certificate of {origin} is not trusted by this computer"
     return ServerUnreachable(

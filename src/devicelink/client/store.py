@@ -301,6 +301,12 @@ class CredentialStore:
         in_file = set(self._file.read_credentials()) | set(self._file.read_superseded())
         return sorted(set(self._file.servers()) | in_file)
 
+    def make_default(self, server: str) -> None:
+        """Make ``server`` the default (``switch``): the server commands talk to when
+        neither ``--server`` nor the environment names one."""
+        with self._file.locked():
+            self._file.remember(normalise_server(server))
+
     def default_server(self) -> str | None:
         """The server last logged in to (and not logged out of since), or None."""
         remembered = self._file.servers()

@@ -94,9 +94,10 @@ def _misspelt_scheme(text: str) -> str | None:
     lowered = text.lower()
     for scheme in ("https", "http"):
         rest = lowered[len(scheme) :]
-        if lowered.startswith(scheme) and (rest.startswith((":/", "//")) or rest[:1] == ":"):
-            if not rest[1:].split("/")[0].isdigit():  # not host:port (a host named http)
-                return scheme
+        misspelt = rest.startswith((":/", "//")) or rest[:1] == ":"
+        # ... but not host:port (a host named http, on a port)
+        if lowered.startswith(scheme) and misspelt and not rest[1:].split("/")[0].isdigit():
+            return scheme
     return None
 
 

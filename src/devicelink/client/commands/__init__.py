@@ -38,15 +38,30 @@ from devicelink.client.commands.invocation import (
 from devicelink.client.commands.login import login_command
 from devicelink.client.commands.logout import logout
 from devicelink.client.commands.status import status, token
+from devicelink.client.commands.switch import switch
 from devicelink.client.http import DEFAULT_CLIENT_ID, user_agent_header
 
 
 def auth_commands(config: AuthConfig) -> list[click.Command]:
-    """``login``, ``status``, ``token`` and ``logout`` wired to ``config`` (``login``,
-    with options of its own, is built in its module)."""
+    """``login``, ``status``, ``token``, ``logout`` and ``switch`` wired to ``config``
+    (``login``, with options of its own, is built in its module)."""
     return [
         login_command(config),
-        AuthCommand("status", config, status, [server_option(config), json_option()]),
+        AuthCommand(
+            "status",
+            config,
+            status,
+            [
+                server_option(config),
+                click.Option(
+                    ["--all", "all_servers"],
+                    is_flag=True,
+                    help="List every server with a stored key, where each key is, and the "
+                    "default (from this computer, asking no server).",
+                ),
+                json_option(),
+            ],
+        ),
         AuthCommand("token", config, token, [server_option(config)]),
         AuthCommand(
             "logout",
@@ -60,6 +75,12 @@ def auth_commands(config: AuthConfig) -> list[click.Command]:
                     "(after one try)."
                 ),
             ],
+        ),
+        AuthCommand(
+            "switch",
+            config,
+            switch,
+            [click.Argument(["server"], metavar="SERVER"), json_option()],
         ),
     ]
 

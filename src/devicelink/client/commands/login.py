@@ -90,9 +90,9 @@ def login(
     page there and takes the answer on 127.0.0.1. Otherwise, or with --device-code or
     --no-browser, it prints a code and a link: open the link on any device (a phone
     works), sign in, check the code and approve. A key it replaces (another client's,
-    another scope's) is revoked on the server, not left working. Exit codes: 0 logged in (or already),
-    3 denied, 4 expired (or no answer in time), 5 server unreachable, 130 interrupted,
-    1 other errors.
+    another scope's) is revoked on the server, not left working. Exit codes: 0 logged
+    in (or already), 3 denied, 4 expired (or no answer in time), 5 server unreachable,
+    130 interrupted, 1 other errors.
     """
     output = invocation.output
     output.defer_notices()  # the code and the link come first

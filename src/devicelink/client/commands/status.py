@@ -19,18 +19,23 @@ from devicelink.client.commands.output import (
     describe_storage,
     iso,
 )
+from devicelink.client.commands.switch import status_all
 from devicelink.client.credentials import Credential
 from devicelink.client.errors import DeviceFlowError, KeyRefused
 from devicelink.client.store import CredentialStore
 
 
-def status(invocation: Invocation, *, server: str | None, as_json: bool) -> None:
+def status(invocation: Invocation, *, server: str | None, all_servers: bool, as_json: bool) -> None:
     """Show the server, the user and the key's expiry; check the key with the server.
 
+    With --all, list every server with a stored key instead (asking none of them).
     Exit codes: 0 logged in and the key works, 6 not logged in, 7 the key was refused
     or has expired, 5 server unreachable, 8 the key is marked to be revoked (a logout
     could not revoke it) and still cannot be revoked.
     """
+    if all_servers:
+        status_all(invocation, as_json=as_json)
+        return
     store = invocation.store()
     target = invocation.target(server, store)
     credential, where = current_key(invocation, store, target)
