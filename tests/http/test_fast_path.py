@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devicelink.server.app import DeviceLinkApp
 from tests.http.contract import FORM, MakeServer, RegisterClient, basic
 from tests.support.app import Server
 from tests.support.http import DEVICE_CODE_GRANT
@@ -136,9 +137,12 @@ async def _pending_code(srv: Server) -> str:
 
 
 @pytest.mark.rfc("8628", "3.5")
+@pytest.mark.parametrize("token_path", ["/oauth/device/token", "/oauth/token"])
 async def test_token_polls_answer_alike(
-    make_server: MakeServer, register_client: RegisterClient
+    make_server: MakeServer, register_client: RegisterClient, token_path: str
 ) -> None:
+    """On the device grant's token endpoint and on the one of both grants (the
+    metadata's token_endpoint, where clients that follow it poll)."""
     async with make_server(fast_path=True) as thin, make_server(fast_path=False) as full:
         await register_client(thin, "ci-bot", secret="s3cret")
         user = await thin.add_user("alice")
@@ -170,11 +174,11 @@ async def test_token_polls_answer_alike(
                 {**grant, "grant_type": "password", "device_code": pending},
                 {"grant_type": DEVICE_CODE_GRANT, "client_id": "devicelink-cli"},
             ):
-                answers.append(seen(await srv.http.post("/oauth/device/token", data=data)))
+                answers.append(seen(await srv.http.post(token_path, data=data)))
             answers.append(
                 seen(
                     await srv.http.post(
-                        "/oauth/device/token",
+                        token_path,
                         data={"grant_type": DEVICE_CODE_GRANT, "device_code": pending},
                         headers=basic("ci-bot", "s3cret"),
                     )
@@ -213,3 +217,33 @@ async def test_key_checks_answer_alike(make_server: MakeServer) -> None:
         metrics = (await thin.http.get("/metrics")).text
         for route in ("/api/me", "/oauth/device/authorize", "/oauth/device/token"):
             assert f'devicelink_request_duration_seconds_count{{route="{route}"}}' in metrics
+
+
+async def test_polls_at_the_token_endpoint_of_both_grants_take_the_thin_route(
+    make_server: MakeServer,
+) -> None:
+    """A poll at /oauth/token, the metadata's token_endpoint where clients that follow
+    it poll, is answered by the fast path without the full stack; a form the thin
+    route does not read (HTTP Basic) still reaches the full stack."""
+    async with make_server(fast_path=True) as thin:
+        assert isinstance(thin.app, DeviceLinkApp)
+        fast = thin.app.fast_path
+        assert fast is not None
+        full, handed_over = fast.full, []
+
+        async def full_stack(scope: Any, receive: Any, send: Any) -> None:
+            handed_over.append(scope["path"])
+            await full(scope, receive, send)
+
+        fast.full = full_stack
+        pending = await _pending_code(thin)
+        grant = {"grant_type": DEVICE_CODE_GRANT, "device_code": pending}
+        answer = await thin.http.post("/oauth/token", data={**grant, "client_id": "devicelink-cli"})
+        assert answer.status_code == 400
+        assert answer.json()["error"] == "authorization_pending"
+        assert "/oauth/token" not in handed_over
+        basic_auth = await thin.http.post(
+            "/oauth/token", data=grant, headers=basic("devicelink-cli", "x")
+        )
+        assert basic_auth.status_code in (400, 401)
+        assert handed_over.count("/oauth/token") == 1

@@ -28,7 +28,12 @@ from devicelink.http.api import describe_owner
 from devicelink.http.errors import error_response
 from devicelink.http.forms import FORM_MEDIA_TYPE, MAX_FIELDS
 from devicelink.http.middleware import SECURITY_HEADER_LIST, request_id_of
-from devicelink.http.oauth import answer_authorization, answer_poll, check_start_limit
+from devicelink.http.oauth import (
+    answer_authorization,
+    answer_poll,
+    answer_token,
+    check_start_limit,
+)
 from devicelink.runtime.logging import AccessLog
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials
@@ -36,12 +41,20 @@ from devicelink.service.clients import ClientCredentials
 
 class FastPath:
     def __init__(
-        self, full: ASGIApp, *, token_path: str, authorize_path: str, me_path: str
+        self,
+        full: ASGIApp,
+        *,
+        token_path: str,
+        both_grants_token_path: str,
+        authorize_path: str,
+        me_path: str,
     ) -> None:
         self.full = full
         """The whole application (FastAPI with its middlewares): everything else."""
         self.routes = {
             (token_path, "POST"): self._poll,
+            # The metadata's token_endpoint: clients that follow it poll there.
+            (both_grants_token_path, "POST"): self._token,
             (authorize_path, "POST"): self._authorize,
             (me_path, "GET"): self._me,
         }
@@ -116,16 +129,20 @@ class FastPath:
         creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
         return await _answering(scope, answer_poll(rt, form, creds, _ip(scope)))
 
+    async def _token(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
+        form = await self._form(rt, scope, receive)
+        if not isinstance(form, dict):
+            return form
+        creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
+        agent = _header(scope, b"user-agent")
+        return await _answering(scope, answer_token(rt, form, creds, _ip(scope), agent))
+
     async def _authorize(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
         form = await self._form(rt, scope, receive)
         if not isinstance(form, dict):
             return form
         creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
-        user_agent = None
-        for name, value in scope["headers"]:
-            if name == b"user-agent":
-                user_agent = value.decode("latin-1")
-                break
+        user_agent = _header(scope, b"user-agent")
 
         async def start() -> Response:
             # Counted here, once the request is known to stay on this route: what goes
@@ -150,6 +167,14 @@ class FastPath:
             return describe_owner(await rt.keys.authenticate(token, ip=_ip(scope)))
 
         return await _answering(scope, me())
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
 
 
 def _ip(scope: Scope) -> str | None:

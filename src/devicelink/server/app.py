@@ -100,6 +100,7 @@ def create_app(
         app.fast_path = FastPath(
             app.call_full_stack,
             token_path=f"{prefix}/oauth/device/token",
+            both_grants_token_path=f"{prefix}/oauth/token",
             authorize_path=f"{prefix}/oauth/device/authorize",
             me_path=f"{prefix}/api/me",
         )
@@ -108,7 +109,12 @@ def create_app(
         LatencyMiddleware,
         known_paths=frozenset(
             f"{component.prefix}{path}"
-            for path in ("/oauth/device/authorize", "/oauth/device/token", "/api/me")
+            for path in (
+                "/oauth/device/authorize",
+                "/oauth/device/token",
+                "/oauth/token",
+                "/api/me",
+            )
         ),
     )
     app.add_middleware(RequestIdMiddleware)
