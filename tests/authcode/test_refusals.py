@@ -246,3 +246,26 @@ async def test_a_client_without_the_device_grant_gets_unauthorized_client(
     # Same-device sign-in still works for it.
     code = await code_for(signed_in, app)
     assert (await redeem(site, app, code)).status_code == 200
+
+
+@pytest.mark.rfc("8628", "3.5")
+async def test_switching_the_device_grant_off_stops_flows_already_started(
+    site: Site, signed_in: Browser
+) -> None:
+    """The switch acts at once (an operator reacting to a device-code phishing
+    campaign): a flow started before it cannot be approved, and one approved before it
+    gets no key; each device learns why, as access_denied."""
+    waiting, approved = await site.start_flow(), await site.start_flow()
+    confirm = await signed_in.enter_code(approved["user_code"])
+    assert (await signed_in.decide(confirm, "approve")).status_code == 200
+    await set_client(site, grant_types=(AUTHORIZATION_CODE_GRANT,))
+
+    page = await signed_in.decide(await signed_in.enter_code(waiting["user_code"]), "approve")
+    assert "the device grant is off" in page.text
+    assert await site.status_of(waiting["user_code"]) == "denied"
+    for flow in (waiting, approved):
+        answer = await site.poll(flow["device_code"])
+        assert_oauth_error(answer, 400, "access_denied")
+        assert "the device grant is off" in answer.json()["error_description"]
+    async with site.runtime.store.transaction() as tx:
+        assert await tx.api_keys.list_all() == []  # no key was issued

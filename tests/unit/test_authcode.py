@@ -67,6 +67,10 @@ CLIENT = Client(
         ("http://127.0.0.1.evil.example/callback", None),
         ("//127.0.0.1/callback", None),
         ("", None),
+        # Text around the brackets, which urlsplit ignores and a browser does not:
+        ("http://evil.example[::1]:5555/callback", None),
+        ("http://[::1]evil.example:5555/callback", None),
+        ("http://127.0.0.1:49152/callback?", None),  # an empty query: "callback??code="
     ],
 )
 def test_a_loopback_redirect_uri_matches_on_any_port_and_nothing_else(
@@ -87,6 +91,8 @@ def test_a_loopback_redirect_uri_matches_on_any_port_and_nothing_else(
         ("http://127.0.0.1/callback?x=1", False),
         ("http://127.0.0.1", False),  # no path
         ("myapp:/callback", False),
+        ("http://evil.example[::1]/callback", False),
+        ("http://127.0.0.1/callback?", False),
     ],
 )
 def test_only_loopback_ip_redirect_uris_without_a_port_can_be_registered(

@@ -58,13 +58,24 @@ def new_authorization_code() -> str:
 # --- redirect URIs (RFC 8252 sections 7.3 and 8.3) -------------------------------------
 
 
+_AUTHORITY = re.compile(r"(?:127\.0\.0\.1|\[::1\])(?::[0-9]{1,5})?")
+"""The whole authority of a loopback redirect URI, as a browser reads it: Python's
+``urlsplit`` takes the host from between the brackets and ignores text around them
+(``http://evil.com[::1]:5555/``), which a browser refuses or reads otherwise."""
+
+
 def _split(uri: str) -> SplitResult | None:
-    if len(uri) > 512 or any(ch <= " " or ch == "\x7f" for ch in uri):
+    """``uri``'s parts when it can be a loopback redirect URI at all: no control
+    characters or spaces, an authority that is exactly a loopback IP literal and a
+    port, no query (not even an empty one: the code is appended as the query)."""
+    if len(uri) > 512 or any(ch <= " " or ch == "\x7f" for ch in uri) or "?" in uri:
         return None
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 (a malformed port raises here)
     except ValueError:
+        return None
+    if not _AUTHORITY.fullmatch(parts.netloc):
         return None
     return parts
 

@@ -157,10 +157,14 @@ def _consent(
         sealed_request=sealed,
     )
     # The decision's answer redirects to the application's listener: the form may go
-    # there (CSP form-action covers the redirects of a form submission).
+    # there (CSP form-action covers the redirects of a form submission). CSP has no
+    # source for an IPv6 literal (Chromium ignores "http://[::1]:PORT" and blocks the
+    # redirect), so for [::1] the policy names the scheme: the page's only form posts
+    # here, and the decision redirects only to the URI checked above.
+    allowed = "http:" if listener.netloc.startswith("[") else f"http://{listener.netloc}"
     policy = SECURITY_HEADERS["Content-Security-Policy"]
     response.headers["Content-Security-Policy"] = policy.replace(
-        "form-action 'self'", f"form-action 'self' http://{listener.netloc}"
+        "form-action 'self'", f"form-action 'self' {allowed}"
     )
     return response
 

@@ -220,7 +220,7 @@ async def build_runtime(
             clock=clock,
             events=events,
         ),
-        consent_sealer=Sealer(secret, "consent", clock=clock),
+        consent_sealer=Sealer(secret, "consent", previous=settings.fallback_secrets(), clock=clock),
         sealer=Sealer(
             secret, "upstream-sign-in", previous=settings.fallback_secrets(), clock=clock
         ),

@@ -51,6 +51,11 @@ _CODE_ATTEMPTS = 5
 _POLL_ATTEMPTS = 3
 
 
+DEVICE_GRANT_OFF = "this application may no longer sign in with a code (the device grant is off)"
+"""Why a flow started before its client lost the device grant is denied at approval or
+at its key's issuance: switching the grant off stops flows in progress too."""
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who is acting in the browser, for the audit log."""
@@ -157,7 +162,7 @@ class DeviceFlowService:
             granted = await self._fast_path.start_flow(new, requested_scope=requested)
             if granted is not None:
                 return self._started(device_code, user_code, granted)
-        async with self._store.transaction() as tx:
+        async with self._clients.transaction(self._store) as tx:
             client = await self._clients.authenticate(tx, creds)
             if DEVICE_CODE_GRANT not in client.grant_types:
                 # An operator switched the phishable device flow off for this client.
@@ -285,6 +290,20 @@ class DeviceFlowService:
                 code_hash, client_id=client_id, now=self._clock(), policy=self.policy
             )
 
+    async def _with_client(
+        self, tx: Transaction, code_hash: bytes, device_code: str
+    ) -> tuple[DeviceAuthorization, Client] | None:
+        """The authorization of a device code with its client: under the current secret,
+        or during a rotation a previous one (a code handed out before it)."""
+        found = await tx.device_authorizations.get_with_client(code_hash)
+        for previous in self._hasher.previous if found is None else ():
+            found = await tx.device_authorizations.get_with_client(
+                previous.device_code(device_code)
+            )
+            if found is not None:
+                break
+        return found
+
     async def _poll_once(
         self,
         code_hash: bytes,
@@ -299,15 +318,8 @@ class DeviceFlowService:
         minted: Minted | None = None
         authorization: DeviceAuthorization | None = None
         try:
-            async with self._store.transaction() as tx:
-                found = await tx.device_authorizations.get_with_client(code_hash)
-                for previous in self._hasher.previous if found is None else ():
-                    # A code handed out before a secret rotation (empty outside one).
-                    found = await tx.device_authorizations.get_with_client(
-                        previous.device_code(device_code)
-                    )
-                    if found is not None:
-                        break
+            async with self._clients.transaction(self._store) as tx:
+                found = await self._with_client(tx, code_hash, device_code)
                 authorization, owner = found if found is not None else (None, None)
                 client = await self._clients.authenticate(tx, creds, known=owner)
                 decision = lifecycle.decide_poll(
@@ -317,6 +329,10 @@ class DeviceFlowService:
                     raise decision.error
                 assert authorization is not None
                 if isinstance(decision, lifecycle.Issue):
+                    if DEVICE_CODE_GRANT not in client.grant_types:
+                        # Approved before an operator switched the device grant off
+                        # for this client: no key; the device learns why.
+                        raise KeyIssueRefused(DEVICE_GRANT_OFF)
                     minted = await self._minting.consume_and_issue(
                         tx, client, authorization, now, ip
                     )
@@ -439,7 +455,13 @@ class DeviceFlowService:
                 return verdict
             assert authorization is not None
             if to_status is Status.APPROVED:
-                refusal = await self._minting.pre_check(tx, authorization, user_id, now)
+                client = await tx.clients.get(authorization.client_id)
+                if client is None or DEVICE_CODE_GRANT not in client.grant_types:
+                    # Started before an operator switched the device grant off for this
+                    # client (a phishing campaign, say): denied, the page says why.
+                    refusal = KeyIssueRefused(DEVICE_GRANT_OFF)
+                else:
+                    refusal = await self._minting.pre_check(tx, authorization, user_id, now)
             changed = await tx.device_authorizations.transition(
                 authorization.id,
                 from_status=Status.PENDING,
