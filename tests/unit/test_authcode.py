@@ -210,8 +210,13 @@ CODE = AuthorizationCode(
         (CODE, {"redirect_uri": "http://127.0.0.1:50001/callback"}, Refused),
         (CODE, {"code_verifier": VERIFIER[:-1] + "l"}, Refused),
         (CODE, {"code_verifier": CHALLENGE}, Refused),
-        # A used code is a replay whoever presents it, however.
-        (replace(CODE, redeemed_at=NOW), {"code_verifier": "x" * 43}, Replayed),
+        # A used code presented with every binding is a replay (its key is revoked),
+        # even once expired; presented without the verifier, a plain refusal: whoever
+        # only saw the code cannot end the key it gave.
+        (replace(CODE, redeemed_at=NOW), {}, Replayed),
+        (replace(CODE, redeemed_at=NOW), {"now": NOW + timedelta(hours=1)}, Replayed),
+        (replace(CODE, redeemed_at=NOW), {"code_verifier": "x" * 43}, Refused),
+        (replace(CODE, redeemed_at=NOW), {"client_id": "other"}, Refused),
     ],
 )
 def test_a_code_is_redeemed_only_with_every_binding_once_within_its_minute(

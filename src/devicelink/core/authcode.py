@@ -310,17 +310,22 @@ def decide_redemption(
 ) -> Redeem | Replayed | Refused:
     """RFC 6749 section 4.1.3 and RFC 7636 section 4.6: whether a token request may
     redeem ``code``. Every refusal is ``invalid_grant``; the description says which
-    binding failed (none of them tells an attacker anything the code does not)."""
+    binding failed (none of them tells an attacker anything the code does not).
+
+    A used code is a replay, and revokes its key, only when the request carries every
+    binding, the verifier included: with PKCE only the verifier's holder could have
+    redeemed it, so whoever only saw the code (in the browser's history, say) can
+    neither redeem it nor end the key it gave."""
     if code is None:
         return Refused(InvalidGrant("the authorization code is unknown"))
-    if code.redeemed_at is not None:
-        return Replayed(ReplayedCode())
-    if now >= code.expires_at:
-        return Refused(InvalidGrant("the authorization code has expired; sign in again"))
     if code.client_id != client_id:
         return Refused(InvalidGrant("the authorization code was issued to another client"))
     if code.redirect_uri != redirect_uri:
         return Refused(InvalidGrant("redirect_uri differs from the authorization request's"))
     if not pkce_verified(code_verifier, code.code_challenge):
         return Refused(InvalidGrant("code_verifier does not match the code_challenge"))
+    if code.redeemed_at is not None:
+        return Replayed(ReplayedCode())
+    if now >= code.expires_at:
+        return Refused(InvalidGrant("the authorization code has expired; sign in again"))
     return Redeem()
