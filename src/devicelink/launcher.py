@@ -59,7 +59,7 @@ def quick_token(args: Sequence[str]) -> str | None:
     # The defaults of the store and of resolve_server are devicelink's own settings (the
     # keyring service, DEVICELINK_TOKEN, DEVICELINK_SERVER), those devicelink.cli mounts
     # the commands with; token shows no keyring warning.
-    store = CredentialStore(warn=_ignore)
+    store = CredentialStore(warn=None)
     try:
         target = resolve_server(server, store=store)
         if store.pending_revocation(target):
@@ -85,10 +85,6 @@ def _plain_token(args: Sequence[str]) -> tuple[bool, str | None]:
             return True, option.removeprefix("--server=")
         case _:
             return False, None
-
-
-def _ignore(message: str) -> None:
-    pass
 
 
 __all__ = ["main", "quick_token"]

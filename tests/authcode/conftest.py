@@ -27,6 +27,7 @@ from devicelink.server.app import create_app
 from tests.pages.pagetools import Browser, Site
 from tests.support.app import FakeClock
 from tests.support.http import csrf_of
+from tests.support.secret_scanner import REGISTRY
 
 CLIENT_ID = "devicelink-cli"
 REDIRECT_URI = "http://127.0.0.1:50123/callback"
@@ -41,6 +42,9 @@ class NativeApp:
     redirect_uri: str = REDIRECT_URI
     verifier: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     state: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+    def __post_init__(self) -> None:
+        REGISTRY.add("code_verifier", self.verifier)  # the secrets audit looks for it
 
     @property
     def challenge(self) -> str:
@@ -82,6 +86,8 @@ def callback_params(response: httpx.Response, app: NativeApp) -> dict[str, str]:
     assert f"{target.scheme}://{target.netloc}{target.path}" == app.redirect_uri, location
     params = {name: values[0] for name, values in parse_qs(target.query).items()}
     assert all(len(values) == 1 for values in parse_qs(target.query).values())
+    if "code" in params:
+        REGISTRY.add("authorization_code", params["code"])  # as the listener sees it
     return params
 
 

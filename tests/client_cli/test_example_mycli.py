@@ -38,7 +38,7 @@ def test_mycli_mounts_the_auth_group_and_has_whoami(mycli: ModuleType) -> None:
     assert set(main.commands) == {"auth", "whoami"}
     auth = main.commands["auth"]
     assert isinstance(auth, click.Group)
-    assert set(auth.commands) == {"login", "status", "token", "logout"}
+    assert set(auth.commands) == {"login", "status", "token", "logout", "switch"}
 
 
 def test_login_then_whoami_then_logout(mycli: ModuleType, cli: Cli) -> None:

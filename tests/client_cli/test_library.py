@@ -62,6 +62,40 @@ def test_login_returns_the_stored_credential(fake_server: FakeServer, tmp_path: 
         client.whoami(SERVER, store=store, transport=fake_server.transport())
 
 
+def test_a_library_login_revokes_the_key_it_replaces(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    """Issue 16, item 1: as ``devicelink login``, the embedding API leaves no key working
+    that nobody holds; one it cannot revoke yet stays marked to be revoked."""
+    store = file_store(tmp_path)
+
+    def sign_in(client_id: str) -> str:
+        fake_server.token_answers = ["granted"]
+        credential = client.login(
+            SERVER,
+            client_id=client_id,
+            store=store,
+            open_browser=False,
+            on_code=lambda authorization: None,
+            transport=fake_server.transport(),
+            sleep=Sleeps(),
+        )
+        return credential.access_token
+
+    first = sign_in("ci-bot")
+    second = sign_in("devicelink-cli")
+    assert [form["token"] for form in fake_server.revoked] == [first]
+    assert fake_server.revoked[0]["client_id"] == "ci-bot"  # with the key's own client
+    assert store.pending_revocation(SERVER) == []
+
+    fake_server.revoke_answers = ["unavailable"] * 4
+    third = sign_in("devicelink-cli")
+    stored = store.get(SERVER)
+    assert stored is not None
+    assert stored.access_token == third
+    assert [key.access_token for key in store.pending_revocation(SERVER)] == [second]
+
+
 def test_login_raises_the_typed_errors(fake_server: FakeServer, tmp_path: Path) -> None:
     fake_server.token_answers = ["access_denied"]
     with pytest.raises(LoginDenied):

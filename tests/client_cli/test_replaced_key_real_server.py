@@ -19,6 +19,7 @@ import pytest
 
 from devicelink.client import CredentialStore
 from devicelink.client.file_store import LOGIN_LOCK_FILE, FileStore
+from devicelink.client.http import machine_name
 from tests.support.http import approve, run, sign_in
 from tests.support.processes import clean_env, devicelink_command, run_devicelink
 
@@ -57,7 +58,9 @@ def test_a_login_as_another_client_revokes_the_key_it_replaces(
     assert server.me(ci_bot) == 401
     assert server.me(new) == 200
     assert user.keys_on_disk() == [new]
-    assert [key["client_id"] for key in active_keys(server)] == ["devicelink-cli"]
+    (live,) = active_keys(server)
+    assert live["client_id"] == "devicelink-cli"
+    assert f"host {machine_name()}" in live["name"]  # issue 16, item 9: which computer
 
 
 def test_login_force_says_the_replaced_key_is_revoked_in_its_json(

@@ -128,6 +128,25 @@ def test_devicelink_token_overrides_the_stored_key(cli: Cli) -> None:
     assert me.headers["authorization"] == "Bearer dlk_from_env_check"
 
 
+def test_status_under_devicelink_token_says_the_variable_is_in_use(cli: Cli) -> None:
+    """Issue 16, item 9: logging in would change nothing while the variable is set, so
+    neither the result nor a refusal tells the user to run login."""
+    env = {"DEVICELINK_TOKEN": "dlk_from_env_check"}
+    cli.server.keys.add("dlk_from_env_check")
+    accepted = cli(main, "status", "--server", SERVER, env=env)
+    assert accepted.exit_code == 0, accepted.output
+    said = "Logged in with the key in DEVICELINK_TOKEN; the server accepts it."
+    assert said in accepted.stdout
+
+    cli.server.keys.clear()
+    refused = cli(main, "status", "--server", SERVER, env=env)
+    assert refused.exit_code == ExitCode.KEY_REJECTED
+    message = " ".join(refused.stderr.split())
+    assert f"The server {SERVER} does not accept the key in DEVICELINK_TOKEN" in message
+    assert "DEVICELINK_TOKEN is set, and commands use its key" in message
+    assert "Run devicelink login" not in message
+
+
 # --- logout ------------------------------------------------------------------------------
 
 

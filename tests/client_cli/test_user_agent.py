@@ -3,15 +3,18 @@ every request, so the page where the user approves shows the host's CLI (issue 1
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from devicelink import __version__
 from devicelink.client import make_auth_group
-from devicelink.client.http import USER_AGENT, DeviceFlowClient, user_agent_header
+from devicelink.client.http import USER_AGENT, DeviceFlowClient, machine_name, user_agent_header
 
 from .conftest import SERVER, Cli
 
 ACME = "acme-cli/2.1"
+HOST = machine_name()
 
 
 def test_every_request_of_the_host_cli_carries_its_product_first(cli: Cli) -> None:
@@ -26,13 +29,27 @@ def test_every_request_of_the_host_cli_carries_its_product_first(cli: Cli) -> No
     paths = {request.url.path for request in cli.server.requests}
     assert {"/oauth/device/authorize", "/oauth/device/token", "/api/me", "/oauth/revoke"} <= paths
     agents = {request.headers["user-agent"] for request in cli.server.requests}
-    assert agents == {f"{ACME} devicelink/{__version__} (python-httpx)"}
+    assert agents == {f"{ACME} devicelink/{__version__} (python-httpx; host {HOST})"}
 
 
-def test_without_one_devicelink_names_itself(cli: Cli) -> None:
+def test_without_one_devicelink_names_itself_and_this_computer(cli: Cli) -> None:
+    """Issue 16: the server names a key after the User-Agent that asked for it, so the
+    key's name says which computer holds it."""
     group = make_auth_group(server=SERVER)
     assert cli(group, "login", "--no-browser").exit_code == 0
-    assert {request.headers["user-agent"] for request in cli.server.requests} == {USER_AGENT}
+    agents = {request.headers["user-agent"] for request in cli.server.requests}
+    assert agents == {f"devicelink/{__version__} (python-httpx; host {HOST})"}
+    assert socket.gethostname()[:64] == HOST  # this machine's name (a plain one here)
+
+
+@pytest.mark.parametrize("name", ["laptop (work)", "a;b", 'quo"te', "tab\there", "é"])
+def test_a_host_name_cannot_break_out_of_the_comment(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: name)
+    cleaned = machine_name()
+    assert cleaned is None or not set(cleaned) & set('()\\;"')
+    assert cleaned is None or cleaned.isascii()
 
 
 def test_the_library_client_takes_it_too(cli: Cli) -> None:

@@ -205,3 +205,26 @@ def test_the_warning_shows_a_path_under_home_with_a_tilde(
         "devicelink: no usable keyring (no keyring backend is available); "
         "keeping keys in ~/.config/devicelink/credentials.json (mode 0600)"
     ]
+
+
+def test_the_warning_is_shown_once_not_at_every_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_keyring: MemoryKeyring
+) -> None:
+    """Issue 16, item 9: the config directory remembers the warning was shown; a later
+    run (a new process) does not repeat it, unless the keyring worked in between."""
+    import devicelink.client.store as store_module
+
+    def run(backend: object) -> list[str]:
+        monkeypatch.setattr(store_module, "_warned_paths", set())  # a new process
+        monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+        warnings: list[str] = []
+        CredentialStore(config_dir=tmp_path, warn=warnings.append).save(make_credential(A))
+        return warnings
+
+    assert len(run(no_keyring())) == 1
+    assert run(no_keyring()) == []
+    silent = CredentialStore(config_dir=tmp_path / "other", warn=None)
+    silent.save(make_credential(A))  # `token` shows nothing: it does not count as shown
+    assert not (tmp_path / "other" / "keyring-warning").exists()
+    assert run(memory_keyring) == []  # the keyring works again...
+    assert len(run(no_keyring())) == 1  # ...and when it fails anew, it is said anew

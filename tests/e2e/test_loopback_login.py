@@ -19,12 +19,13 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import clean_env, devicelink_command, one_time_passwords
+from tests.support.secret_scanner import REGISTRY
 from tests.support.servers import Launcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -77,6 +78,7 @@ class Machine:
         )
         script.chmod(0o755)
         self.home = home
+        self.logins = 0
         self.env = clean_env(
             HOME=str(home),
             XDG_CONFIG_HOME=str(home / ".config"),
@@ -103,6 +105,12 @@ class Machine:
     def login(self, *args: str, **env: str) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
         """``devicelink login --json ARGS``: the exit code, the result, the events."""
         done = self.run("login", "--server", self.base_url, "--json", *args, **env)
+        # Kept where the secrets audit reads server output: login's output must not show
+        # the authorization code its listener received (``devicelink token``'s shows a
+        # key on purpose: not kept).
+        self.logins += 1
+        (self.home / f"login-{self.logins}.stdout").write_text(done.stdout)
+        (self.home / f"login-{self.logins}.stderr").write_text(done.stderr)
         lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
         assert len(lines) == 1, (done.stdout, done.stderr, self.pages(wait=False))
         events = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
@@ -148,6 +156,8 @@ def test_login_with_browser_set_signs_in_on_this_machine(machine: Machine) -> No
     assert page["url"] == events[0]["url"]  # $BROWSER was given the link shown
     assert "an application on this computer" in page["consent"]
     assert page["final_url"].startswith(events[0]["redirect_uri"] + "?")
+    (code,) = parse_qs(urlsplit(page["final_url"]).query)["code"]
+    assert REGISTRY.add("authorization_code", code)  # the secrets audit looks for it
     assert "return to your terminal" in page["final_text"]
 
     status = machine.run("status")  # no --server: the server last logged in to

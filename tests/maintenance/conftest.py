@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Table, func, insert, select
 
+from devicelink.core.authcode import AuthorizationCode, NewAuthorizationCode
 from devicelink.core.models import (
     ApiKey,
     AuditEvent,
@@ -35,6 +36,7 @@ CLIENT = Client(
 )
 TABLES: dict[str, Table] = {
     "device_authorizations": tables.device_authorizations,
+    "authorization_codes": tables.authorization_codes,
     "api_keys": tables.api_keys,
     "browser_sessions": tables.browser_sessions,
     "audit_events": tables.audit_events,
@@ -96,6 +98,31 @@ class Rows:
                     from_status=Status.APPROVED,
                     to_status=Status.CONSUMED,
                     now=moment,
+                )
+        return added
+
+    async def authorization_code(
+        self, label: str, *, expires_at: datetime, redeemed: bool = False
+    ) -> AuthorizationCode:
+        """A same-device sign-in code (lifetime a minute), redeemed within it if asked."""
+        user = await self.user()
+        created = expires_at - timedelta(seconds=60)
+        async with self.store.transaction() as tx:
+            added = await tx.authorization_codes.add(
+                NewAuthorizationCode(
+                    code_hash=digest(f"code:{label}"),
+                    client_id=CLIENT.client_id,
+                    user_id=user.id,
+                    redirect_uri="http://127.0.0.1:53682/callback",
+                    code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                    scope=("api",),
+                    created_at=created,
+                    expires_at=expires_at,
+                )
+            )
+            if redeemed:
+                assert await tx.authorization_codes.redeem(
+                    added.id, now=created + timedelta(seconds=5)
                 )
         return added
 

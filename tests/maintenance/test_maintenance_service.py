@@ -59,7 +59,9 @@ def fixed_clock() -> datetime:
 
 
 async def test_purge_all_loops_until_a_short_batch_with_each_retention() -> None:
-    purger = FakePurger(stock={"device_authorizations": 25, "audit_events": 10})
+    purger = FakePurger(
+        stock={"device_authorizations": 25, "authorization_codes": 3, "audit_events": 10}
+    )
     maintenance = Maintenance(
         purger,
         fixed_clock,
@@ -75,22 +77,24 @@ async def test_purge_all_loops_until_a_short_batch_with_each_retention() -> None
 
     assert report.deleted == {
         "device_authorizations": 25,
+        "authorization_codes": 3,
         "api_keys": 0,
         "browser_sessions": 0,
         "audit_events": 10,
     }
-    assert report.total == 35
+    assert report.total == 38
     assert report.complete
     assert purger.calls == [
         ("device_authorizations", NOW - timedelta(hours=2), 10),
         ("device_authorizations", NOW - timedelta(hours=2), 10),
         ("device_authorizations", NOW - timedelta(hours=2), 10),  # 5: short, done
+        ("authorization_codes", NOW - timedelta(hours=2), 10),
         ("api_keys", NOW - 7 * DAY, 10),
         ("browser_sessions", NOW, 10),
         ("audit_events", NOW - 30 * DAY, 10),  # exactly full: one more to be sure
         ("audit_events", NOW - 30 * DAY, 10),
     ]
-    assert report.batches == 7
+    assert report.batches == 8
 
 
 async def test_defaults_keep_codes_a_day_keys_30_days_audit_90_days() -> None:
@@ -99,6 +103,7 @@ async def test_defaults_keep_codes_a_day_keys_30_days_audit_90_days() -> None:
     assert report.total == 0
     assert [(kind, NOW - before) for kind, before, _ in purger.calls] == [
         ("device_authorizations", DAY),
+        ("authorization_codes", DAY),
         ("api_keys", 30 * DAY),
         ("browser_sessions", timedelta(0)),
         ("audit_events", 90 * DAY),

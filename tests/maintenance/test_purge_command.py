@@ -61,6 +61,9 @@ def seed(data_dir: Path) -> None:
             await rows.authorization("old", expires_at=now - 2 * DAY, status=Status.DENIED)
             await rows.authorization("recent", expires_at=now - timedelta(hours=1))
             await rows.authorization("live", expires_at=now + timedelta(minutes=5))
+            await rows.authorization_code("old", expires_at=now - 2 * DAY, redeemed=True)
+            await rows.authorization_code("recent", expires_at=now - timedelta(hours=1))
+            await rows.authorization_code("live", expires_at=now + timedelta(minutes=1))
             await rows.key("revoked-long-ago", expires_at=None, revoked_at=now - 31 * DAY)
             await rows.key("revoked-yesterday", expires_at=None, revoked_at=now - DAY)
             await rows.key("active", expires_at=now + DAY)
@@ -79,6 +82,7 @@ def test_purge_prints_what_it_deleted_per_kind(data_dir: Path) -> None:
     assert code == 0, output
     assert counts(output) == {
         "device_authorizations": 0,
+        "authorization_codes": 0,
         "api_keys": 0,
         "browser_sessions": 0,
         "audit_events": 0,
@@ -91,10 +95,11 @@ def test_purge_prints_what_it_deleted_per_kind(data_dir: Path) -> None:
     assert output.split()[:3] == ["KIND", "WOULD", "DELETE"]
     expected = {
         "device_authorizations": 1,
+        "authorization_codes": 1,
         "api_keys": 1,
         "browser_sessions": 1,
         "audit_events": 1,
-        "total": 4,
+        "total": 5,
     }
     assert counts(output) == expected
 
@@ -125,10 +130,11 @@ def test_retentions_come_from_the_environment(
     assert code == 0, output
     assert counts(output) == {
         "device_authorizations": 2,  # the one expired an hour ago too
+        "authorization_codes": 2,  # the one expired an hour ago too
         "api_keys": 2,  # the one revoked yesterday too
         "browser_sessions": 1,
         "audit_events": 0,  # kept for 200 days now
-        "total": 5,
+        "total": 7,
     }
 
 

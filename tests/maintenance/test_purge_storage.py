@@ -16,6 +16,7 @@ from .conftest import DAY, NOW, Rows, digest
 pytestmark = [pytest.mark.anyio, pytest.mark.defect(7)]
 
 HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
 
 
 async def device_codes_left(store: SqlStore, *labels: str) -> set[str]:
@@ -67,6 +68,55 @@ async def test_device_authorizations_go_only_when_expired_past_the_retention(
     assert kept.device_authorization_id is None
     assert kept.is_active(NOW)
     assert await purger.purge_batch("device_authorizations", before=NOW - DAY, limit=100) == 0
+
+
+async def test_authorization_codes_go_when_expired_past_the_retention_redeemed_or_not(
+    store: SqlStore, rows: Rows
+) -> None:
+    codes = {
+        "live": await rows.authorization_code("live", expires_at=NOW + 30 * SECOND),
+        "redeemed-live": await rows.authorization_code(
+            "redeemed-live", expires_at=NOW + 30 * SECOND, redeemed=True
+        ),
+        "redeemed-in-grace": await rows.authorization_code(
+            "redeemed-in-grace", expires_at=NOW - 20 * HOUR, redeemed=True
+        ),
+        "expired-old": await rows.authorization_code("expired-old", expires_at=NOW - 2 * DAY),
+        "redeemed-old": await rows.authorization_code(
+            "redeemed-old", expires_at=NOW - 2 * DAY, redeemed=True
+        ),
+    }
+    purger = SqlPurger(store.engine)
+
+    assert await purger.count("authorization_codes", before=NOW - DAY) == 2
+    assert await purger.purge_batch("authorization_codes", before=NOW - DAY, limit=100) == 2
+
+    left = await rows.ids("authorization_codes")
+    assert {name for name, code in codes.items() if code.id in left} == {
+        "live",
+        "redeemed-live",
+        "redeemed-in-grace",
+    }
+    # A redeemed code kept through the retention still reads as redeemed: its replay is
+    # still recognised (and revokes the key it issued).
+    async with store.transaction() as tx:
+        kept = await tx.authorization_codes.get(digest("code:redeemed-in-grace"))
+    assert kept is not None
+    assert kept.redeemed_at is not None
+    assert await purger.purge_batch("authorization_codes", before=NOW - DAY, limit=100) == 0
+
+
+async def test_a_purge_keeps_a_redeemed_code_through_its_lifetime_even_with_no_retention(
+    store: SqlStore, rows: Rows
+) -> None:
+    await rows.authorization_code("redeemed-live", expires_at=NOW + SECOND, redeemed=True)
+    gone = await rows.authorization_code("redeemed-expired", expires_at=NOW - SECOND, redeemed=True)
+
+    assert (
+        await SqlPurger(store.engine).purge_batch("authorization_codes", before=NOW, limit=10) == 1
+    )
+    assert gone.id not in await rows.ids("authorization_codes")
+    assert await rows.count("authorization_codes") == 1
 
 
 async def test_keys_go_only_when_revoked_or_expired_past_the_retention(

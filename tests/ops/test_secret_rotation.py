@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from devicelink.core.codes import CodeHasher
+from devicelink.core.models import DEVICE_CODE_GRANT
 from devicelink.idp.local import hash_password
 from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.server.app import create_app
@@ -251,6 +252,40 @@ async def test_a_confidential_clients_secret_is_rewritten_as_it_is_used(
         answer = await step3.http.post("/oauth/introspect", data={"token": key}, headers=auth)
         assert answer.status_code == 200, answer.text
         assert answer.json()["active"] is True  # the key too: introspection rewrote it
+
+
+async def test_a_confidential_client_whose_requests_all_fail_still_moves_to_the_new_secret(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """The rewrite of a client secret's hash is a transaction of its own: a request
+    that ends in an error (here a poll of an unknown, then an expired, device code)
+    still authenticated the client, so step 3 accepts its secret."""
+    async with running(configured(settings, A), clock) as before:
+        await add_client(before, "tv-app", secret=RESOURCE_SECRET)
+        auth = basic("tv-app", RESOURCE_SECRET)
+        started = await before.http.post(
+            "/oauth/device/authorize", data={"scope": "api"}, headers=auth
+        )
+        assert started.status_code == 200, started.text
+    clock.advance(3600)  # the code of step 1 has expired
+    async with running(configured(settings, B, A), clock) as step2:
+        for device_code in ("an-unknown-device-code", started.json()["device_code"]):
+            poll = await step2.http.post(
+                "/oauth/token",
+                data={"grant_type": DEVICE_CODE_GRANT, "device_code": device_code},
+                headers=auth,
+            )
+            assert poll.status_code == 400, poll.text
+            assert poll.json()["error"] in ("invalid_grant", "expired_token")
+    async with running(configured(settings, B), clock) as step3:
+        answer = await step3.http.post(
+            "/oauth/device/authorize", data={"scope": "api"}, headers=auth
+        )
+        assert answer.status_code == 200, answer.text  # not invalid_client
+        wrong = basic("tv-app", "not-" + RESOURCE_SECRET)
+        refused = await step3.http.post("/oauth/device/authorize", data={}, headers=wrong)
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "invalid_client"
 
 
 def test_config_check_masks_the_fallbacks_and_refuses_a_short_one(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import gc
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -24,12 +24,13 @@ from sqlalchemy import text
 from devicelink.core.apikeys import new_api_key
 from devicelink.core.codes import CodeHasher
 from devicelink.core.errors import InvalidToken
-from devicelink.core.models import Client
+from devicelink.core.models import ApiKey, Client, User
 from devicelink.service import KeyService
 from devicelink.service.admin import AdminService
 from devicelink.service.clients import ClientCredentials
 from devicelink.storage import SqlStore, create_engine_for_url
 from devicelink.storage.fast_path import AsyncpgFastPath
+from devicelink.storage.keycache import KeyCache, key_changed
 from tests.support.databases import pg_fetch
 
 from .conftest import new_key
@@ -261,3 +262,70 @@ async def test_stopping_while_the_listener_is_being_set_up_leaves_no_connection_
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
     # The server sees every connection gone (a backend takes a moment to exit).
     await until_async(lambda: pg_fetch(empty_postgres, others), lambda rows: rows[0][0] <= before)
+
+
+async def test_a_key_cached_under_both_secrets_hashes_is_forgotten_whole_when_revoked(
+    processes: Processes,
+) -> None:
+    """A rotation of the server secret: this process has the key cached under the
+    previous secret's hash, the key is rewritten under the current one elsewhere, and
+    before this process hears of the rewrite it caches the key under the new hash too.
+    A revocation then must drop both entries, not only the last one cached."""
+    hot = processes.hot
+    token = processes.keys["alice"][0]
+    old_hash = HASHER.api_key(token)
+    new_hash = CodeHasher(b"key-cache-next-secret-".ljust(40, b"y"), (HASHER,)).api_key(token)
+    cached = await hot.key_with_owner(old_hash)
+    assert cached is not None
+    key_id = cached[0].id
+    # The rewrite, its announcement not heard yet (a statement without one).
+    async with processes.elsewhere_store.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE api_keys SET key_hash = :new WHERE id = :id"),
+            {"new": new_hash, "id": key_id},
+        )
+    assert await hot.key_with_owner(new_hash) is not None
+    assert hot.cache.get(old_hash) is not None
+    assert hot.cache.get(new_hash) is not None  # the same key, under both hashes
+
+    async with processes.elsewhere_store.transaction() as tx:
+        assert await tx.api_keys.revoke(key_id, now=NOW)
+    await until(lambda: hot.cache.get(new_hash) is None, limit=5.0)  # heard of it
+    assert hot.cache.get(old_hash) is None  # not answered from memory until its TTL
+    assert await hot.key_with_owner(old_hash) is None
+    revoked = await hot.key_with_owner(new_hash)
+    assert revoked is not None
+    assert revoked[0].revoked_at is not None
+
+
+def test_the_cache_forgets_every_hash_of_a_changed_key() -> None:
+    """The cache alone: a key under two hashes, an unrelated key; evicting one of the
+    two leaves the other still found by the key's announcement."""
+    cache = KeyCache(3, monotonic=lambda: 0.0)  # nothing ages out
+    cache.live = True
+    owner = User(id=1, username="alice")
+    key = ApiKey(7, "alice's laptop", 1, "devicelink-cli", None, ("api",), NOW, None)
+    other = ApiKey(8, "alice's phone", 1, "devicelink-cli", None, ("api",), NOW, None)
+    for key_hash in (b"old", b"new"):
+        cache.put(key_hash, key, owner, generation=cache.generation)
+    cache.put(b"other", other, owner, generation=cache.generation)
+    assert len(cache) == 3
+
+    cache.changed([key_changed(7)])
+    assert cache.get(b"old") is None
+    assert cache.get(b"new") is None
+    assert cache.get(b"other") is not None
+
+    cache.changed([key_changed(8)])
+    assert len(cache) == 0
+    for key_hash in (b"old", b"new"):
+        cache.put(key_hash, key, owner, generation=cache.generation)
+    cache.put(b"other", other, owner, generation=cache.generation)
+    cache.put(b"fourth", replace(other, id=9), owner, generation=cache.generation)
+    assert cache.get(b"old") is None  # the oldest entry made room
+    assert cache.get(b"new") is not None
+    cache.changed([key_changed(7)])
+    assert cache.get(b"new") is None
+    assert cache.get(b"other") is not None
+    assert cache.get(b"fourth") is not None
+    assert len(cache) == 2

@@ -1,8 +1,8 @@
 """What the secrets audit searches for, and the search: the device codes, user codes, API
-keys and session tokens handed out during the test session (:data:`REGISTRY`), found in
-any text in every form they could take there (user codes in any case with or without
-the dash, API keys also without their prefix, the hex of each, as pg_dump and sqlite3
-show binary columns). The plugin is tests/support/secrets_audit.py.
+keys, session tokens, authorization codes and PKCE verifiers handed out during the test
+session (:data:`REGISTRY`), found in any text in every form they could take there (user
+codes in any case with or without the dash, API keys also without their prefix, the hex
+of each, as pg_dump and sqlite3 show binary columns). The plugin is tests/support/secrets_audit.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 MIN_TOKEN_LENGTH = 32
-"""Device codes (43), API keys (54) and session tokens (43) are longer; anything shorter
+"""Device codes (43), API keys (54), session tokens and authorization codes (43) and PKCE
+verifiers (43 to 128) are longer; anything shorter
 handed out under those names is made up by a test (and would match everywhere)."""
 
 KIND_NAMES = {
@@ -24,10 +25,13 @@ KIND_NAMES = {
     "access_token": "API key",
     "session_token": "session token",
     "upstream_secret": "upstream sign-in secret",
+    "authorization_code": "authorization code",
+    "code_verifier": "PKCE verifier",
 }
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-]{16,}")
+# RFC 7636 section 4.1: a PKCE verifier may also hold "." and "~".
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-.~]+$")
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-.~]{16,}")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")
 _USER_RUN = re.compile(
     rf"[{USER_CODE_ALPHABET}](?:[ \-]?[{USER_CODE_ALPHABET}]){{{USER_CODE_LENGTH - 1},}}",

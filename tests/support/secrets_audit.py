@@ -1,16 +1,21 @@
 """Secrets audit: after the whole test session, no device code, user code, API key,
-browser session token or upstream sign-in secret (``state``, ``nonce``, PKCE verifier)
-that the tests handled may be found in clear in the logs or in the databases
-(DESIGN.md: "Neither is stored in clear"; README: the logs hold "no secrets"). A pytest
-plugin, loaded by tests/conftest.py (``pytest_plugins``).
+browser session token, upstream sign-in secret (``state``, ``nonce``, PKCE verifier),
+same-device authorization code or PKCE verifier that the tests handled may be found in
+clear in the logs or in the databases (DESIGN.md: "Neither is stored in clear"; README:
+the logs hold "no secrets"). A pytest plugin, loaded by tests/conftest.py
+(``pytest_plugins``).
 
 1. What is handed out is recorded, where it is born: the results of
    ``DeviceFlowService.start`` (device and user code) and ``.poll`` (the key), the
    tokens of ``BrowserSessions.unsaved``/``.sign_in`` and the secrets of
-   ``OidcAuthenticator.login_redirect``, for every app running in this process; and,
+   ``OidcAuthenticator.login_redirect`` and the authorization codes of
+   ``AuthorizationCodeService.approve``, for every app running in this process; and,
    for servers running in other processes, the JSON answers and session cookies httpx
    receives over a real connection (``network_stream`` in the response's extensions,
    so respx mocks and in-process transports, whose codes are made up, are left out).
+   Authorization codes a server in another process issues, and PKCE verifiers (born in
+   the native application), are recorded by the tests that see them
+   (``REGISTRY.add("authorization_code", ...)``, ``REGISTRY.add("code_verifier", ...)``).
 2. What could hold them is collected: every log record of the session (a handler on
    the root logger; devicelink's loggers are opened to DEBUG), the PostgreSQL session
    database of tests/conftest.py (a text snapshot of every table before each test
@@ -257,6 +262,17 @@ class SecretsAudit:
             return login_redirect
 
         self._patch(OidcAuthenticator, "login_redirect", transient_of)
+        from devicelink.service.authorization_codes import AuthorizationCodeService
+
+        def code_of(original: Any) -> Any:
+            async def approve(self: Any, *args: Any, **kwargs: Any) -> Any:
+                code = await original(self, *args, **kwargs)
+                REGISTRY.add("authorization_code", code)
+                return code
+
+            return approve
+
+        self._patch(AuthorizationCodeService, "approve", code_of)
 
     def _record_network_answers(self) -> None:
         import httpx

@@ -36,9 +36,10 @@ from devicelink.storage.purge import SqlPurger
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @settings_options
 def purge(dry_run: bool, data_dir: Path | None) -> None:
-    """Delete what has ended, now: device authorizations expired past
-    DEVICELINK_CODE_RETENTION, keys revoked or expired past DEVICELINK_KEY_RETENTION,
-    expired browser sessions, audit events older than DEVICELINK_AUDIT_RETENTION.
+    """Delete what has ended, now: device authorizations and same-device sign-in codes
+    (redeemed or not) expired past DEVICELINK_CODE_RETENTION, keys revoked or expired
+    past DEVICELINK_KEY_RETENTION, expired browser sessions, audit events older than
+    DEVICELINK_AUDIT_RETENTION.
 
     Safe beside running servers: rows go in small batches, each its own transaction,
     and rows another purge holds are skipped, never waited for.

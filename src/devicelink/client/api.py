@@ -62,6 +62,7 @@ from devicelink.client.revocation import (
     LogoutResult,
     Revocation,
     log_out,
+    revoke_keys,
     revoke_pending_keys,
 )
 from devicelink.client.servers import DEFAULT_SERVER, DEFAULT_SERVER_ENV, resolve_server
@@ -382,7 +383,8 @@ def login(
       host CLI's product token, sent before devicelink's in the User-Agent.
 
     Keys that an earlier logout could not revoke are revoked first (:func:`revoke_pending`);
-    one that still cannot be stays marked to be revoked, beside the new key.
+    one that still cannot be stays marked to be revoked, beside the new key. The stored key
+    the new one replaces is revoked too (or, when it cannot be yet, marked to be revoked).
 
     Raises the :class:`~devicelink.client.errors.DeviceFlowError` subclasses
     (``LoginDenied``, ``LoginExpired``, ``ServerUnreachable`` ...; ``LoginExpired`` too
@@ -410,7 +412,11 @@ def login(
             browser=browser,
             method=method,
         )
-    store.save(credential)
+    # The key it replaces is revoked, not left working (issue 16); one that cannot be yet
+    # stays marked to be revoked, and the next command that reaches the server revokes it.
+    _, replaced = store.replace(credential, since=datetime.now(UTC))
+    if replaced is not None:
+        revoke_keys(store, [replaced], client_for=clients, now=datetime.now(UTC))
     return credential
 
 

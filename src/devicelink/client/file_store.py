@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 CREDENTIALS_FILE: Final = "credentials.json"
 STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "credentials.lock"
+WARNED_FILE: Final = "keyring-warning"
+"""Holds the keyring failure the user was last warned of (not secret): the warning that
+keys go to the file is shown once, not at every login (issue 16), and again when the
+keyring fails otherwise, or fails anew after it worked."""
 LOGIN_LOCK_FILE: Final = "login.lock"
 """Held by a login from reading the key it replaces to storing its own (issue 16): two
 logins at once then replace one another in turn, and neither key is lost unrevoked. A
@@ -149,6 +153,23 @@ class FileStore:
         servers = self.servers()
         if server in servers:
             self._write_state([s for s in servers if s != server])
+
+    def warned_of(self, reason: str) -> bool:
+        """Whether the user was already warned that the keyring fails for ``reason``."""
+        try:
+            return (self.config_dir / WARNED_FILE).read_text(encoding="utf-8") == reason
+        except (OSError, UnicodeError):
+            return False
+
+    def remember_warning(self, reason: str | None) -> None:
+        """Remember the keyring failure just shown (``None``: the keyring works again)."""
+        path = self.config_dir / WARNED_FILE
+        if reason is None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return
+        with contextlib.suppress(CredentialStoreError):  # at worst, it is shown again
+            _write_private_file(path, reason.encode())
 
     def _write_state(self, servers: list[str]) -> None:
         document = {"version": FILE_FORMAT_VERSION, "servers": servers}
@@ -312,5 +333,6 @@ __all__ = [
     "LOGIN_LOCK_FILE",
     "STATE_FILE",
     "SUPERSEDED_SECTION",
+    "WARNED_FILE",
     "FileStore",
 ]

@@ -239,19 +239,36 @@ class _ClientBase:
         return self.server  # discover afresh: the metadata may have changed since
 
 
-def user_agent_header(product: str | None = None) -> str:
+def user_agent_header(product: str | None = None, *, host: str | None = None) -> str:
     """The User-Agent sent: a host CLI's product token first (``acme-cli/2.1``), then
-    devicelink's, so the confirm page shows the host's CLI and the operator's logs both."""
+    devicelink's, so the confirm page shows the host's CLI and the operator's logs both;
+    with ``host`` (:func:`machine_name`), devicelink's comment names this computer, so
+    that the key the server names after the User-Agent says where it lives (issue 16)."""
+    ours = USER_AGENT if not host else f"devicelink/{__version__} (python-httpx; host {host})"
     if product is None or not product.strip():
-        return USER_AGENT
+        return ours
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in product):
         raise ValueError("a User-Agent product may not contain control characters")
-    return f"{product.strip()} {USER_AGENT}"
+    return f"{product.strip()} {ours}"
 
 
-def _http_options(timeout: float | httpx.Timeout, user_agent: str | None) -> dict[str, Any]:
+def machine_name() -> str | None:
+    """This computer's host name as a User-Agent comment may carry it (printable ASCII,
+    no parentheses, backslash or semicolon, at most 64 characters); None when it has
+    none."""
+    name = "".join(
+        ch
+        for ch in socket.gethostname()
+        if ch.isascii() and ch.isprintable() and ch not in '()\\;"'
+    )
+    return name.strip()[:64] or None
+
+
+def _http_options(
+    timeout: float | httpx.Timeout, user_agent: str | None, host: str | None = None
+) -> dict[str, Any]:
     return {
-        "headers": {"User-Agent": user_agent_header(user_agent)},
+        "headers": {"User-Agent": user_agent_header(user_agent, host=host)},
         "timeout": timeout,
         "follow_redirects": False,
     }
@@ -262,7 +279,8 @@ class DeviceFlowClient(_ClientBase):
 
     ``http`` lends an existing client (not closed here); otherwise one is made with
     ``timeout``, ``transport`` and a User-Agent of ``user_agent`` (the host CLI's
-    product token, e.g. ``acme-cli/2.1``) followed by :data:`USER_AGENT`.
+    product token, e.g. ``acme-cli/2.1``) followed by :data:`USER_AGENT`, whose comment
+    names ``host`` when given (the commands pass :func:`machine_name`).
     """
 
     def __init__(
@@ -278,10 +296,11 @@ class DeviceFlowClient(_ClientBase):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         user_agent: str | None = None,
+        host: str | None = None,
     ) -> None:
         super().__init__(server, client_id, scope, clock, wall_clock)
         self._owns_http = http is None
-        options = _http_options(timeout, user_agent)
+        options = _http_options(timeout, user_agent, host)
         self.http = http or httpx.Client(transport=transport, **options)
         self._sleep = sleep
 
@@ -360,10 +379,11 @@ class AsyncDeviceFlowClient(_ClientBase):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         user_agent: str | None = None,
+        host: str | None = None,
     ) -> None:
         super().__init__(server, client_id, scope, clock, wall_clock)
         self._owns_http = http is None
-        options = _http_options(timeout, user_agent)
+        options = _http_options(timeout, user_agent, host)
         self.http = http or httpx.AsyncClient(transport=transport, **options)
         self._sleep = sleep
 
@@ -418,6 +438,7 @@ __all__ = [
     "OnCode",
     "OnWait",
     "arun_device_flow",
+    "machine_name",
     "run_device_flow",
     "show_code_on_stderr",
     "user_agent_header",

@@ -1,5 +1,6 @@
 """Where the client keeps its API keys: the OS keyring (``keyring_store``), or a private
-file (``file_store``) where none works, with a one-line warning once per process.
+file (``file_store``) where none works, with a one-line warning, shown once (the config
+directory remembers it was shown, for the reason it gave).
 
 A key that a logout could not revoke stays where it is, marked to be revoked
 (:meth:`CredentialStore.mark_for_revocation`): it is no longer handed out, and it is never
@@ -70,7 +71,7 @@ class CredentialStore:
         config_dir: Path | None = None,
         keyring_timeout: float = 3.0,
         use_keyring: bool = True,
-        warn: Callable[[str], None] = _print_warning,
+        warn: Callable[[str], None] | None = _print_warning,
         token_env: str = DEFAULT_TOKEN_ENV,
     ) -> None:
         self.service = service
@@ -237,6 +238,7 @@ class CredentialStore:
                 # One source of truth: drop a copy left in the file by an earlier fallback.
                 if entries.pop(server, None) is not None:
                     self._file.write_credentials(entries)
+                self._file.remember_warning(None)  # should it fail again, say so again
             else:
                 self._file.write_credentials({**entries, server: credential})
             self._file.remember(server)
@@ -363,16 +365,22 @@ class CredentialStore:
         return self._in_keyring(lambda keyring: keyring.delete(server), False)
 
     def _keyring_failed(self, reason: str) -> None:
+        """Warn, once, that keys go to the file: once per process, and once at all for
+        one reason (the config directory remembers it was shown). A store made with
+        ``warn=None`` shows nothing, and so does not count it as shown."""
         path = self.credentials_path
+        if self._warn is None:
+            return
         with _warned_lock:
             first = str(path) not in _warned_paths
             _warned_paths.add(str(path))
-        if first:
+        if first and not self._file.warned_of(reason):
             message = (
                 f"{self.service}: no usable keyring ({reason}); "
                 f"keeping keys in {_display_path(path)} (mode 0600)"
             )
             self._warn(" ".join(message.split()))
+            self._file.remember_warning(reason)
 
     def _parse_keyring_entry(self, server: str, secret: str) -> Credential:
         try:

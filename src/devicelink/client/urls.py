@@ -41,8 +41,10 @@ def normalise_server(server: str) -> str:
     if "://" not in text and text:
         scheme = _misspelt_scheme(text)
         if scheme is not None:
-            problem = f"write {scheme}:// (with two slashes) before the host"
-            raise BadServerURL(f"{printable(server, 100)!r} is not a server URL: {problem}")
+            raise BadServerURL(
+                f"{printable(server, 100)!r} is not a server URL: write {scheme}:// (with two "
+                "slashes) before the host"
+            )
         bare = urlsplit("//" + text)
         text = ("http://" if _is_loopback(bare.hostname) else "https://") + text
     parts = urlsplit(text)

@@ -536,9 +536,12 @@ class Authenticator(Protocol):
 
 # --- maintenance: purging what has ended (DESIGN.md defect 7) ---------------------------
 
-PurgeKind = Literal["device_authorizations", "api_keys", "browser_sessions", "audit_events"]
+PurgeKind = Literal[
+    "device_authorizations", "authorization_codes", "api_keys", "browser_sessions", "audit_events"
+]
 PURGE_KINDS: tuple[PurgeKind, ...] = (
     "device_authorizations",
+    "authorization_codes",
     "api_keys",
     "browser_sessions",
     "audit_events",
@@ -548,9 +551,10 @@ PURGE_KINDS: tuple[PurgeKind, ...] = (
 class Purger(Protocol):
     """Deletes rows that have ended, a small batch at a time.
 
-    What ended "before ``before``" means per kind: device authorizations and browser
-    sessions whose ``expires_at`` is earlier; API keys revoked or expired earlier; audit
-    events that occurred earlier. The caller chooses ``before`` (the retention).
+    What ended "before ``before``" means per kind: device authorizations, authorization
+    codes (redeemed or not) and browser sessions whose ``expires_at`` is earlier; API
+    keys revoked or expired earlier; audit events that occurred earlier. The caller
+    chooses ``before`` (the retention).
     """
 
     async def purge_batch(self, kind: PurgeKind, *, before: datetime, limit: int) -> int:

@@ -161,8 +161,8 @@ class Settings(BaseSettings):
     )
     code_retention: int = Field(
         default=86_400,
-        description="Seconds an expired device authorization is kept (it answers "
-        "expired_token until purged)",
+        description="Seconds an expired device authorization or sign-in code is kept "
+        "(it answers expired_token, or revokes the key of a replayed code, until purged)",
     )
     key_retention: int = Field(
         default=30 * 86_400,

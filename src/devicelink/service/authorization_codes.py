@@ -174,7 +174,7 @@ class AuthorizationCodeService:
         replayed: ReplayedCode | None = None
         minted: Minted | None = None
         try:
-            async with self._store.transaction() as tx:
+            async with self._clients.transaction(self._store) as tx:
                 client = await self._clients.authenticate(tx, creds)
                 if AUTHORIZATION_CODE_GRANT not in client.grant_types:
                     raise UnauthorizedClient("this client may not use the authorization code grant")

@@ -116,7 +116,7 @@ class KeyService:
         this call revoked a key. The issuer hears of it before this returns.
         """
         queued: list[int] = []
-        async with self._store.transaction() as tx:
+        async with self._clients.transaction(self._store) as tx:
             client = await self._clients.authenticate(tx, creds)
             found = await self._lookup(tx, presented)
             if found is None:
@@ -278,7 +278,7 @@ class KeyService:
         specifically authorised); the others, once authenticated, get
         :class:`NotAResourceServer`.
         """
-        async with self._store.transaction() as tx:
+        async with self._clients.transaction(self._store) as tx:
             client = await self._clients.authenticate(tx, creds)
             if not client.confidential:
                 raise InvalidClient("introspection needs a confidential client's credentials")

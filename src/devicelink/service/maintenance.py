@@ -5,6 +5,11 @@ What goes, each after its retention (settings):
 - device authorizations expired more than ``code_retention`` ago (default a day: until
   then an expired device code still answers ``expired_token`` rather than
   ``invalid_grant``);
+- same-device sign-in authorization codes expired more than ``code_retention`` ago,
+  redeemed or not: a redeemed code's row is how a replay of it is recognised and the
+  key it issued revoked (RFC 6749 section 4.1.2), so it is kept at least through the
+  code's own lifetime, and a retention on top (an unknown code is ``invalid_grant`` all
+  the same, but revokes nothing);
 - API keys revoked or expired more than ``key_retention`` ago (default 30 days: the
   connected-devices page and ``devicelink keys list --all`` show them until then);
 - browser sessions expired more than ``session_retention`` ago (default: at once);
@@ -88,6 +93,7 @@ class Maintenance:
         self._clock = clock
         self._retention: dict[PurgeKind, timedelta] = {
             "device_authorizations": code_retention,
+            "authorization_codes": code_retention,
             "api_keys": key_retention,
             "browser_sessions": session_retention,
             "audit_events": audit_retention,

@@ -58,7 +58,10 @@ class KeyCache:
         self._max_age = max_age
         self._monotonic = monotonic
         self._entries: dict[bytes, tuple[float, ApiKey, User]] = {}
-        self._by_key: dict[int, bytes] = {}
+        self._by_key: dict[int, set[bytes]] = {}
+        """Every hash a key is cached under: during a rotation of the server secret one
+        key may be cached under its previous secret's hash and its current one, and a
+        change to the key must drop both."""
         self._by_user: dict[int, set[bytes]] = {}
         self._generation = 0
         self.live = False
@@ -101,7 +104,7 @@ class KeyCache:
         while len(self._entries) >= self.max_entries:
             self._drop(next(iter(self._entries)))
         self._entries[key_hash] = (self._monotonic() + self._max_age, key, user)
-        self._by_key[key.id] = key_hash
+        self._by_key.setdefault(key.id, set()).add(key_hash)
         self._by_user.setdefault(user.id, set()).add(key_hash)
 
     def changed(self, announcements: Iterable[str]) -> None:
@@ -116,8 +119,7 @@ class KeyCache:
                 self.clear()
                 continue
             if kind == "k":
-                key_hash = self._by_key.get(int(ident))
-                if key_hash is not None:
+                for key_hash in list(self._by_key.get(int(ident), ())):
                     self._drop(key_hash)
             elif kind == "u":
                 for key_hash in list(self._by_user.get(int(ident), ())):
@@ -136,10 +138,13 @@ class KeyCache:
         if entry is None:
             return
         _, key, user = entry
-        if self._by_key.get(key.id) == key_hash:
-            del self._by_key[key.id]
-        hashes = self._by_user.get(user.id)
-        if hashes is not None:
-            hashes.discard(key_hash)
-            if not hashes:
-                del self._by_user[user.id]
+        _discard(self._by_key, key.id, key_hash)
+        _discard(self._by_user, user.id, key_hash)
+
+
+def _discard(index: dict[int, set[bytes]], ident: int, key_hash: bytes) -> None:
+    hashes = index.get(ident)
+    if hashes is not None:
+        hashes.discard(key_hash)
+        if not hashes:
+            del index[ident]

@@ -39,6 +39,7 @@ from devicelink.core.ports import PurgeKind, StorageUnavailable
 from devicelink.storage.tables import (
     api_keys,
     audit_events,
+    authorization_codes,
     browser_sessions,
     device_authorizations,
     issuer_revocations,
@@ -63,6 +64,11 @@ def _target(
     if kind == "device_authorizations":
         expires_at = device_authorizations.c.expires_at
         return device_authorizations, expires_at < before, expires_at
+    if kind == "authorization_codes":
+        # Redeemed or not, by expiry alone: a redeemed code's row is what recognises its
+        # replay (and revokes the key it issued), so it stays as long as an unredeemed one.
+        expires_at = authorization_codes.c.expires_at
+        return authorization_codes, expires_at < before, expires_at
     if kind == "browser_sessions":
         expires_at = browser_sessions.c.expires_at
         return browser_sessions, expires_at < before, expires_at

@@ -18,7 +18,7 @@ import httpx
 from devicelink.client.api import DEFAULT_SERVER, BrowserOpener, LoginMethod, resolve_server
 from devicelink.client.commands.failures import ENDINGS, failure_of
 from devicelink.client.commands.output import Output
-from devicelink.client.http import DEFAULT_CLIENT_ID, DeviceFlowClient
+from devicelink.client.http import DEFAULT_CLIENT_ID, DeviceFlowClient, machine_name
 from devicelink.client.revocation import ClientFor
 from devicelink.client.store import CredentialStore
 
@@ -69,10 +69,6 @@ class ClientHooks:
     now: Callable[[], datetime] | None = None
 
 
-def _ignore(message: str) -> None:
-    pass
-
-
 class Invocation:
     """One run of an auth command: its Click context, the host's settings, the hooks,
     and where it speaks."""
@@ -104,11 +100,12 @@ class Invocation:
 
     def store(self, *, warn: bool = False) -> CredentialStore:
         """The credential store; its warning that no keyring works (and keys go to a file)
-        is shown by ``login`` only, where it matters, not on every ``token`` of a script."""
+        is shown by ``login`` only, where it matters, not on every ``token`` of a script,
+        and once (the store remembers it)."""
         return CredentialStore(
             service=self.config.keyring_service,
             config_dir=self.hooks.config_dir,
-            warn=self.output.store_warning if warn else _ignore,
+            warn=self.output.store_warning if warn else None,
             token_env=self.config.token_env,
         )
 
@@ -137,6 +134,7 @@ class Invocation:
             transport=self.hooks.transport,
             sleep=self.hooks.sleep or time.sleep,
             user_agent=self.config.user_agent,
+            host=machine_name(),  # the key's name on the server says which computer
         )
 
 
@@ -187,7 +185,7 @@ def server_option(config: AuthConfig) -> click.Option:
         default=None,
         help=(
             f"The server [env: {config.server_env}; default: the server last logged in "
-            f"to, else {config.server}]."
+            f"to or chosen with switch, else {config.server}]."
         ),
     )
 

@@ -39,7 +39,7 @@ def status(invocation: Invocation, *, server: str | None, all_servers: bool, as_
     store = invocation.store()
     target = invocation.target(server, store)
     credential, where = current_key(invocation, store, target)
-    owner = _owner(invocation, credential, target)
+    owner = _owner(invocation, credential, target, where)
     expires_at = owner_key_expiry(owner) or credential.expires_at
     scope = owner.get("scope") if isinstance(owner.get("scope"), str) else None
     result = {
@@ -64,16 +64,39 @@ def status(invocation: Invocation, *, server: str | None, all_servers: bool, as_
     ]
     for label, value in rows:
         output.say((f"{label + ':':<13}", "bold"), value)
+    if where == ENVIRONMENT:
+        output.say(
+            ("Logged in", "bold green"),
+            f" with the key in {invocation.config.token_env}; the server accepts it.",
+        )
+        return
     output.say(("Logged in", "bold green"), "; the server accepts the key.")
 
 
-def _owner(invocation: Invocation, credential: Credential, target: str) -> dict[str, Any]:
+def _owner(
+    invocation: Invocation, credential: Credential, target: str, where: str
+) -> dict[str, Any]:
     """The key's owner according to the server's ``/api/me``; failures name the server."""
     client_id = credential.client_id or invocation.config.client_id
+    token_env = invocation.config.token_env
     with invocation.client(target, client_id) as client:
         try:
             return client.whoami(credential.access_token)
         except KeyRefused:
+            if where == ENVIRONMENT:  # logging in would change nothing: the variable wins
+                raise CommandFailed(
+                    ExitCode.KEY_REJECTED,
+                    "invalid_token",
+                    f"the server {target} does not accept the key in {token_env} (revoked, "
+                    "expired, or its user disabled)",
+                    hint=(
+                        f"{token_env} is set, and commands use its key: set it to a key that "
+                        f"works, or unset it to use the key stored by "
+                        f"{invocation.login_command}."
+                    ),
+                    server=target,
+                    stored_in=ENVIRONMENT,
+                ) from None
             raise CommandFailed(
                 ExitCode.KEY_REJECTED,
                 "invalid_token",

@@ -18,8 +18,8 @@ from devicelink.client.urls import normalise_server
 def switch(invocation: Invocation, *, server: str, as_json: bool) -> None:
     """Make SERVER the default: the server commands talk to without --server.
 
-    SERVER must have a stored key ({cmd} shows them with status --all). Exit codes: 0
-    done, 6 no key stored for SERVER, 2 SERVER is not a server URL.
+    SERVER must have a stored key (status --all lists them). Exit codes: 0 done, 6 no
+    key stored for SERVER, 2 SERVER is not a server URL.
     """
     output, config = invocation.output, invocation.config
     store = invocation.store()
