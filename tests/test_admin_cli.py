@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from devicelink.runtime.settings import Settings
 from devicelink.service import DeviceFlowService, StoredKeyIssuer
 from devicelink.service.device_flow import ClientCredentials
 from devicelink.storage import SqlStore, create_engine_for_url
+from tests.support.processes import clean_env, run_without_server_packages
 
 
 @pytest.fixture
@@ -182,3 +185,47 @@ def test_users_add_refuses_a_name_that_passes_for_another(
     code, output = run("users", "add", name, "--password-stdin", stdin="a good password\n")
     assert code == exit_code
     assert why in output
+
+
+@pytest.mark.parametrize("command", [["serve"], ["users", "add", "alice"], ["serve", "--help"]])
+def test_a_server_command_on_the_client_only_install_says_what_to_install(
+    command: list[str], tmp_path: Path
+) -> None:
+    """Issue 16: `pip install devicelink` without [server], then `devicelink serve`: the
+    pip command that adds the server, the usage exit code, no traceback."""
+    result = run_without_server_packages(
+        f"""
+        import sys
+        sys.argv = ["devicelink", *{command!r}]
+        from devicelink.launcher import main
+        main()
+        """,
+        clean_env(HOME=str(tmp_path)),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert f"`{command[0]}` is a server command" in result.stderr
+    assert f"{sys.executable} -m pip install 'devicelink[server]'" in result.stderr
+
+
+def test_keys_list_shows_whole_names_and_times_with_their_zone(data_dir: Path) -> None:
+    """Issue 16: two keys of one long-named device told apart by the end of their names
+    (nothing cut), and every time readable as UTC wherever the operator is."""
+    code, output = run("users", "add", "bob", "--password-stdin", stdin="a good password\n")
+    assert code == 0, output
+    device = "acme-deploy-tool/4.2 (linux; x86_64; build-host-with-a-long-name.example.org)"
+    issue_key_for("bob", data_dir, user_agent=device)
+    code, output = run("keys", "list")
+    assert code == 0, output
+    name = f"devicelink CLI on {device} from 192.0.2.1"
+    assert len(name) > 60
+    row = output.splitlines()[1]
+    assert name in row
+    code, listed = run("keys", "list", "--json")
+    assert code == 0, listed
+    created = datetime.fromisoformat(json.loads(listed)[0]["created_at"])
+    expires = datetime.fromisoformat(json.loads(listed)[0]["expires_at"])
+    assert f"{created:%Y-%m-%d %H:%M} UTC" in row
+    assert f"{expires:%Y-%m-%d %H:%M} UTC" in row
+    assert "\x1b" not in row

@@ -7,6 +7,10 @@ without loading this module (nor Click), and hands every other command line to `
 
 from __future__ import annotations
 
+import shlex
+import sys
+from typing import IO, Any
+
 import click
 
 import devicelink
@@ -15,8 +19,19 @@ from devicelink.client.commands import make_auth_group
 SERVER_VERBS = ("serve", "db", "clients", "users", "keys", "audit", "config", "purge", "secret")
 
 
+class ServerNotInstalled(click.ClickException):
+    """A server verb on the client-only install (``pip install devicelink`` without the
+    ``[server]`` extra): the command to add it, no traceback, the usage exit code."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"devicelink: {self.message}", err=True)
+
+
 class DevicelinkGroup(click.Group):
     _server_loaded = False
+    _server_missing: ImportError | None = None
 
     def _load_server_verbs(self) -> None:
         if self._server_loaded:
@@ -24,13 +39,25 @@ class DevicelinkGroup(click.Group):
         self._server_loaded = True
         try:
             from devicelink.admin import register
-        except ImportError:  # the client-only install
+        except ImportError as missing:  # the client-only install
+            if isinstance(missing, ModuleNotFoundError) and (missing.name or "").startswith(
+                "devicelink."
+            ):
+                raise  # a module of devicelink's own: a broken install, not a missing extra
+            self._server_missing = missing
             return
         register(self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in SERVER_VERBS:
             self._load_server_verbs()
+            if self._server_missing is not None:
+                missing = self._server_missing
+                raise ServerNotInstalled(
+                    f"`{cmd_name}` is a server command, and this install has the client only "
+                    f"({missing}). Install the server with:\n"
+                    f"  {shlex.quote(sys.executable)} -m pip install 'devicelink[server]'"
+                )
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -6,6 +6,9 @@ import re
 
 import pytest
 
+from devicelink.server.purging import build_maintenance
+from devicelink.storage import SqlStore
+from devicelink.storage.purge import SqlPurger
 from tests.pages.pagetools import Browser, Confirming, Flow, Site, heading_of
 from tests.support.http import csrf_of
 
@@ -167,19 +170,50 @@ async def test_approving_a_used_code_shows_already_used(
 
 @pytest.mark.rfc("8628", "5.1")
 async def test_entry_errors_never_tell_whether_a_code_exists(site: Site, browser: Browser) -> None:
-    """Unknown, expired and already-decided codes all get the same answer."""
+    """Unknown and already-decided codes all get the same answer."""
     alice = await site.add_user()
     await browser.sign_in()
     denied = await site.start_flow()
     await site.runtime.flows.deny(denied["user_code"], user_id=alice.id)
-    expired = await site.start_flow()
-    site.clock.advance(601)
     answers = []
-    for code in ("BCDF-GHJK", expired["user_code"], denied["user_code"], "not a code"):
+    for code in ("BCDF-GHJK", denied["user_code"], "not a code"):
         page = await browser.enter_code(code)
         assert page.status_code == 400
         answers.append(page.text.split('role="alert">', 1)[1].split("<", 1)[0])
     assert len(set(answers)) == 1, answers
+
+
+@pytest.mark.rfc("8628", "5.1")
+async def test_typing_an_expired_code_shows_the_expired_page(site: Site, browser: Browser) -> None:
+    """Issue 16: the user learns to start again rather than to retype; the entry still
+    counts against the wrong-code limits."""
+    await site.add_user()
+    await browser.sign_in()
+    flow = await site.start_flow()
+    site.clock.advance(601)
+    page = await browser.enter_code(flow["user_code"])
+    assert page.status_code == 410
+    assert heading_of(page) == "This code has expired"
+    assert "Start the sign-in again on your device" in page.text
+    assert await site.status_of(flow["user_code"]) == "pending"
+    limited = [await browser.enter_code(flow["user_code"]) for _ in range(10)]
+    assert limited[-1].status_code == 429
+
+
+async def test_an_expired_code_purged_since_says_to_start_again(
+    site: Site, browser: Browser
+) -> None:
+    """Once the purge has removed it, the code is unknown; the answer still says what to do."""
+    await site.add_user()
+    flow = await site.start_flow()
+    site.clock.advance(601 + site.runtime.settings.code_retention + 1)
+    store = site.runtime.store
+    assert isinstance(store, SqlStore)
+    await build_maintenance(site.runtime.settings, SqlPurger(store.engine), site.clock).purge_all()
+    await browser.sign_in()  # a day later: the earlier session has ended too
+    page = await browser.enter_code(flow["user_code"])
+    assert page.status_code == 400
+    assert "start it again to get a new code" in page.text
 
 
 async def test_decide_acts_only_on_the_code_this_session_reviewed(

@@ -466,10 +466,10 @@ def keys_list(username: str | None, show_all: bool, as_json: bool, data_dir: Pat
                 str(key.id),
                 item.owner.username,
                 key.client_id,
-                key.name[:60],
-                when(key.created_at),
-                when(key.last_used_at) + (f" {key.last_used_ip}" if key.last_used_ip else ""),
-                when(key.expires_at) if key.expires_at else "never",
+                key.name,  # whole: two keys of one device differ at the end (its address)
+                _zoned(key.created_at),
+                _zoned(key.last_used_at) + (f" {key.last_used_ip}" if key.last_used_ip else ""),
+                _zoned(key.expires_at) if key.expires_at else "never",
                 state,
             ]
         )
@@ -477,6 +477,12 @@ def keys_list(username: str | None, show_all: bool, as_json: bool, data_dir: Pat
         click.echo("no keys")
         return
     print_table(rows)
+
+
+def _zoned(moment: datetime | None) -> str:
+    """A time of the table with its zone, so an operator elsewhere does not read it as
+    local time."""
+    return f"{when(moment)} UTC" if moment else "-"
 
 
 def _key_state(item: KeyListing, now: datetime) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import os
 import secrets
 import shutil
@@ -12,6 +13,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.pool import NullPool
@@ -33,6 +35,9 @@ from devicelink.service.clock import utc_now
 from devicelink.service.instance import SecretMismatch, check_secret
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.storage.migrate import SchemaOutOfDate, check_schema_at
+
+if TYPE_CHECKING:
+    from devicelink.admin.workers import Listener
 
 
 @click.command()
@@ -109,6 +114,8 @@ def serve(
         asyncio.run(_check_secret(settings))
     except SecretMismatch as exc:
         fail(str(exc))
+    # The port first: a start that cannot listen creates nothing (no first account).
+    listener = _listen(settings, host, port, workers, ssl_certfile, ssl_keyfile)
     first_password = _create_first_account(settings)
     # Each worker builds its app from the environment: hand it what was decided here.
     os.environ.update(
@@ -125,33 +132,62 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="devicelink-metrics-")
         os.environ[MULTIPROCESS_ENV] = metrics_dir
         atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
-    proxies = settings.trusted_proxy_list()
+    _tell_the_operator(settings, log_format, first_password)
+    # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 then.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    run_server(  # uvicorn, a worker's death a warning
+        listener, on_serving=functools.partial(_log_serving, settings, workers)
+    )
+
+
+def _log_serving(settings: Settings, workers: int) -> None:
+    """Said once the application answers on the bound port, never before."""
+    from devicelink.runtime.logging import get_logger
+
     get_logger("devicelink").info(
         "devicelink serving",
         public_url=settings.issuer,
         database=_describe_db(settings),
         workers=workers,
-        trusted_proxies=proxies,
+        trusted_proxies=settings.trusted_proxy_list(),
     )
-    _tell_the_operator(settings, log_format, first_password)
-    # uvicorn re-raises SIGTERM once it has shut down gracefully: exit 0 then.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    run_server(  # uvicorn.run, with a worker's death logged as a warning
-        "devicelink.server.app:create_app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        log_config=None,  # configure_logging's handler, in every worker
-        access_log=False,  # ours (devicelink.access) leaves the query string out
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=",".join(proxies) if proxies else None,
-        timeout_graceful_shutdown=settings.graceful_timeout,
-        server_header=False,
-        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-    )
+
+
+def _listen(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+) -> Listener:
+    """uvicorn's configuration, its socket bound; a clear refusal when it cannot be."""
+    from devicelink.admin.workers import PortUnavailable, listen
+
+    proxies = settings.trusted_proxy_list()
+    try:
+        return listen(
+            "devicelink.server.app:create_app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=None,  # configure_logging's handler, in every worker
+            access_log=False,  # ours (devicelink.access) leaves the query string out
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=",".join(proxies) if proxies else None,
+            timeout_graceful_shutdown=settings.graceful_timeout,
+            server_header=False,
+            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        )
+    except PortUnavailable as exc:
+        fail(
+            f"cannot listen on {exc}: another server may be using the port (choose another "
+            "with --port), or the address is not this machine's (--host)"
+        )
+        raise  # fail() exits
 
 
 def _public_url(settings: Settings, host: str, port: int, scheme: str) -> tuple[Settings, str]:

@@ -38,8 +38,9 @@ from devicelink.http.openapi import (
     documented_error,
     form_body,
 )
+from devicelink.runtime.clients import scopes_supported
 from devicelink.runtime.wiring import Runtime
-from devicelink.service.clients import ClientCredentials, supported_scopes
+from devicelink.service.clients import ClientCredentials
 from devicelink.service.device_flow import TokenGrant
 
 VERIFY_PATH = "/oauth/device/verify"
@@ -113,7 +114,7 @@ async def metadata(request: Request) -> JSONResponse:
                 "client_secret_basic",
                 "client_secret_post",
             ],
-            "scopes_supported": await supported_scopes(rt.store),
+            "scopes_supported": await scopes_supported(rt.store),
         },
         headers={"Cache-Control": "public, max-age=300"},
     )

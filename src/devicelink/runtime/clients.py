@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 from devicelink.core.authcode import registrable_redirect_uri
 from devicelink.core.codes import CodeHasher
@@ -22,6 +24,7 @@ from devicelink.core.lifecycle import parse_scope
 from devicelink.core.models import AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT, Client
 from devicelink.core.ports import Store
 from devicelink.runtime.settings import ConfigurationError, Settings
+from devicelink.service.clients import supported_scopes
 
 log = logging.getLogger("devicelink")
 
@@ -170,9 +173,37 @@ async def register_clients(
         await put_client(store, spec.to_client(settings, hasher, now=now))
 
 
+SCOPES_FRESH_FOR = 60.0
+"""Seconds a process reuses its ``scopes_supported`` before reading the clients again.
+This process changes clients only at start-up (and forgets the list then); this bound is
+for ``devicelink clients add/edit/remove`` run by another process. The metadata response
+is cacheable for 5 minutes anyway, so a minute more is within what clients accept."""
+_scopes: WeakKeyDictionary[Store, tuple[float, list[str]]] = WeakKeyDictionary()
+
+
+async def scopes_supported(
+    store: Store, *, monotonic: Callable[[], float] = time.monotonic
+) -> list[str]:
+    """RFC 8414 ``scopes_supported``: the union of the registered clients' scopes, read
+    at most once per :data:`SCOPES_FRESH_FOR` per store, not at every metadata request."""
+    now = monotonic()
+    cached = _scopes.get(store)
+    if cached is not None and now - cached[0] < SCOPES_FRESH_FOR:
+        return cached[1]
+    scopes = await supported_scopes(store)
+    _scopes[store] = (now, scopes)
+    return scopes
+
+
+def forget_scopes(store: Store) -> None:
+    """Have the next :func:`scopes_supported` read the clients again."""
+    _scopes.pop(store, None)
+
+
 async def put_client(store: Store, wanted: Client) -> None:
     """Make the stored client ``wanted.client_id`` look like ``wanted`` (its
     ``created_at`` kept); several processes starting at once all end in that state."""
+    forget_scopes(store)
     async with store.transaction() as tx:
         stored = await tx.clients.get(wanted.client_id)
         if stored is None:
@@ -225,6 +256,7 @@ async def ensure_default_client(
     client_id = settings.default_client_id
     if not client_id or any(spec.client_id == client_id for spec in registered):
         return
+    forget_scopes(store)
     async with store.transaction() as tx:
         stored = await tx.clients.get(client_id)
         if stored is not None:

@@ -116,15 +116,25 @@ async def _enter_code(
     if review.verdict is not Verdict.OK:
         for scope, limit in rt.code_entry_limits.items():
             await rt.limiter.hit(limit, "code", *_limit_key(scope, session, ip))
-        # One message for every failure: it never tells whether a code exists, has
-        # expired or belongs to someone else (RFC 8628 section 5.1).
+        if review.verdict is Verdict.EXPIRED:
+            # An expired code can no longer be approved by anyone, so saying so gives a
+            # guesser nothing (it still counts against the limits) and tells the user
+            # what to do: start again on the device.
+            title, tone, message, status = _OTHER_RESULTS[Verdict.EXPIRED]
+            return message_page(
+                request, title, message, session=session, status_code=status, tone=tone
+            )
+        # One message for every other failure: it never tells whether a live code
+        # exists or belongs to someone else (RFC 8628 section 5.1). An expired code
+        # whose row was purged lands here too, hence the hint to start again.
         return render(
             request,
             "code.html",
             session=session,
             status_code=400,
             user_code=typed,
-            error="That code is not valid. Check the code shown on your device and try again.",
+            error="That code is not valid. Check the code shown on your device and try "
+            "again; if the sign-in there has ended, start it again to get a new code.",
         )
     return review
 
