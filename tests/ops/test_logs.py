@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.accounts import add_user
 from tests.support.http import PASSWORD, approve, csrf_of, poll, run, sign_in, start_flow
-from tests.support.processes import clean_env
+from tests.support.processes import clean_env, run_devicelink
 from tests.support.servers import STRONG_SECRET, Launcher
 
 pytestmark = pytest.mark.slow
@@ -38,6 +38,8 @@ def test_a_full_flow_logs_json_lines_without_any_secret(workdir: Path, launch: L
         DEVICELINK_LOG_FORMAT="json",
         DEVICELINK_TRUSTED_PROXIES="127.0.0.1",
     )
+    # As the guide orders it: the database first (admin commands never create one).
+    assert run_devicelink("db", "upgrade", env=env, cwd=workdir).returncode == 0
     add_user(env, workdir, "alice")
     server = launch(env=env, cwd=workdir)
     sent: list[str] = []

@@ -213,7 +213,6 @@ CODE = AuthorizationCode(
         # A used code presented with every binding is a replay (its key is revoked),
         # even once expired; presented without the verifier, a plain refusal: whoever
         # only saw the code cannot end the key it gave.
-        (replace(CODE, redeemed_at=NOW), {}, Replayed),
         (replace(CODE, redeemed_at=NOW), {"now": NOW + timedelta(hours=1)}, Replayed),
         (replace(CODE, redeemed_at=NOW), {"code_verifier": "x" * 43}, Refused),
         (replace(CODE, redeemed_at=NOW), {"client_id": "other"}, Refused),
