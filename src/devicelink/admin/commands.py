@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from devicelink.admin.clients import clients
 from devicelink.admin.config import config
-from devicelink.admin.directory import audit, clients, keys, users
+from devicelink.admin.directory import audit, keys, users
 from devicelink.admin.maintenance import purge, secret
 from devicelink.admin.serve import db, serve
 

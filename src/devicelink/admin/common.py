@@ -221,3 +221,9 @@ def print_table(rows: list[list[str]]) -> None:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON array (times in ISO 8601, UTC)."
+)
+"""``--json`` of the listing commands."""

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         LoginDenied,
         LoginExpired,
         LoginFailedOnServer,
+        LoopbackRefused,
         ServerRejected,
         ServerUnreachable,
     )
@@ -112,6 +113,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "LoginDenied",
         "LoginExpired",
         "LoginFailedOnServer",
+        "LoopbackRefused",
         "ServerRejected",
         "ServerUnreachable",
     ),
@@ -181,6 +183,7 @@ __all__ = [
     "LoginExpired",
     "LoginFailedOnServer",
     "LogoutResult",
+    "LoopbackRefused",
     "Revocation",
     "Send",
     "ServerRejected",

@@ -146,7 +146,10 @@ def open_in_browser(url: str) -> bool:
     if not url.startswith(("https://", "http://")):
         return False
     if os.environ.get("BROWSER"):
-        return _open_with_webbrowser(url)
+        # Python's webbrowser honours $BROWSER; in an interpreter of its own, so that
+        # what the browser prints never reaches this command's output and a $BROWSER
+        # that runs until the page is done never blocks the wait.
+        return _spawn([sys.executable, "-m", "webbrowser", url])
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         startfile = getattr(os, "startfile", None)
         if startfile is None:
@@ -160,29 +163,16 @@ def open_in_browser(url: str) -> bool:
     executable = shutil.which(launcher)
     if executable is None:
         return False
+    return _spawn([executable, url])
+
+
+def _spawn(argv: list[str]) -> bool:
+    """Start ``argv`` (a fixed program, an http(s) URL) detached, its output discarded;
+    whether it started. Reaped in the background (xdg-open may wait for the browser):
+    never waited for."""
     try:
         process = subprocess.Popen(  # noqa: S603 - a fixed program and an http(s) URL
-            [executable, url],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError:
-        return False
-    # Reap it in the background (xdg-open may wait for the browser); never block on it.
-    threading.Thread(target=process.wait, name="devicelink-browser", daemon=True).start()
-    return True
-
-
-def _open_with_webbrowser(url: str) -> bool:
-    """``$BROWSER`` set: Python's :mod:`webbrowser`, which honours it, in an interpreter
-    of its own (``python -m webbrowser``), so that what the browser prints never reaches
-    this command's output and a ``$BROWSER`` that runs until the page is done never
-    blocks the wait."""
-    try:
-        process = subprocess.Popen(  # noqa: S603 - this interpreter and an http(s) URL
-            [sys.executable, "-m", "webbrowser", url],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
