@@ -39,6 +39,7 @@ from devicelink.core.models import (
     AuditEvent,
     AuditKind,
     Client,
+    DeviceAuthorization,
     NewDeviceAuthorization,
     Status,
     User,
@@ -46,9 +47,9 @@ from devicelink.core.models import (
 from devicelink.storage.database import SqlStore
 from devicelink.storage.repositories.api_keys import WITH_OWNER
 from devicelink.storage.repositories.audit import event_columns
+from devicelink.storage.repositories.device_authorizations import generic_poll
 from devicelink.storage.rows import (
     Columns,
-    authorization_from_row,
     client_from_row,
     columns_of,
     key_and_owner_from_row,
@@ -91,20 +92,17 @@ class SqliteFastPath:
         compare-and-set on the last poll read (a poll that lost it reads again). An
         unknown, consumed, expired or denied code writes nothing and never waits for
         the write turn."""
-        for _ in range(_POLL_READS):
-            row = self.writer.read(partial(_read_poll, device_code_hash, client_id))
-            if row is None or row["confidential"]:
-                return None  # not a public client: the general path authenticates it
-            found = None if row["id"] is None else authorization_from_row(row)
-            decision = lifecycle.decide_poll(found, client_id=client_id, now=now, policy=policy)
-            if not isinstance(decision, lifecycle.KeepWaiting | lifecycle.SlowDownTo):
-                return decision  # a refusal, or the key's issuance: nothing to record
-            assert found is not None
-            if await self._poll_writes.submit(
-                found.id, found.id, found.last_polled_at, now, decision.interval
-            ):
-                return decision
-        return None
+
+        async def read() -> Columns | None:
+            return self.writer.read(partial(_read_poll, device_code_hash, client_id))
+
+        async def record(found: DeviceAuthorization, interval: int) -> bool:
+            written: bool = await self._poll_writes.submit(
+                found.id, found.id, found.last_polled_at, now, interval
+            )
+            return written
+
+        return await generic_poll(read, record, client_id=client_id, now=now, policy=policy)
 
     async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
         """The key and its owner, read on the reader (nothing remembered: SQLite has no
@@ -143,7 +141,6 @@ class SqliteFastPath:
         await self.writer.close()
 
 
-_POLL_READS = 3
 """As the repositories' poll: reads of a code whose compare-and-set another poll won."""
 
 

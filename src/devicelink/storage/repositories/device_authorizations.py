@@ -6,6 +6,7 @@ whether it happened; nothing reads a row, decides, and writes it back unguarded.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from devicelink.core.models import Client, DeviceAuthorization, NewDeviceAuthori
 from devicelink.core.ports import DuplicateCode
 from devicelink.storage.repositories.base import Repository
 from devicelink.storage.rows import (
+    Columns,
     authorization_and_client_from_row,
     authorization_from_row,
     columns_of,
@@ -50,6 +52,35 @@ _COLUMNS = (
 # A poll judges this many fresh reads of its code before it leaves the decision to the
 # general path (each lost compare-and-set means another poll of the code got in first).
 _POLL_READS = 3
+
+
+async def generic_poll(
+    read: Callable[[], Awaitable[Columns | None]],
+    record: Callable[[DeviceAuthorization, int], Awaitable[bool]],
+    *,
+    client_id: str,
+    now: datetime,
+    policy: FlowPolicy,
+) -> PollDecision | None:
+    """The generic poll (:data:`devicelink.core.ports.POLL_CONTRACT`), whatever does
+    the reading and the writing: ``read`` gives the asking client's ``confidential``
+    with the code's columns beside it (``id`` None for an unknown code; None for an
+    unknown client), ``core`` decides, and ``record`` (the compare-and-set on the last
+    poll read, with the new interval) records a pending code's poll; a lost
+    compare-and-set reads again. None: the general path decides."""
+    for _ in range(_POLL_READS):
+        row = await read()
+        if row is None or row["confidential"]:
+            return None  # not a public client: the general path authenticates it
+        found = None if row["id"] is None else authorization_from_row(row)
+        decision = lifecycle.decide_poll(found, client_id=client_id, now=now, policy=policy)
+        if not isinstance(decision, lifecycle.KeepWaiting | lifecycle.SlowDownTo):
+            return decision  # a refusal, or the key's issuance: nothing to record
+        assert found is not None
+        if await record(found, decision.interval):
+            return decision
+    return None
+
 
 # The time a transition into each status stamps.
 _STAMPS = {
@@ -125,21 +156,17 @@ class SqlDeviceAuthorizationRepository(Repository):
             .outerjoin(_t, _t.c.device_code_hash == device_code_hash)
             .where(clients.c.client_id == client_id)
         )
-        for _ in range(_POLL_READS):
+
+        async def read() -> Columns | None:
             row = (await self._conn.execute(statement)).first()
-            if row is None or row.confidential:
-                return None  # not a public client: the general path authenticates it
-            mapping = row._mapping
-            found = None if mapping["id"] is None else authorization_from_row(mapping)
-            decision = lifecycle.decide_poll(found, client_id=client_id, now=now, policy=policy)
-            if not isinstance(decision, lifecycle.KeepWaiting | lifecycle.SlowDownTo):
-                return decision  # a refusal, or the key's issuance: nothing to record
-            assert found is not None
-            if await self.record_poll(
-                found.id, previous_poll=found.last_polled_at, now=now, interval=decision.interval
-            ):
-                return decision
-        return None
+            return None if row is None else row._mapping
+
+        async def record(found: DeviceAuthorization, interval: int) -> bool:
+            return await self.record_poll(
+                found.id, previous_poll=found.last_polled_at, now=now, interval=interval
+            )
+
+        return await generic_poll(read, record, client_id=client_id, now=now, policy=policy)
 
     async def record_poll(
         self,
