@@ -17,6 +17,12 @@ CPU time (user + system, from ``wait4``), steadier than the wall time on a share
 ``--hyperfine`` runs the same command lines through hyperfine (``apt-get install
 hyperfine``) afterwards and prints its summary, as a second opinion.
 
+The first row after ``python -c pass`` is the target's: a key in the file, the second call
+on (the first, after a login, a logout or a change of the environment, keeps the store's
+answer in ``token-cache``, see ``devicelink.client.token_cache``, and the next ones print it
+from there). The row after it removes that file before each run: what a first call costs,
+the store read and the answer written.
+
 The keyring: keyring's own discovery (importing it and its backends, asking each whether it
 works) costs more than the rest of the command. A machine without a keyring can say so
 with ``PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring`` (keyring's own variable), and
@@ -68,10 +74,15 @@ class Scenario:
     command: list[str]
     env: dict[str, str]
     output: str
+    uncached: Path | None = None
+    """The cached answer (``token-cache``) to remove before each run: the first call after
+    a login, a logout or any change to the environment."""
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
 
     def run(self) -> None:
+        if self.uncached is not None:
+            self.uncached.unlink(missing_ok=True)
         started = time.perf_counter()
         process = subprocess.Popen(
             self.command,
@@ -122,8 +133,8 @@ def scenarios(work: Path, before: Path | None) -> list[Scenario]:
     file_home, keyring_home = work / "file", work / "keyring"
     keyring_home.mkdir()
     in_file = _home_env(file_home, PYTHON_KEYRING_BACKEND=KEYRING_OFF)
-    credentials = str(file_home / ".config" / "devicelink" / "credentials.json")
-    _store_key(in_file, credentials)
+    config_dir = file_home / ".config" / "devicelink"
+    _store_key(in_file, str(config_dir / "credentials.json"))
     in_keyring = _home_env(
         keyring_home,
         PYTHON_KEYRING_BACKEND="tests.client_cli.file_keyring.FileKeyring",
@@ -138,6 +149,8 @@ def scenarios(work: Path, before: Path | None) -> list[Scenario]:
     found = [
         Scenario("python -c pass", [python, "-c", "pass"], in_file, ""),
         Scenario("devicelink token, key in the file, keyring off", token, in_file, printed),
+        Scenario("devicelink token, key in the file, keyring off, first call", token, in_file,
+                 printed, uncached=config_dir / "token-cache"),
         Scenario("devicelink token, DEVICELINK_TOKEN, keyring off", token, from_env, printed),
         Scenario("devicelink token, key in the file, keyring searched", token, looking, printed),
         Scenario("devicelink token, key in a test keyring (JSON file)", token, in_keyring, printed),
@@ -192,6 +205,8 @@ def hyperfine(found: list[Scenario], runs: int) -> None:
     for scenario in found:
         print(f"\nhyperfine: {scenario.name}", flush=True)
         command = [tool, "-N", "--warmup", "5", "--runs", str(runs), "--style", "basic"]
+        if scenario.uncached is not None:
+            command += ["--prepare", shlex.join(["rm", "-f", str(scenario.uncached)])]
         subprocess.run([*command, shlex.join(scenario.command)], env=scenario.env, check=True)
 
 

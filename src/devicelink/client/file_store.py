@@ -19,15 +19,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from devicelink.client import token_cache
 from devicelink.client.credentials import (
     Credential,
     CredentialStoreError,
     InsecureCredentialsFileError,
+)
+from devicelink.client.private_files import (
+    CREDENTIALS_FILE,
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    POSIX,
+    STATE_FILE,
+    privacy_problem,
 )
 from devicelink.client.urls import normalise_server
 
@@ -40,8 +48,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start
 if TYPE_CHECKING:
     from typing import Any, Final
 
-CREDENTIALS_FILE: Final = "credentials.json"
-STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "credentials.lock"
 WARNED_FILE: Final = "keyring-warning"
 """Holds the keyring failure the user was last warned of (not secret): the warning that
@@ -55,10 +61,6 @@ FILE_FORMAT_VERSION: Final = 1
 SUPERSEDED_SECTION: Final = "revocation_pending"
 """The section of keys marked to be revoked that a later login replaced; version 1 files
 without it (all those written before it existed) read as having none."""
-
-_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
-_POSIX: Final = os.name == "posix"
 
 
 class FileStore:
@@ -116,6 +118,7 @@ class FileStore:
     def _write(
         self, credentials: Mapping[str, Credential], superseded: Mapping[str, list[Credential]]
     ) -> None:
+        token_cache.drop(self.config_dir)  # first: a key logged out of is never left there
         superseded = {server: keys for server, keys in superseded.items() if keys}
         if not credentials and not superseded:
             with contextlib.suppress(FileNotFoundError):
@@ -132,7 +135,7 @@ class FileStore:
                 server: [key.to_dict() for key in superseded[server]]
                 for server in sorted(superseded)
             }
-        _write_private_file(self.credentials_path, _json_bytes(document))
+        write_private_file(self.credentials_path, _json_bytes(document))
 
     def servers(self) -> list[str]:
         """Servers logged in to, most recent last. The state is a convenience, not a
@@ -169,11 +172,12 @@ class FileStore:
                 os.unlink(path)
             return
         with contextlib.suppress(CredentialStoreError):  # at worst, it is shown again
-            _write_private_file(path, reason.encode())
+            write_private_file(path, reason.encode())
 
     def _write_state(self, servers: list[str]) -> None:
+        token_cache.drop(self.config_dir)
         document = {"version": FILE_FORMAT_VERSION, "servers": servers}
-        _write_private_file(self.state_path, _json_bytes(document))
+        write_private_file(self.state_path, _json_bytes(document))
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on the config directory's lock file, across processes."""
@@ -186,7 +190,7 @@ class FileStore:
         _make_private_dir(self.config_dir)
         lock_path = self.config_dir / name
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise CredentialStoreError(f"cannot open {lock_path}: {exc.strerror or exc}") from None
         try:
@@ -241,28 +245,15 @@ def _make_private_dir(path: Path) -> None:
 
 
 def _check_private(path: Path, info: os.stat_result) -> None:
-    if not _POSIX:  # pragma: no cover - Windows protects the profile directory with ACLs
-        return
-    if not stat.S_ISREG(info.st_mode):
-        raise InsecureCredentialsFileError(f"{path} is not a regular file; refusing to use it")
-    if info.st_uid != os.geteuid():
-        raise InsecureCredentialsFileError(
-            f"{path} is owned by user id {info.st_uid}, not by you (user id {os.geteuid()}); "
-            "refusing to use it. Remove it and log in again."
-        )
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise InsecureCredentialsFileError(
-            f"{path} is accessible by other users (mode {mode:04o}); refusing to use it, "
-            "as the keys in it may have been read. Remove it and log in again, or, if no one "
-            f"else can have read it, run: chmod 600 {path}"
-        )
+    problem = privacy_problem(path, info)
+    if problem is not None:
+        raise InsecureCredentialsFileError(problem)
 
 
 def _read_private_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, checked private first; None if there is no file."""
     try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -286,13 +277,13 @@ def _read_private_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _write_private_file(path: Path, content: bytes) -> None:
+def write_private_file(path: Path, content: bytes) -> None:
     """Replace ``path`` atomically by a file that is mode 0600 from its creation."""
     import secrets  # here: reading keys, what `token` does, never needs it
 
     _make_private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC
     try:
         fd = os.open(temporary, flags, 0o600)
     except OSError as exc:
@@ -316,10 +307,10 @@ def _write_private_file(path: Path, content: bytes) -> None:
 
 
 def _fsync_directory(path: Path) -> None:
-    if not _POSIX:  # pragma: no cover
+    if not POSIX:  # pragma: no cover
         return
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | O_CLOEXEC)
         try:
             os.fsync(fd)
         finally:
@@ -335,4 +326,5 @@ __all__ = [
     "SUPERSEDED_SECTION",
     "WARNED_FILE",
     "FileStore",
+    "write_private_file",
 ]

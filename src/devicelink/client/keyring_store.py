@@ -73,7 +73,7 @@ class KeyringStore:
         """
         if self.failure is not None:
             raise KeyringUnavailable(self.failure)
-        if _turned_off():
+        if turned_off():
             self._failed(NO_BACKEND)  # what keyring's null or fail backend would lead to
         import keyring  # here, not in the worker: a slow first import is not a hung keyring
 
@@ -113,7 +113,7 @@ class KeyringStore:
         raise KeyringUnavailable(reason)
 
 
-def _turned_off() -> bool:
+def turned_off() -> bool:
     """Whether keyring, once imported, would load a backend that stores nothing, because
     the environment says so. Only before keyring is imported: from then on it decides
     (a program may have chosen a backend with ``keyring.set_keyring``)."""
@@ -151,4 +151,4 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
 
-__all__ = ["KeyringStore", "KeyringUnavailable"]
+__all__ = ["KeyringStore", "KeyringUnavailable", "turned_off"]
