@@ -33,11 +33,6 @@ are built on these functions. Nothing here prints, except the default ``on_code`
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -45,6 +40,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from devicelink.client.browser import (
+    BrowserOpener,
+    browser_plausible,
+    open_in_browser,
+    show_link_on_stderr,
+)
 from devicelink.client.credentials import DEFAULT_TOKEN_ENV, Credential
 from devicelink.client.discovery import no_code_grant
 from devicelink.client.errors import DeviceFlowError, KeyRefused, LoopbackRefused
@@ -79,36 +80,13 @@ OnMethod = Callable[[Literal["loopback", "device"], "str | None"], None]
 """Hears the flow a login runs, before it runs, and why not the loopback flow when
 ``"auto"`` chose it but the server refused it for this client."""
 
-BrowserOpener = Callable[[str], bool]
-"""Opens a URL in the user's browser; ``True`` if a browser was started."""
-
 LoginMethod = Literal["auto", "loopback", "device"]
 """How :func:`login` signs in: ``"loopback"`` (authorization code + PKCE, the browser on
 this machine redirecting to a listener on 127.0.0.1), ``"device"`` (RFC 8628: a code and a
 link, for any device), or ``"auto"`` (:func:`choose_method`)."""
 LOGIN_METHODS: tuple[LoginMethod, ...] = ("auto", "loopback", "device")
 
-_GRAPHICAL_PLATFORMS = ("darwin", "win32", "cygwin")
-
-
-# --- the browser -------------------------------------------------------------------------
-
-
-def browser_plausible(env: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
-    """Whether a browser can plausibly be opened for the user on this machine.
-
-    Not over SSH (``SSH_CONNECTION`` or ``SSH_TTY`` set): the browser would open on the
-    remote machine, or fail, and a redirect to this machine's loopback could not reach
-    it. Otherwise yes when ``$BROWSER`` names one, on macOS and Windows, and elsewhere
-    (Linux, the BSDs) in a graphical session (``DISPLAY`` or ``WAYLAND_DISPLAY`` set).
-    """
-    env = os.environ if env is None else env
-    platform = sys.platform if platform is None else platform
-    if env.get("SSH_CONNECTION") or env.get("SSH_TTY"):
-        return False
-    if env.get("BROWSER") or platform.startswith(_GRAPHICAL_PLATFORMS):
-        return True
-    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+# --- which flow --------------------------------------------------------------------------
 
 
 def choose_method(
@@ -132,65 +110,6 @@ def choose_method(
             raise no_code_grant(endpoints.issuer)
         return "device"
     return "loopback" if method == "loopback" or browser_here else "device"
-
-
-def open_in_browser(url: str) -> bool:
-    """Start the user's browser on ``url`` without waiting for it; ``True`` if started.
-
-    With ``$BROWSER`` set, :mod:`webbrowser` (which honours it), in a process of its own.
-    Otherwise not :mod:`webbrowser`: on Linux it may fall back to a text browser that
-    takes over the terminal, and browsers it starts inherit standard output (which
-    ``--json`` keeps for its one object). ``xdg-open``, ``open`` on macOS,
-    ``os.startfile`` on Windows; their output is discarded.
-    """
-    if not url.startswith(("https://", "http://")):
-        return False
-    if os.environ.get("BROWSER"):
-        # Python's webbrowser honours $BROWSER; in an interpreter of its own, so that
-        # what the browser prints never reaches this command's output and a $BROWSER
-        # that runs until the page is done never blocks the wait.
-        return _spawn([sys.executable, "-m", "webbrowser", url])
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        startfile = getattr(os, "startfile", None)
-        if startfile is None:
-            return False
-        try:
-            startfile(url)
-        except OSError:
-            return False
-        return True
-    launcher = "open" if sys.platform == "darwin" else "xdg-open"
-    executable = shutil.which(launcher)
-    if executable is None:
-        return False
-    return _spawn([executable, url])
-
-
-def _spawn(argv: list[str]) -> bool:
-    """Start ``argv`` (a fixed program, an http(s) URL) detached, its output discarded;
-    whether it started. Reaped in the background (xdg-open may wait for the browser):
-    never waited for."""
-    try:
-        process = subprocess.Popen(  # noqa: S603 - a fixed program and an http(s) URL
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError:
-        return False
-    threading.Thread(target=process.wait, name="devicelink-browser", daemon=True).start()
-    return True
-
-
-def show_link_on_stderr(request: AuthorizationRequest, lifetime: float) -> None:
-    """The fallback ``on_link``: the loopback flow's link, on standard error."""
-    print(
-        f"To sign in, open {request.url} in a browser on this computer",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 # --- servers and credentials -------------------------------------------------------------

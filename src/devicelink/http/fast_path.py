@@ -34,9 +34,11 @@ from devicelink.http.oauth import (
     answer_token,
     check_start_limit,
 )
+from devicelink.core.models import ApiKey, User
 from devicelink.runtime.logging import AccessLog
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials
+from devicelink.service.keys import KeyOwner
 
 
 class FastPath:
@@ -60,6 +62,7 @@ class FastPath:
         }
         self.paths = frozenset(path for path, _ in self.routes)
         self.access_log = AccessLog()
+        self.owners = OwnerAnswers()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.routes.get((scope["path"], scope["method"]))
@@ -164,9 +167,65 @@ class FastPath:
             return receive
 
         async def me() -> Response:
-            return describe_owner(await rt.keys.authenticate(token, ip=_ip(scope)))
+            return self.owners.answer(await rt.keys.authenticate(token, ip=_ip(scope)))
 
         return await _answering(scope, me())
+
+
+class OwnerAnswers:
+    """/api/me's answers (:func:`devicelink.http.api.describe_owner`), each rendered
+    once per key and owner as the key check found them, and given again while the
+    check finds those same objects.
+
+    On PostgreSQL the key check answers from :class:`devicelink.storage.keycache.KeyCache`,
+    which hands out the objects it holds until a change to the key or its owner is
+    announced (or its entry ages out); then the check finds new objects, and the answer
+    is rendered afresh. Objects are matched by identity, never by value, and each
+    remembered answer holds its key and owner, so an identity cannot be reused while it
+    is remembered. Elsewhere (no key cache) every check finds new objects and nothing
+    is given again. At most ``max_entries`` answers are kept, the oldest dropped first.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._answers: dict[int, tuple[ApiKey, User, _Rendered]] = {}
+
+    def answer(self, owner: KeyOwner) -> Response:
+        key, user = owner.key, owner.user
+        remembered = self._answers.get(id(key))
+        if remembered is not None and remembered[0] is key and remembered[1] is user:
+            return remembered[2].again()
+        response = describe_owner(owner)
+        if self.max_entries > 0:
+            answers = self._answers
+            answers.pop(id(key), None)
+            while len(answers) >= self.max_entries:
+                del answers[next(iter(answers))]
+            answers[id(key)] = (key, user, _Rendered.of(response))
+        return response
+
+
+class _Rendered(Response):
+    """A response rendered before: its status, body and headers, the security headers
+    already among them (as :class:`FastPath` adds them), in a fresh list for each
+    request (the caller appends the request id)."""
+
+    def __init__(self, status_code: int, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        # Not Response.__init__: nothing to render, the headers are the rendered ones.
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
+
+    @classmethod
+    def of(cls, response: Response) -> _Rendered:
+        headers = list(response.raw_headers)
+        if not any(name == b"x-frame-options" for name, _ in headers):
+            headers.extend(SECURITY_HEADER_LIST)
+        return cls(response.status_code, bytes(response.body), headers)
+
+    def again(self) -> _Rendered:
+        return _Rendered(self.status_code, self.body, list(self.raw_headers))
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

@@ -32,7 +32,11 @@ def use_record_interval(key_id: int) -> timedelta:
     most a minute (:data:`USE_RECORD_INTERVAL`), less by up to 15 seconds depending on
     the key, so that keys first used together (a fleet of CLIs started at once) do not
     all fall due for a write in the same instant, ever after."""
-    return USE_RECORD_INTERVAL - timedelta(seconds=key_id % 16)
+    return _USE_RECORD_INTERVALS[key_id % len(_USE_RECORD_INTERVALS)]
+
+
+_USE_RECORD_INTERVALS = tuple(USE_RECORD_INTERVAL - timedelta(seconds=s) for s in range(16))
+"""use_record_interval's answers, made once (it runs on every key check)."""
 
 
 async def revoke_key(
