@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio.to_thread
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import make_url
 
 from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.server.app import create_app
@@ -71,6 +72,8 @@ async def test_secret_adopt_changes_the_secret_on_purpose(
     adopted = await devicelink(database, tmp_path, OTHER_SECRET, "secret", "adopt", "--yes")
     assert adopted.startswith("exit 0"), adopted
     assert "the database now uses the secret" in adopted
+    assert "\ndatabase: " in adopted  # which database, as every admin command says
+    assert str(make_url(database.url).database) in adopted.split("\ndatabase: ")[1]
     again = await devicelink(database, tmp_path, OTHER_SECRET, "secret", "adopt", "--yes")
     assert "already uses this secret" in again
     await starts(settings.model_copy(update={"secret_key": SecretStr(OTHER_SECRET)}), clock)

@@ -20,7 +20,7 @@ import anyio.to_thread
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from devicelink.core.codes import CodeHasher
 from devicelink.core.models import DEVICE_CODE_GRANT
@@ -99,6 +99,9 @@ async def secret_status(database: Database, tmp_path: Path, secret: str, *fallba
     assert "Traceback" not in output
     for shown in (secret, *fallbacks):
         assert shown not in output  # fingerprints only
+    named = [line for line in done.stderr.splitlines() if line.startswith("database: ")]
+    assert named  # which database, as every admin command says
+    assert str(make_url(database.url).database) in named[0]
     return output
 
 

@@ -14,7 +14,6 @@ import click
 from devicelink.admin.common import (
     admin_settings,
     fail,
-    load_settings,
     print_table,
     run_with_store,
     settings_options,
@@ -82,7 +81,7 @@ def secret_adopt(yes: bool, data_dir: Path | None) -> None:
     clients get new secrets with `devicelink clients add`). Stop every server first;
     start them with the new secret after.
     """
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     hasher = _hasher(settings)
     if not yes:
         click.confirm(
@@ -112,7 +111,7 @@ def secret_status(limit: int, data_dir: Path | None) -> None:
     rotation's step 2 may still carry the previous secret's hash (the database keeps no
     key in clear, so no command can rewrite it). Run it with the servers' settings.
     """
-    settings = load_settings(data_dir)
+    settings = admin_settings(data_dir)
     hasher = _hasher(settings)
     now = utc_now()
     lifetimes = (settings.session_lifetime, settings.code_lifetime)
