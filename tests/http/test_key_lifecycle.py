@@ -13,7 +13,7 @@ import pytest
 from devicelink.core.models import AuditKind, User
 from devicelink.runtime.settings import Settings
 from devicelink.service.admin import AdminService
-from devicelink.service.device_flow import Actor
+from devicelink.service.flows import Actor
 from devicelink.service.keys import use_record_interval
 from tests.http.contract import add_client, assert_oauth_error, basic, issue_key, me
 from tests.support.app import Server

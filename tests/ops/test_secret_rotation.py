@@ -27,7 +27,7 @@ from devicelink.core.models import DEVICE_CODE_GRANT
 from devicelink.idp.local import hash_password
 from devicelink.runtime.settings import ConfigurationError, Settings
 from devicelink.server.app import create_app
-from devicelink.service.device_flow import Actor
+from devicelink.service.flows import Actor
 from devicelink.service.instance import rotation_report, secret_state
 from devicelink.storage.tables import api_keys
 from tests.http.contract import add_client, basic, engine_of, issue_key, me

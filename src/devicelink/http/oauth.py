@@ -41,7 +41,7 @@ from devicelink.http.openapi import (
 from devicelink.runtime.clients import scopes_supported
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials
-from devicelink.service.device_flow import TokenGrant
+from devicelink.service.flows import TokenGrant
 
 VERIFY_PATH = "/oauth/device/verify"
 AUTHORIZE_PATH = "/oauth/authorize"

@@ -4,7 +4,8 @@ The service sees storage only through :mod:`devicelink.core.ports`; it owns the 
 of operations inside a transaction, not the SQL and not the HTTP.
 """
 
-from devicelink.service.device_flow import DeviceFlowService, StartedFlow, TokenGrant
+from devicelink.service.device_flow import DeviceFlowService, StartedFlow
+from devicelink.service.flows import TokenGrant
 from devicelink.service.issuing import StoredKeyIssuer
 from devicelink.service.keys import KeyService
 

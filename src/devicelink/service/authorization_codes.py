@@ -35,8 +35,8 @@ from devicelink.core.models import (
 from devicelink.core.ports import DuplicateCode, KeyIssuer, Store, Transaction
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials, is_client_id
 from devicelink.service.clock import Clock, utc_now
-from devicelink.service.device_flow import Actor, TokenGrant
 from devicelink.service.events import NO_EVENTS, EventSink
+from devicelink.service.flows import Actor, TokenGrant
 from devicelink.service.issuing import Minted, Minting
 from devicelink.service.keys import revoke_key
 from devicelink.service.revocations import IssuerRevocations

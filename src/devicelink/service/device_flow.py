@@ -34,15 +34,14 @@ from devicelink.core.ports import DuplicateCode, FastPathStore, KeyIssuer, Store
 from devicelink.service.clients import ClientAuthenticator, ClientCredentials, is_client_id
 from devicelink.service.clock import Clock, utc_now
 from devicelink.service.events import NO_EVENTS, EventSink
+from devicelink.service.flows import Actor, TokenGrant
 from devicelink.service.issuing import Minted, Minting
 
 __all__ = [
-    "Actor",
     "ClientCredentials",
     "DeviceFlowService",
     "Review",
     "StartedFlow",
-    "TokenGrant",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,27 +56,6 @@ at its key's issuance: switching the grant off stops flows in progress too."""
 
 
 @dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is acting in the browser, for the audit log."""
-
-    user_id: int | None = None
-    username: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-
-    def event(self, kind: AuditKind, now: datetime, **fields: object) -> AuditEvent:
-        return AuditEvent(
-            kind=kind,
-            occurred_at=now,
-            user_id=self.user_id,
-            username=self.username,
-            ip=self.ip,
-            user_agent=self.user_agent,
-            **fields,  # type: ignore[arg-type]
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class StartedFlow:
     """The device authorization response (RFC 8628 section 3.2), before URLs are added."""
 
@@ -85,15 +63,6 @@ class StartedFlow:
     user_code: str
     expires_in: int
     interval: int
-    scope: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGrant:
-    """A successful token response (RFC 6749 section 5.1)."""
-
-    access_token: str
-    expires_in: int | None
     scope: tuple[str, ...]
 
 

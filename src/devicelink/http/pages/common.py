@@ -25,7 +25,7 @@ from devicelink.http.pages.host_users import (
 )
 from devicelink.http.templating import templates_for
 from devicelink.runtime.wiring import Runtime
-from devicelink.service.device_flow import Actor
+from devicelink.service.flows import Actor
 from devicelink.service.sessions import OpenSession
 
 LOGIN_PATH = "/login"
