@@ -40,7 +40,11 @@ class DuplicateCode(Exception):
 
 
 class ClientRepository(Protocol):
-    async def get(self, client_id: str) -> Client | None: ...
+    async def get(self, client_id: str, *, for_update: bool = False) -> Client | None:
+        """The client, or None. ``for_update`` holds it until the transaction ends: a key
+        being issued for it (which references it) is waited for, and one issued after
+        waits in turn (PostgreSQL; SQLite's writer serialises every transaction)."""
+        ...
 
     async def add(self, client: Client) -> None:
         """Insert a client; raises ``ValueError`` if the id is taken."""

@@ -228,7 +228,11 @@ async def _remove_once_delivered(
     tx: Transaction, client_id: str, *, revoked: int, now: datetime
 ) -> ClientRemoval:
     """Delete the client unless a revocation of its keys waits for the issuer, or a key
-    issued since the caller looked is live (refused: it would go unannounced)."""
+    issued since the caller looked is live (refused: it would go unannounced). The client
+    is locked first, so that a key being issued for it is seen here, not deleted with it
+    by the database's cascade once committed."""
+    if await tx.clients.get(client_id, for_update=True) is None:
+        raise NotFound(f"no client {client_id!r}")
     if any(key.is_active(now) for key, _ in await tx.api_keys.list_for_client(client_id)):
         raise ClientInUse(f"client {client_id!r} was issued a key meanwhile: run this again")
     undelivered = await tx.issuer_revocations.count_for_client(client_id)

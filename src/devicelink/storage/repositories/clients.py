@@ -14,10 +14,9 @@ from devicelink.storage.tables import clients
 class SqlClientRepository(Repository):
     __slots__ = ()
 
-    async def get(self, client_id: str) -> Client | None:
-        return await self._first(
-            select(clients).where(clients.c.client_id == client_id), client_from_row
-        )
+    async def get(self, client_id: str, *, for_update: bool = False) -> Client | None:
+        query = select(clients).where(clients.c.client_id == client_id)
+        return await self._first(query.with_for_update() if for_update else query, client_from_row)
 
     async def add(self, client: Client) -> None:
         async with self._refused_if_taken(f"client {client.client_id!r} already exists"):
