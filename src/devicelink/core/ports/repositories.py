@@ -1,17 +1,13 @@
-"""The Protocols through which the service reaches storage and upstream login.
-
-Contracts, in the manner of Dex's ``storage.Storage``: times are timezone-aware UTC;
-"not found" is ``None`` or ``False``, never an exception; every state change is a
-compare-and-set that reports whether it happened, never read-then-write.
+"""The repositories a transaction holds, the transaction and the store (the general
+path): every state change a compare-and-set that reports whether it happened.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 from devicelink.core.authcode import AuthorizationCode, NewAuthorizationCode
 from devicelink.core.lifecycle import FlowPolicy, PollDecision
@@ -21,8 +17,6 @@ from devicelink.core.models import (
     BrowserSession,
     Client,
     DeviceAuthorization,
-    Identity,
-    IssuedKey,
     NewApiKey,
     NewDeviceAuthorization,
     PendingRevocation,
@@ -392,186 +386,4 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise when the database cannot be reached."""
-        ...
-
-
-class FastPathStore(Protocol):
-    """What every waiting device and every signed-in CLI asks (a poll, a key check) and
-    what starts and follows them (a new flow, a key's last use), each in ONE statement
-    on the driver's connection, with no ORM in between.
-
-    Each answers only the common case and returns None for anything else; the caller then
-    takes the full path through the repositories. The conformance suite runs the
-    repositories only; ``tests/storage/test_poll_implementations.py`` holds the poll to
-    the repositories' and to :func:`devicelink.core.lifecycle.decide_poll` in every state
-    a record can be in, ``tests/storage/test_fast_path_store.py`` the PostgreSQL
-    implementation to the rules (a poll, a new flow to the rows the repositories write, a
-    key's last use to its compare-and-set), ``tests/storage/test_key_cache.py`` its key
-    lookups, and ``tests/stateful`` drives both paths against one model.
-    """
-
-    async def poll(
-        self, device_code_hash: bytes, *, client_id: str, now: datetime, policy: FlowPolicy
-    ) -> PollDecision | None:
-        """The repositories' :meth:`DeviceAuthorizationRepository.poll` in one statement:
-        see :data:`POLL_CONTRACT`."""
-        ...
-
-    async def start_flow(
-        self,
-        new: NewDeviceAuthorization,
-        *,
-        requested_scope: tuple[str, ...] | None,
-    ) -> tuple[str, ...] | None:
-        """Store ``new`` as a pending flow, with its ``flow_started`` audit event, if
-        ``new.client_id`` is a public client that may have ``requested_scope`` (None: the
-        client's own scopes), and return the scope granted (``new.scope`` is ignored).
-        Otherwise, or when a code collides, store nothing and return None."""
-        ...
-
-    async def key_with_owner(self, key_hash: bytes) -> tuple[ApiKey, User] | None:
-        """The key and its owner, possibly as remembered from an earlier lookup: an
-        implementation may remember only what it hears every change of (a revocation,
-        an account disabled) before it could answer again."""
-        ...
-
-    async def rehash_key(
-        self,
-        key_id: int,
-        *,
-        old_hash: bytes,
-        new_hash: bytes,
-        fingerprint: str,
-        now: datetime,
-        ip: str | None,
-    ) -> bool:
-        """:meth:`ApiKeyRepository.rehash` of a key found under a previous secret as it
-        is used (a use, when it had one before); once it moved, every process forgets
-        what it remembers of the key."""
-        ...
-
-    async def record_use(
-        self, key_id: int, *, now: datetime, ip: str | None, not_since: datetime
-    ) -> bool:
-        """Write the key's last use if the stored one is older than ``not_since`` (or
-        absent), with the ``key_first_used`` audit event when absent; False when another
-        request wrote it first. What :meth:`key_with_owner` remembers of the key is
-        forgotten either way."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class KeyIssuer(Protocol):
-    """Mints the API key a device receives, and revokes it.
-
-    The default mints devicelink's own ``dlk_`` keys. An embedding application can plug
-    in its own key system instead. devicelink keeps a keyed hash of every issued key
-    (whatever its shape) and the issuer's ``external_id`` for it, so the key is answered
-    by ``/api/me``, introspection and revocation like devicelink's own, and the user's
-    connected-devices page lists the device.
-
-    - ``issue`` creates the key, inside the poll's transaction ``tx``: the key, the
-      consumed authorization and the audit line commit together or not at all. Raising
-      :class:`devicelink.core.errors.KeyIssueRefused` denies the authorization (the
-      device gets ``access_denied`` with the reason); raising anything else rolls the
-      poll back and answers ``server_error``, and the device stops polling.
-    - ``revoke`` is called once a revocation has committed, from any door (the device's
-      logout, the devices page, the operator's ``keys revoke`` and ``users disable``),
-      in a transaction of its own that also removes the revocation from the outbox
-      (:class:`IssuerRevocationRepository`). Raising leaves it pending: it is retried
-      later by the host process. Called at least once per revoked key, so it should
-      tolerate a key it already revoked.
-
-    Optional members, looked up by name:
-
-    - ``key_prefix: str`` or ``is_well_formed(presented: str) -> bool``: the shape of
-      the issuer's keys, checked before any lookup (see
-      :func:`devicelink.core.apikeys.worth_a_lookup`); ``dlk_`` keys are always
-      checked by their checksum;
-    - ``async check(tx, *, user, client, now) -> None``: called when the user presses
-      Approve; raising ``KeyIssueRefused`` there denies the request before any key
-      exists, and the page tells the user why. It should only read.
-    """
-
-    async def issue(
-        self,
-        tx: Transaction,
-        *,
-        user: User,
-        client: Client,
-        authorization: DeviceAuthorization,
-        now: datetime,
-    ) -> IssuedKey: ...
-
-    async def revoke(self, tx: Transaction, *, key: ApiKey, now: datetime) -> None: ...
-
-
-# --- upstream sign-in (Dex's connector shape: two methods) ------------------------------
-
-
-class LoginFailed(Exception):
-    """Sign-in did not prove an identity; the message is safe to show the user."""
-
-
-@dataclass(frozen=True, slots=True)
-class LoginRedirect:
-    """Where to send the browser to sign in, and what to keep until it comes back
-    (state, nonce, PKCE verifier): the caller stores ``transient`` in the session."""
-
-    url: str
-    transient: dict[str, str] = field(default_factory=dict)
-
-
-class Authenticator(Protocol):
-    """One way to sign in: build the login redirect; turn the callback into an identity."""
-
-    name: str
-    label: str
-
-    async def login_redirect(self, *, callback_url: str) -> LoginRedirect: ...
-
-    async def identity_from_callback(
-        self, params: Mapping[str, str], *, transient: Mapping[str, str], callback_url: str
-    ) -> Identity:
-        """Raise :class:`LoginFailed` when the callback proves nothing."""
-        ...
-
-
-# --- maintenance: purging what has ended (DESIGN.md defect 7) ---------------------------
-
-PurgeKind = Literal[
-    "device_authorizations", "authorization_codes", "api_keys", "browser_sessions", "audit_events"
-]
-PURGE_KINDS: tuple[PurgeKind, ...] = (
-    "device_authorizations",
-    "authorization_codes",
-    "api_keys",
-    "browser_sessions",
-    "audit_events",
-)
-
-
-class Purger(Protocol):
-    """Deletes rows that have ended, a small batch at a time.
-
-    What ended "before ``before``" means per kind: device authorizations, authorization
-    codes (redeemed or not) and browser sessions whose ``expires_at`` is earlier; API
-    keys revoked or expired earlier; audit events that occurred earlier. The caller
-    chooses ``before`` (the retention).
-    """
-
-    async def purge_batch(self, kind: PurgeKind, *, before: datetime, limit: int) -> int:
-        """Delete at most ``limit`` such rows in one short transaction of its own and
-        return how many went. Rows another transaction holds (another purger, a poll)
-        are skipped, never waited for, so concurrent purgers never delete a row twice."""
-        ...
-
-    async def count(self, kind: PurgeKind, *, before: datetime) -> int:
-        """How many rows a purge with this ``before`` would delete (nothing is deleted)."""
-        ...
-
-    def exclusive(self) -> AbstractAsyncContextManager[bool]:
-        """Try, without waiting, to become the one process purging: yields True when
-        this process holds the purge lock until the block ends, False when another does."""
         ...
