@@ -50,7 +50,7 @@ async def test_a_key_issued_during_the_removal_is_kept_and_the_removal_refused(
     await issuer
     # Refused either way: SQLite's writer serialised the removal after the issuance
     # ("has 1 live key"); PostgreSQL's removal found it once it could lock the client.
-    with pytest.raises(ClientInUse, match="live key|issued a key meanwhile"):
+    with pytest.raises(ClientInUse, match=r"live key|issued a key meanwhile"):
         await removal
     async with store.transaction() as tx:
         assert await tx.clients.get("ci-bot") == CLIENT

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from devicelink.core.models import ApiKey, User
 from devicelink.http.api import describe_owner
 from devicelink.http.errors import error_response
 from devicelink.http.forms import FORM_MEDIA_TYPE, MAX_FIELDS
@@ -34,7 +35,6 @@ from devicelink.http.oauth import (
     answer_token,
     check_start_limit,
 )
-from devicelink.core.models import ApiKey, User
 from devicelink.runtime.logging import AccessLog
 from devicelink.runtime.wiring import Runtime
 from devicelink.service.clients import ClientCredentials
@@ -174,34 +174,32 @@ class FastPath:
 
 class OwnerAnswers:
     """/api/me's answers (:func:`devicelink.http.api.describe_owner`), each rendered
-    once per key and owner as the key check found them, and given again while the
-    check finds those same objects.
+    once and given again to the same key and owner.
 
-    On PostgreSQL the key check answers from :class:`devicelink.storage.keycache.KeyCache`,
-    which hands out the objects it holds until a change to the key or its owner is
-    announced (or its entry ages out); then the check finds new objects, and the answer
-    is rendered afresh. Objects are matched by identity, never by value, and each
-    remembered answer holds its key and owner, so an identity cannot be reused while it
-    is remembered. Elsewhere (no key cache) every check finds new objects and nothing
-    is given again. At most ``max_entries`` answers are kept, the oldest dropped first.
+    An answer is a function of the key and its owner alone, so it is remembered by
+    their whole value (every field of both, the key's last use included): a change to
+    either (a revocation refuses the key before it gets here) makes another entry, never
+    a stale answer. At most ``max_entries`` answers are kept, the oldest dropped first.
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._answers: dict[int, tuple[ApiKey, User, _Rendered]] = {}
+        self._answers: dict[tuple[ApiKey, User], _Rendered] = {}
+
+    def __len__(self) -> int:
+        return len(self._answers)
 
     def answer(self, owner: KeyOwner) -> Response:
-        key, user = owner.key, owner.user
-        remembered = self._answers.get(id(key))
-        if remembered is not None and remembered[0] is key and remembered[1] is user:
-            return remembered[2].again()
+        found = (owner.key, owner.user)
+        rendered = self._answers.get(found)
+        if rendered is not None:
+            return rendered.again()
         response = describe_owner(owner)
         if self.max_entries > 0:
             answers = self._answers
-            answers.pop(id(key), None)
             while len(answers) >= self.max_entries:
                 del answers[next(iter(answers))]
-            answers[id(key)] = (key, user, _Rendered.of(response))
+            answers[found] = _Rendered.of(response)
         return response
 
 
@@ -210,7 +208,9 @@ class _Rendered(Response):
     already among them (as :class:`FastPath` adds them), in a fresh list for each
     request (the caller appends the request id)."""
 
-    def __init__(self, status_code: int, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, status_code: int, body: bytes | memoryview, raw_headers: list[tuple[bytes, bytes]]
+    ) -> None:
         # Not Response.__init__: nothing to render, the headers are the rendered ones.
         self.status_code = status_code
         self.background = None
