@@ -24,7 +24,7 @@ from devicelink.cli import main
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.storage.fast_path import AsyncpgFastPath
 from devicelink.storage.migrate import alembic_config
-from devicelink.storage.tables import metadata
+from devicelink.storage.tables import metadata, on_database
 from tests.support.databases import (
     fresh_postgres_database,
     pg_admin,
@@ -69,7 +69,10 @@ def test_migrations_create_the_schema_and_keep_to_it(empty_postgres: str) -> Non
     assert [row["version_num"] for row in versions] == [head_revision()]
 
     def diff(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        include = on_database(connection.dialect.name)
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include}
+        )
         return list(compare_metadata(context, metadata))
 
     async def compare() -> list[Any]:

@@ -27,7 +27,7 @@ from sqlalchemy.pool import NullPool
 
 from devicelink.storage import SqlStore, create_engine_for_url, upgrade_database
 from devicelink.storage.migrate import alembic_config
-from devicelink.storage.tables import metadata
+from devicelink.storage.tables import metadata, on_database
 from tests.support.databases import fresh_postgres_database
 
 
@@ -50,7 +50,11 @@ def head_revision() -> str:
 def _inspect(connection: Connection) -> dict[str, Any]:
     context = MigrationContext.configure(
         connection,
-        opts={"compare_type": True, "compare_server_default": True},
+        opts={
+            "compare_type": True,
+            "compare_server_default": True,
+            "include_object": on_database(connection.dialect.name),
+        },
     )
     return {
         "diff": compare_metadata(context, metadata),
@@ -190,3 +194,41 @@ def test_accounts_whose_names_differ_only_by_case_keep_working_after_0008(
 
     assert asyncio.run(seed_then_upgrade()) == ["admin", "Admin", "admin", "bob", "bob"]
     assert inspect_schema(empty_database)["diff"] == []
+
+
+def test_each_code_hash_is_unique_through_a_hash_index_on_postgresql(
+    empty_database: str, backend: str
+) -> None:
+    """Migration 0012: on PostgreSQL the device and user code hashes are kept unique by
+    exclusion constraints on hash indexes (the comparison above cannot see those: Alembic
+    does not reflect exclusion constraints), on SQLite by unique constraints as before."""
+    upgrade_database(empty_database)
+
+    def constraints(connection: Connection) -> tuple[list[Any], list[Any]]:
+        found = inspect(connection)
+        return (
+            found.get_unique_constraints("device_authorizations"),
+            found.get_indexes("device_authorizations"),
+        )
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        engine = create_engine_for_url(empty_database, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(constraints)
+        finally:
+            await engine.dispose()
+
+    uniques, indexes = asyncio.run(run())
+    columns = [["device_code_hash"], ["user_code_hash"]]
+    if backend == "sqlite":
+        assert sorted(u["column_names"] for u in uniques) == columns
+        return
+    assert uniques == []
+    by_hash = [
+        index["column_names"]
+        for index in indexes
+        if index.get("dialect_options", {}).get("postgresql_using") == "hash"
+        and index.get("duplicates_constraint") == index["name"]
+    ]
+    assert sorted(by_hash) == columns

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from devicelink.storage.tables import metadata
+from devicelink.storage.tables import metadata, on_database
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -15,6 +15,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=on_database(connection.dialect.name),
     # devicelink's own schema when it shares a PostgreSQL database (DATABASE_SCHEMA).
     version_table_schema=context.config.attributes.get("version_table_schema"),
 )
