@@ -92,7 +92,7 @@ def error_response(exc: BaseException, request: Request, *, html: bool | None = 
     :class:`DeviceLinkRoute` and the fast path all come here. ``html`` says whether to
     answer with a page or RFC 6749 section 5.2 JSON; None decides by the request."""
     if isinstance(exc, OAuthError):
-        if isinstance(exc, ServerError) and exc.__cause__ is not None:
+        if is_logged(exc):
             # A failure answered as such (a key issuer's, say): its detail is logged
             # under the request id, never sent.
             log.error(
@@ -129,26 +129,40 @@ def error_response(exc: BaseException, request: Request, *, html: bool | None = 
     return _protocol_answer(ServerError(), request, html)
 
 
+def is_logged(error: OAuthError) -> bool:
+    """Whether :func:`error_response` logs this protocol error before answering it (a
+    failure answered as a server error: its cause goes to the log)."""
+    return isinstance(error, ServerError) and error.__cause__ is not None
+
+
+def json_error_response(error: OAuthError) -> JSONResponse:
+    """A protocol error's RFC 6749 section 5.2 JSON answer (never logged: see
+    :func:`error_response`, which answers with this when ``html`` is false)."""
+    return JSONResponse(error.body(), status_code=error.status_code, headers=_headers(error))
+
+
+def _headers(error: OAuthError) -> dict[str, str]:
+    return {**NO_STORE, **error.headers}
+
+
 def _request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", "-"))
 
 
 def _protocol_answer(error: OAuthError, request: Request, html: bool | None) -> Response:
-    headers = dict(NO_STORE)
-    headers.update(error.headers)
     if html is None:
         html = _wants_html(request)
-    if html:
-        title, message = _HTML_MESSAGES.get(
-            error.status_code,
-            ("Something went wrong", "The request could not be completed. Nothing was changed."),
-        )
-        return HTMLResponse(
-            _error_page(request, title, message),
-            status_code=error.status_code,
-            headers=headers,
-        )
-    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+    if not html:
+        return json_error_response(error)
+    title, message = _HTML_MESSAGES.get(
+        error.status_code,
+        ("Something went wrong", "The request could not be completed. Nothing was changed."),
+    )
+    return HTMLResponse(
+        _error_page(request, title, message),
+        status_code=error.status_code,
+        headers=_headers(error),
+    )
 
 
 def _http_exception_answer(

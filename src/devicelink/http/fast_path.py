@@ -17,16 +17,17 @@ parse, another method) is handed to the full stack untouched, which answers it a
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from devicelink.core.errors import OAuthError
 from devicelink.core.models import ApiKey, User
 from devicelink.http.api import describe_owner
-from devicelink.http.errors import error_response
+from devicelink.http.errors import error_response, is_logged, json_error_response
 from devicelink.http.forms import FORM_MEDIA_TYPE, MAX_FIELDS
 from devicelink.http.middleware import SECURITY_HEADER_LIST, request_id_of
 from devicelink.http.oauth import (
@@ -63,6 +64,7 @@ class FastPath:
         self.paths = frozenset(path for path, _ in self.routes)
         self.access_log = AccessLog()
         self.owners = OwnerAnswers()
+        self.errors = ErrorAnswers()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.routes.get((scope["path"], scope["method"]))
@@ -82,7 +84,9 @@ class FastPath:
             await self.full(scope, response, send)
             return
         headers = response.raw_headers
-        if not any(name == b"x-frame-options" for name, _ in headers):
+        if type(response) is not _Rendered and not any(
+            name == b"x-frame-options" for name, _ in headers
+        ):
             headers.extend(SECURITY_HEADER_LIST)
         headers.append((b"x-request-id", request_id.encode("ascii")))
         try:
@@ -93,6 +97,20 @@ class FastPath:
             )
             if self.access_log.enabled():
                 self.access_log.write(scope, response.status_code, started, request_id)
+
+    async def _answering(self, scope: Scope, answer: Awaitable[Response]) -> Response:
+        """The answer, or the error in the protocol's format, always (as
+        :class:`devicelink.http.errors.DeviceLinkRoute` answers on the full stack, with
+        :func:`devicelink.http.errors.error_response`; a protocol error that is not
+        logged is given its answer from :class:`ErrorAnswers`, the same bytes)."""
+        try:
+            return await answer
+        except OAuthError as exc:
+            if is_logged(exc):
+                return error_response(exc, Request(scope), html=False)
+            return self.errors.answer(exc)
+        except Exception as exc:  # answered as the full stack would, never raised
+            return error_response(exc, Request(scope), html=False)
 
     async def _form(self, rt: Runtime, scope: Scope, receive: Receive) -> dict[str, str] | Receive:
         """The request's form when it is the ordinary kind; otherwise the receive
@@ -130,7 +148,7 @@ class FastPath:
         if not isinstance(form, dict):
             return form
         creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
-        return await _answering(scope, answer_poll(rt, form, creds, _ip(scope)))
+        return await self._answering(scope, answer_poll(rt, form, creds, _ip(scope)))
 
     async def _token(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
         form = await self._form(rt, scope, receive)
@@ -138,7 +156,7 @@ class FastPath:
             return form
         creds = ClientCredentials(form.get("client_id"), form.get("client_secret"))
         agent = _header(scope, b"user-agent")
-        return await _answering(scope, answer_token(rt, form, creds, _ip(scope), agent))
+        return await self._answering(scope, answer_token(rt, form, creds, _ip(scope), agent))
 
     async def _authorize(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
         form = await self._form(rt, scope, receive)
@@ -153,7 +171,7 @@ class FastPath:
             await check_start_limit(rt, _ip(scope))
             return await answer_authorization(rt, form, creds, _ip(scope), user_agent)
 
-        return await _answering(scope, start())
+        return await self._answering(scope, start())
 
     async def _me(self, rt: Runtime, scope: Scope, receive: Receive) -> Response | Receive:
         token = None
@@ -169,7 +187,7 @@ class FastPath:
         async def me() -> Response:
             return self.owners.answer(await rt.keys.authenticate(token, ip=_ip(scope)))
 
-        return await _answering(scope, me())
+        return await self._answering(scope, me())
 
 
 class OwnerAnswers:
@@ -196,6 +214,49 @@ class OwnerAnswers:
             return rendered.again()
         response = describe_owner(owner)
         if self.max_entries > 0:
+            answers = self._answers
+            while len(answers) >= self.max_entries:
+                del answers[next(iter(answers))]
+            answers[found] = _Rendered.of(response)
+        return response
+
+
+class ErrorAnswers:
+    """The JSON answers of protocol errors
+    (:func:`devicelink.http.errors.json_error_response`), each rendered once and given
+    again byte for byte: a device polling a pending code is answered
+    ``authorization_pending`` every few seconds, the same answer every time.
+
+    An answer is a function of the error's status, body and headers alone, so it is
+    remembered by their whole value (each body value with its type: ``1`` and ``True``
+    are told apart); an error whose body or headers cannot be a key is rendered afresh,
+    and so is one longer than ``max_body`` bytes (a description that quotes what the
+    request sent, say: never kept). At most ``max_entries`` answers are kept, the oldest
+    dropped first.
+    """
+
+    def __init__(self, max_entries: int = 1024, max_body: int = 1024) -> None:
+        self.max_entries = max_entries
+        self.max_body = max_body
+        self._answers: dict[Hashable, _Rendered] = {}
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def answer(self, error: OAuthError) -> Response:
+        try:
+            found: Hashable = (
+                error.status_code,
+                tuple((name, type(value), value) for name, value in error.body().items()),
+                tuple(error.headers.items()),
+            )
+            rendered = self._answers.get(found)
+        except TypeError:  # an unhashable value: rendered each time
+            return json_error_response(error)
+        if rendered is not None:
+            return rendered.again()
+        response = json_error_response(error)
+        if self.max_entries > 0 and len(response.body) <= self.max_body:
             answers = self._answers
             while len(answers) >= self.max_entries:
                 del answers[next(iter(answers))]
@@ -241,27 +302,13 @@ def _ip(scope: Scope) -> str | None:
     return client[0] if client else None
 
 
-async def _answering(scope: Scope, answer: Awaitable[Response]) -> Response:
-    """The answer, or the error in the protocol's format, always (as
-    :class:`devicelink.http.errors.DeviceLinkRoute` answers on the full stack)."""
-    try:
-        return await answer
-    except Exception as exc:  # answered as the full stack would, never raised
-        return error_response(exc, Request(scope), html=False)
-
-
 def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:
     """The form when it is the ordinary kind; None sends the request to the full route,
     which explains whatever is wrong with it."""
     if content_type.split(b";", 1)[0].strip().lower() != FORM_MEDIA_TYPE.encode():
         return None
     try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
+        pairs = _form_pairs(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
     form: dict[str, str] = {}
@@ -270,6 +317,25 @@ def _simple_form(content_type: bytes, body: bytes) -> dict[str, str] | None:
             return None
         form[name] = value
     return {name: value for name, value in form.items() if value}
+
+
+def _form_pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, errors="strict",
+    max_num_fields=MAX_FIELDS)``, the same pairs: a form with nothing escaped (no ``%``
+    or ``+``, as a device's poll usually is) is split here, without parse_qsl's
+    unquoting of each name and value (which would give them back unchanged)."""
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+    if not text:
+        return []
+    if 1 + text.count("&") > MAX_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    pairs: list[tuple[str, str]] = []
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            pairs.append((name, value))
+    return pairs
 
 
 def _replay(chunks: list[bytes], receive: Receive, pending: Message | None, more: bool) -> Receive:

@@ -102,6 +102,7 @@ class Metrics:
             answer: self.polls.labels(answer)
             for answer in ("authorization_pending", "slow_down", "issued")
         }
+        self._children: dict[tuple[Counter, str], Any] = {}
 
     def observe_latency(self, route: str, seconds: float) -> None:
         child = self._latency_children.get(route)
@@ -120,11 +121,21 @@ class Metrics:
 
     def poll_answered(self, answer: str) -> None:
         child = self._poll_answers.get(answer)
-        (child if child is not None else self.polls.labels(answer)).inc()
+        if child is None:
+            # An error code (a class constant of core.errors): a small, fixed set.
+            child = self._poll_answers[answer] = self.polls.labels(answer)
+        child.inc()
         if answer == "expired_token":
-            self.flows.labels("expired").inc()
+            self._counted(self.flows, "expired").inc()
         elif answer == "issued":
-            self.keys.labels("issued").inc()
+            self._counted(self.keys, "issued").inc()
+
+    def _counted(self, counter: Counter, label: str) -> Any:
+        """``counter.labels(label)``, looked up once (created on first use, as before)."""
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[counter, label] = counter.labels(label)
+        return child
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get(MULTIPROCESS_ENV):

@@ -38,7 +38,8 @@ class ClientCredentials:
 
 def is_client_id(candidate: str) -> bool:
     # RFC 6749 appendix A.1: client-id = *VSCHAR (printable ASCII); stored ids are <= 128.
-    return 0 < len(candidate) <= 128 and all(" " <= ch <= "~" for ch in candidate)
+    # For ASCII, isprintable() is exactly " " to "~" (control characters and DEL are not).
+    return 0 < len(candidate) <= 128 and candidate.isascii() and candidate.isprintable()
 
 
 @dataclass(frozen=True, slots=True)
