@@ -158,3 +158,18 @@ async def count(srv: Server, sql: str) -> int:
     async with engine_of(srv).connect() as conn:
         found: int = (await conn.execute(text(sql))).scalar_one()
         return found
+
+
+UNCOMPARED = {b"x-request-id", b"date", b"server"}
+"""Headers that differ between any two answers (or between the two routes' servers)."""
+
+
+def raw(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """An answer as its bytes: status, headers in order (lower-case names, less
+    :data:`UNCOMPARED`), body: what compares the thin route with the full one."""
+    headers = [(name.lower(), value) for name, value in response.headers.raw]
+    return (
+        response.status_code,
+        [(name, value) for name, value in headers if name not in UNCOMPARED],
+        response.content,
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
-import httpx
 import pytest
 
 from devicelink.core.errors import (
@@ -21,18 +20,7 @@ from devicelink.http.errors import json_error_response
 from devicelink.http.fast_path import ErrorAnswers, _form_pairs
 from devicelink.http.forms import MAX_FIELDS
 from devicelink.http.middleware import SECURITY_HEADER_LIST
-from tests.http.contract import MakeServer, approve
-
-UNCOMPARED = {b"x-request-id", b"date", b"server"}
-
-
-def raw(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    headers = [(name.lower(), value) for name, value in response.headers.raw]
-    return (
-        response.status_code,
-        [(name, value) for name, value in headers if name not in UNCOMPARED],
-        response.content,
-    )
+from tests.http.contract import MakeServer, approve, raw
 
 
 @pytest.mark.anyio

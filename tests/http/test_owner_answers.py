@@ -8,25 +8,13 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from devicelink.core.models import ApiKey, User
 from devicelink.http.api import describe_owner
 from devicelink.http.fast_path import OwnerAnswers
 from devicelink.service.keys import KeyOwner
-from tests.http.contract import MakeServer
-
-UNCOMPARED = {b"x-request-id", b"date", b"server"}
-
-
-def raw(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    headers = [(name.lower(), value) for name, value in response.headers.raw]
-    return (
-        response.status_code,
-        [(name, value) for name, value in headers if name not in UNCOMPARED],
-        response.content,
-    )
+from tests.http.contract import MakeServer, raw
 
 
 @pytest.mark.anyio

@@ -25,7 +25,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devicelink.core.errors import OAuthError
-from devicelink.core.models import ApiKey, User
 from devicelink.http.api import describe_owner
 from devicelink.http.errors import error_response, is_logged, json_error_response
 from devicelink.http.forms import FORM_MEDIA_TYPE, MAX_FIELDS
@@ -190,7 +189,31 @@ class FastPath:
         return await self._answering(scope, me())
 
 
-class OwnerAnswers:
+class _Answers:
+    """Answers rendered once and given again byte for byte, by a key that holds
+    everything their rendering uses; at most ``max_entries`` kept, the oldest dropped."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._answers: dict[Hashable, _Rendered] = {}
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def _again(self, found: Hashable) -> Response | None:
+        rendered = self._answers.get(found)
+        return None if rendered is None else rendered.again()
+
+    def _keep(self, found: Hashable, response: Response) -> Response:
+        if self.max_entries > 0:
+            answers = self._answers
+            while len(answers) >= self.max_entries:
+                del answers[next(iter(answers))]
+            answers[found] = _Rendered.of(response)
+        return response
+
+
+class OwnerAnswers(_Answers):
     """/api/me's answers (:func:`devicelink.http.api.describe_owner`), each rendered
     once and given again to the same key and owner.
 
@@ -201,27 +224,15 @@ class OwnerAnswers:
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
-        self.max_entries = max_entries
-        self._answers: dict[tuple[ApiKey, User], _Rendered] = {}
-
-    def __len__(self) -> int:
-        return len(self._answers)
+        super().__init__(max_entries)
 
     def answer(self, owner: KeyOwner) -> Response:
         found = (owner.key, owner.user)
-        rendered = self._answers.get(found)
-        if rendered is not None:
-            return rendered.again()
-        response = describe_owner(owner)
-        if self.max_entries > 0:
-            answers = self._answers
-            while len(answers) >= self.max_entries:
-                del answers[next(iter(answers))]
-            answers[found] = _Rendered.of(response)
-        return response
+        again = self._again(found)
+        return again if again is not None else self._keep(found, describe_owner(owner))
 
 
-class ErrorAnswers:
+class ErrorAnswers(_Answers):
     """The JSON answers of protocol errors
     (:func:`devicelink.http.errors.json_error_response`), each rendered once and given
     again byte for byte: a device polling a pending code is answered
@@ -236,32 +247,25 @@ class ErrorAnswers:
     """
 
     def __init__(self, max_entries: int = 1024, max_body: int = 1024) -> None:
-        self.max_entries = max_entries
+        super().__init__(max_entries)
         self.max_body = max_body
-        self._answers: dict[Hashable, _Rendered] = {}
-
-    def __len__(self) -> int:
-        return len(self._answers)
 
     def answer(self, error: OAuthError) -> Response:
+        found = (
+            error.status_code,
+            tuple((name, type(value), value) for name, value in error.body().items()),
+            tuple(error.headers.items()),
+        )
         try:
-            found: Hashable = (
-                error.status_code,
-                tuple((name, type(value), value) for name, value in error.body().items()),
-                tuple(error.headers.items()),
-            )
-            rendered = self._answers.get(found)
+            again = self._again(found)
         except TypeError:  # an unhashable value: rendered each time
             return json_error_response(error)
-        if rendered is not None:
-            return rendered.again()
+        if again is not None:
+            return again
         response = json_error_response(error)
-        if self.max_entries > 0 and len(response.body) <= self.max_body:
-            answers = self._answers
-            while len(answers) >= self.max_entries:
-                del answers[next(iter(answers))]
-            answers[found] = _Rendered.of(response)
-        return response
+        if len(response.body) > self.max_body:
+            return response
+        return self._keep(found, response)
 
 
 class _Rendered(Response):
